@@ -1,0 +1,74 @@
+"""What the router does with contacts (events) and what others may ask of it (commands)."""
+
+from enum import StrEnum
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from contracts.types import Channel, Contract, Timestamp
+
+
+class RoutingEventType(StrEnum):
+    """The steps of a contact's life in the router."""
+
+    QUEUED = "queued"
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    OFFER_TIMED_OUT = "offer_timed_out"
+    ASSIGNED = "assigned"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    TRANSFERRED = "transferred"
+
+
+class RoutingEvent(Contract):
+    """One step of a contact's routing, published to ``kefu.routing.events.v1``."""
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this schema.")
+    event_id: UUID = Field(description="Unique id of this event.")
+    type: RoutingEventType = Field(description="Which step happened.", examples=["offered"])
+    occurred_at: Timestamp = Field(description="When the router decided it.")
+    contact_id: UUID = Field(description="The contact concerned.")
+    conversation_key: str = Field(
+        max_length=512, description="The contact's conversation key.", examples=["webchat:demo:conv-1"]
+    )
+    channel: Channel = Field(description="The contact's channel.", examples=["webchat"])
+    queue_id: str = Field(max_length=128, description="The queue the contact is in.", examples=["presales"])
+    agent_id: str | None = Field(
+        default=None, max_length=128, description="The agent concerned, if any.", examples=["alice"]
+    )
+    offer_id: UUID | None = Field(default=None, description="The offer concerned, if any.")
+    assignment_id: UUID | None = Field(default=None, description="The assignment concerned, if any.")
+    priority: int = Field(default=0, description="The contact's priority when it happened.", examples=[5])
+    reason: str | None = Field(
+        default=None, max_length=1024, description="Why, where the step has a reason.", examples=["declined"]
+    )
+
+
+class RoutingCommandType(StrEnum):
+    """What may be asked of the router."""
+
+    ESCALATE = "escalate"
+    REQUEUE = "requeue"
+
+
+class RoutingCommand(Contract):
+    """A request to move a contact, published to ``kefu.routing.commands.v1``."""
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this schema.")
+    command_id: UUID = Field(description="Unique id; the router applies each id once.")
+    type: RoutingCommandType = Field(description="What to do.", examples=["escalate"])
+    issued_at: Timestamp = Field(description="When it was issued.")
+    contact_id: UUID = Field(description="The contact to move.")
+    target_group: str = Field(
+        max_length=128,
+        description="Agent group that must take it (engineers, tam, crisis…).",
+        examples=["crisis"],
+    )
+    target_queue_id: str | None = Field(
+        default=None, max_length=128, description="Queue to move it to; the group's default when absent."
+    )
+    priority: int | None = Field(default=None, description="New priority, if raised.", examples=[100])
+    reason: str = Field(max_length=1024, description="Why, for the audit trail.", examples=["crisis lexicon: 曝光"])

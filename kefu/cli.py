@@ -1,0 +1,102 @@
+"""The ``kefu`` command."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from kefu.config_file import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kefu", description="Omnichannel support routing.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run everything locally on an embedded PostgreSQL and Kafka broker")
+    dev.add_argument("--data-dir", type=Path, default=Path(os.environ.get("KEFU_DATA_DIR", ".kefu")))
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--channels-port", type=int, default=int(os.environ.get("KEFU_CHANNELS_PORT", 8000)))
+    dev.add_argument("--router-port", type=int, default=int(os.environ.get("KEFU_ROUTER_PORT", 8001)))
+    dev.add_argument("--escalation-port", type=int, default=int(os.environ.get("KEFU_ESCALATION_PORT", 8002)))
+    dev.add_argument("--kafka-port", type=int, default=None, help="port of the embedded broker (default: a free one)")
+
+    commands.add_parser("channels", help="run the channel adapters (webhooks)")
+    commands.add_parser("router", help="run the router and agent desktop API")
+    commands.add_parser("escalation", help="run the escalation service")
+    commands.add_parser("migrate", help="apply database migrations to KEFU_DATABASE_URL")
+    commands.add_parser("contracts", help="regenerate contracts/schemas/ from the models")
+
+    demo = commands.add_parser("demo", help="post a signed demo web chat message")
+    demo.add_argument("text", nargs="?", default="你好，我想咨询一下这款空调的安装服务")
+    demo.add_argument("--site", default=None, help="web chat site id (default: the first configured)")
+    demo.add_argument("--conversation", default="demo-1")
+    demo.add_argument("--channels-url", default="http://127.0.0.1:8000")
+    demo.add_argument("--router-url", default="http://127.0.0.1:8001")
+
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"kefu: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from kefu.settings import ServiceSettings
+
+    match args.command:
+        case "dev":
+            from kefu import dev
+
+            ports = {
+                "channels": args.channels_port,
+                "router": args.router_port,
+                "escalation": args.escalation_port,
+            }
+            return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
+        case "channels":
+            from kefu.serve import serve
+            from services.channels.config import ChannelsSettings
+            from services.channels.entrypoints.app import create_app as channels_app
+
+            channels_settings = ChannelsSettings()
+            serve(channels_app(channels_settings), channels_settings)
+        case "router":
+            from kefu.serve import serve
+            from services.router.config import RouterSettings
+            from services.router.entrypoints.app import create_app as router_app
+
+            router_settings = RouterSettings()
+            serve(router_app(router_settings), router_settings)
+        case "escalation":
+            from kefu.serve import serve
+            from services.escalation.config import EscalationSettings
+            from services.escalation.entrypoints.app import create_app as escalation_app
+
+            escalation_settings = EscalationSettings()
+            serve(escalation_app(escalation_settings), escalation_settings)
+        case "migrate":
+            from kefu import migrate
+
+            migrate.upgrade(ServiceSettings().database_url)
+        case "contracts":
+            from contracts import schemas
+
+            for path in schemas.write():
+                print(path)
+        case "demo":
+            from kefu import demo
+
+            return demo.run(
+                text=args.text,
+                config_path=ServiceSettings().config_path,
+                site_id=args.site,
+                conversation=args.conversation,
+                channels_url=args.channels_url,
+                router_url=args.router_url,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``kefu demo``: sign and post a web chat message as the example site's widget would."""
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from kefu.config_file import load_section
+from services.channels.domain.accounts import ChannelsConfig
+from services.router.domain.config import RoutingConfig
+
+
+def describe(config_path: Path) -> list[str]:
+    """Lines naming the demo site and agents of the configuration, for the dev banner."""
+    channels = load_section(config_path, "channels", ChannelsConfig)
+    routing = load_section(config_path, "routing", RoutingConfig)
+    lines = ["", "  web chat sites:"]
+    lines += [
+        f"    {site.site_id}  ({site.name})  secret {site.secrets[0].get_secret_value()}" for site in channels.webchat
+    ]
+    lines.append("  agents:")
+    lines += [
+        f"    {a.id:<8} {a.name}  groups={','.join(a.groups)}  skills={a.skills}  starts {a.initial_presence}"
+        for a in routing.agents
+    ]
+    return lines
+
+
+def signed_request(secret: str, body: bytes, *, msg_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for ``body``, signed now with ``secret``."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    now = datetime.fromtimestamp(int(time.time()), tz=UTC)
+    signature = Webhook(secret).sign(msg_id, now, body.decode())
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def run(
+    *,
+    text: str,
+    config_path: Path,
+    site_id: str | None,
+    conversation: str,
+    channels_url: str,
+    router_url: str,
+) -> int:
+    """Post one signed message and print what to do next."""
+    channels = load_section(config_path, "channels", ChannelsConfig)
+    site = next((s for s in channels.webchat if site_id in (None, s.site_id)), None)
+    if site is None:
+        print(f"no web chat site {site_id!r} in {config_path}")
+        return 2
+    body = json.dumps(
+        {
+            "conversation_id": conversation,
+            "visitor": {"id": f"visitor-{conversation}", "name": "访客 Demo Visitor", "language": "zh-CN"},
+            "message": {"text": text, "sent_at": datetime.now(UTC).isoformat()},
+            "page_url": "https://shop.example.com/products/air-conditioner",
+        },
+        ensure_ascii=False,
+    ).encode()
+    headers = signed_request(site.secrets[0].get_secret_value(), body)
+    response = httpx.post(f"{channels_url}/webhooks/webchat/{site.site_id}", content=body, headers=headers)
+    print(f"POST /webhooks/webchat/{site.site_id} -> {response.status_code} {response.text}")
+    if response.is_success:
+        print(
+            "next:\n"
+            f"  curl -s {router_url}/v1/agents/alice/offers\n"
+            f"  curl -s -X POST {router_url}/v1/offers/<offer_id>/accept"
+        )
+    return 0 if response.is_success else 1

@@ -1,0 +1,115 @@
+"""Kafka wiring: the producer every service publishes with, topic creation, and the consumer loop.
+
+Delivery is at-least-once: ``consume`` hands each record to an idempotent handler and commits the
+offset only after the handler's transaction; a record that cannot be parsed goes to the topic's
+``.dlq`` sibling with the reason in a header, so it never blocks its partition.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import BaseModel, ValidationError
+
+from contracts.topics import dlq
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_PARTITIONS = 6
+
+
+def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
+    """Return an unstarted producer that waits for every in-sync replica (``acks=all``).
+
+    The idempotent producer is off on purpose: Tansu does not implement InitProducerId, and
+    duplicates are absorbed by idempotent consumers anyway.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=2,
+        enable_idempotence=False,
+        request_timeout_ms=request_timeout_ms,
+        client_id="kefu",
+    )
+
+
+async def broker_reachable(producer: AIOKafkaProducer, *, timeout: float = 2.0) -> None:
+    """Raise unless the broker answers a metadata request within ``timeout`` seconds."""
+    await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create the topics that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kefu-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+            log.info("created topics %s", missing)
+    finally:
+        await admin.close()
+
+
+def create_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+    """Return an unstarted consumer that leaves offset commits to ``consume``."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=group_id,
+    )
+
+
+Handler = Callable[[M], Awaitable[None]]
+
+
+async def consume(
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    model: type[M],
+    handler: Handler[M],
+    *,
+    retry_delay: float = 1.0,
+) -> None:
+    """Apply every record of ``consumer`` with ``handler`` until cancelled.
+
+    A record that does not parse as ``model`` goes to the dead-letter topic. A handler failure
+    (database down, say) is retried from the same offset after ``retry_delay``.
+    """
+    while True:
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        for tp, records in batches.items():
+            for record in records:
+                while not await _apply(record, producer, model, handler):
+                    await asyncio.sleep(retry_delay)
+            await consumer.commit({tp: records[-1].offset + 1})
+
+
+async def _apply(
+    record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, model: type[M], handler: Handler[M]
+) -> bool:
+    try:
+        message = model.model_validate_json(record.value or b"")
+    except ValidationError as exc:
+        reason = f"{model.__name__} invalid: {exc.errors(include_url=False, include_input=False)}"
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        await producer.send_and_wait(
+            dlq(record.topic), record.value, key=record.key, headers=[("kefu-dlq-reason", reason.encode())]
+        )
+        return True
+    try:
+        await handler(message)
+    except Exception:
+        log.exception("handler failed on %s[%d]@%d; retrying", record.topic, record.partition, record.offset)
+        return False
+    return True

@@ -1,0 +1,94 @@
+"""What every service exposes to operators and callers alike: health, readiness, metrics and
+JSON errors.
+
+Errors a caller can act on are ``{"error": code, "detail": text}`` with a 4xx; validation errors
+add ``"fields"`` naming each offending location. Nothing unexpected leaks a stack trace.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], Awaitable[None]]
+
+
+class ApiError(Exception):
+    """An error the caller can act on; rendered as a JSON 4xx (or 503)."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def error_response(status: int, error: str, detail: str, **extra: object) -> JSONResponse:
+    """Render the project's JSON error body."""
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+
+
+def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
+    """Return ``/healthz``, ``/readyz`` and ``/metrics``; ``checks`` names what readiness needs."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and broker are reachable", response_model=None)
+    async def readyz() -> JSONResponse:
+        named = checks()
+        results = await asyncio.gather(*(check() for check in named.values()), return_exceptions=True)
+        status = {
+            name: "ok" if not isinstance(result, BaseException) else f"unavailable: {type(result).__name__}"
+            for name, result in zip(named, results, strict=True)
+        }
+        ready = all(value == "ok" for value in status.values())
+        return JSONResponse({"ready": ready, "checks": status}, status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as the project's JSON body; never a stack trace."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": err.get("msg", ""),
+                "type": err.get("type"),
+            }
+            for err in exc.errors()
+        ]
+        return error_response(422, "invalid_request", "the request does not match the API", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, _code(exc.status_code), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _code(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(status, "http_error")

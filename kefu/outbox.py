@@ -1,0 +1,87 @@
+"""The transactional outbox: events written in the same transaction as the state change that
+caused them, and a relay that publishes them to Kafka (``acks=all``) and marks them sent.
+
+At-least-once: a crash between the broker's ack and the mark publishes a row twice, which the
+consumers' idempotency absorbs. Rows of one key keep their order (ascending id).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("kefu_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+
+
+def outbox_row(topic: str, key: str, payload: str) -> dict[str, Any]:
+    """One row for ``add``."""
+    return {"topic": topic, "key": key, "payload": payload}
+
+
+async def add(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` into the outbox inside the caller's transaction."""
+    if rows:
+        await conn.execute(insert(table), list(rows))
+
+
+class OutboxRelay:
+    """Publishes unpublished outbox rows; ``wake()`` after a commit, or it polls every second."""
+
+    def __init__(self, engine: AsyncEngine, table: Table, producer: AIOKafkaProducer, *, batch: int = 500) -> None:
+        self._engine = engine
+        self._table = table
+        self._producer = producer
+        self._batch = batch
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; broker or database trouble is retried with backoff."""
+        delay = 0.1
+        while True:
+            try:
+                sent = await self.relay_once()
+                delay = 0.1
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if sent < self._batch:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows it held."""
+        table = self._table
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(table.c.id, table.c.topic, table.c.key, table.c.payload)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode()) for row in rows]
+            await asyncio.gather(*futures)
+            await conn.execute(
+                update(table).where(table.c.id.in_([row.id for row in rows])).values(published_at=func.now())
+            )
+        for row in rows:
+            PUBLISHED.labels(row.topic).inc()
+        return len(rows)

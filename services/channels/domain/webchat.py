@@ -1,0 +1,56 @@
+"""Web chat: the widget backend's message format and its normalization to a contact event."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts import Attachment, Channel, ContactEvent, Customer, Message
+
+EVENT_NAMESPACE = uuid.UUID("6f1c43a4-1d9e-4c57-9a5e-2b7f0c7b9e11")
+
+
+class Visitor(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=256, description="The widget's visitor id.")
+    name: str | None = Field(default=None, max_length=256)
+    language: str | None = Field(default=None, max_length=35)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    text: str = Field(default="", max_length=65536)
+    sent_at: AwareDatetime
+    attachments: list[Attachment] = Field(default_factory=list, max_length=20)
+
+
+class WebchatWebhook(BaseModel):
+    """The JSON body the web chat widget backend posts for each visitor message."""
+
+    model_config = ConfigDict(extra="ignore")
+    conversation_id: str = Field(min_length=1, max_length=256)
+    visitor: Visitor
+    message: ChatMessage
+    page_url: str | None = Field(default=None, max_length=2048)
+
+
+def event_id(channel: Channel, account_id: str, dedup_key: str) -> uuid.UUID:
+    """A stable event id: the same platform delivery always gets the same id."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"{channel}:{account_id}:{dedup_key}")
+
+
+def to_contact_event(site_id: str, webhook_id: str, body: WebchatWebhook, received_at: datetime) -> ContactEvent:
+    """Normalize one web chat webhook."""
+    metadata = {"page_url": body.page_url} if body.page_url else {}
+    return ContactEvent(
+        event_id=event_id(Channel.WEBCHAT, site_id, webhook_id),
+        channel=Channel.WEBCHAT,
+        account_id=site_id,
+        conversation_key=f"webchat:{site_id}:{body.conversation_id}",
+        dedup_key=webhook_id,
+        customer=Customer(platform_id=body.visitor.id, display_name=body.visitor.name, language=body.visitor.language),
+        message=Message(text=body.message.text, attachments=tuple(body.message.attachments)),
+        occurred_at=body.message.sent_at,
+        received_at=received_at,
+        metadata=metadata,
+    )

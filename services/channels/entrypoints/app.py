@@ -1,0 +1,49 @@
+"""The channel adapters' ASGI application."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from kefu.ops import Check, error_response, install_error_handlers, ops_router
+from services.channels.bootstrap import running
+from services.channels.config import ChannelsSettings
+from services.channels.entrypoints.webhooks import router as webhooks_router
+from services.channels.exceptions import BrokerUnavailable, WebhookRejected
+
+REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
+
+
+def create_app(settings: ChannelsSettings | None = None) -> FastAPI:
+    """Build the channels app; the publisher starts in its lifespan."""
+    settings = settings or ChannelsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(settings) as channels:
+            app.state.channels = channels
+            yield
+
+    app = FastAPI(title="kefu channels", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.exception_handler(WebhookRejected)
+    async def rejected(_: Request, exc: WebhookRejected) -> JSONResponse:
+        REJECTED.labels(exc.code).inc()
+        return error_response(exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        REJECTED.labels("broker_unavailable").inc()
+        response = error_response(503, "broker_unavailable", f"{exc}; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    def checks() -> Mapping[str, Check]:
+        return {"broker": app.state.channels.publisher.reachable}
+
+    app.include_router(ops_router(checks))
+    app.include_router(webhooks_router)
+    return app

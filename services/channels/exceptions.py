@@ -1,0 +1,56 @@
+"""Why a webhook is refused. The HTTP layer renders each as a JSON error with its status.
+
+WebhookRejected
+├── UnknownAccount        404: no such site / account
+├── BodyTooLarge          413
+├── UnsupportedMedia      415
+├── BadSignature          401: missing, malformed or wrong signature; stale timestamp
+├── MalformedBody         400: not UTF-8, not JSON
+└── InvalidPayload        422: JSON, but not the platform's format
+BrokerUnavailable         503: the contact could not be put on the broker; the sender retries
+"""
+
+
+class WebhookRejected(Exception):
+    """A webhook refused for something the sender can act on."""
+
+    status = 400
+    code = "rejected"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnknownAccount(WebhookRejected):
+    status = 404
+    code = "unknown_account"
+
+
+class BodyTooLarge(WebhookRejected):
+    status = 413
+    code = "body_too_large"
+
+
+class UnsupportedMedia(WebhookRejected):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class BadSignature(WebhookRejected):
+    status = 401
+    code = "bad_signature"
+
+
+class MalformedBody(WebhookRejected):
+    status = 400
+    code = "malformed_body"
+
+
+class InvalidPayload(WebhookRejected):
+    status = 422
+    code = "invalid_payload"
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not acknowledge the contact in time."""

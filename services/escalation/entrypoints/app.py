@@ -1,0 +1,49 @@
+"""The escalation service's ASGI application."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import FastAPI, Query, Request
+
+from kefu import db, kafka
+from kefu.ops import Check, install_error_handlers, ops_router
+from services.escalation.adapters.store import routing_history
+from services.escalation.bootstrap import Escalation, running
+from services.escalation.config import EscalationSettings
+
+
+def create_app(settings: EscalationSettings | None = None) -> FastAPI:
+    """Build the escalation app; its consumer starts in the lifespan."""
+    settings = settings or EscalationSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(settings) as escalation:
+            app.state.escalation = escalation
+            yield
+
+    app = FastAPI(title="kefu escalation", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    def checks() -> Mapping[str, Check]:
+        escalation: Escalation = app.state.escalation
+        return {
+            "database": partial(db.ping, escalation.engine),
+            "broker": partial(kafka.broker_reachable, escalation.producer),
+        }
+
+    app.include_router(ops_router(checks))
+
+    @app.get("/v1/routing-events", summary="Routing events received, oldest first")
+    async def list_routing_events(
+        request: Request,
+        contact_id: UUID | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        escalation: Escalation = request.app.state.escalation
+        return await routing_history(escalation.engine, contact_id=contact_id, limit=limit)
+
+    return app

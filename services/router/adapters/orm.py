@@ -1,0 +1,110 @@
+"""The router's durable truth in PostgreSQL (schema ``router``)."""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from kefu.db import metadata as schema_metadata
+
+metadata = schema_metadata("router")
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("groups", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("skills", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("capacity", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("presence", String(16), nullable=False),
+    Column("presence_since", DateTime(timezone=True), nullable=False),
+    Column("idle_since", DateTime(timezone=True), nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("conversation_key", String(512), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("account_id", String(128), nullable=False),
+    Column("customer_id", String(256), nullable=False),
+    Column("customer_name", String(256)),
+    Column("queue_id", String(128), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Index(
+        "uq_contacts_open_conversation",
+        "conversation_key",
+        unique=True,
+        postgresql_where=text("status IN ('queued', 'offered', 'assigned')"),
+    ),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, comment="the contact event id"),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id"), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("attachments", JSONB, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id"), nullable=False, index=True),
+    Column("agent_id", String(128), ForeignKey("agents.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("contact_id", UUID(as_uuid=True), ForeignKey("contacts.id"), nullable=False, index=True),
+    Column("agent_id", String(128), ForeignKey("agents.id"), nullable=False, index=True),
+    Column("offer_id", UUID(as_uuid=True), ForeignKey("offers.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("assigned_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+applied_events = Table(
+    "applied_events",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+)

@@ -1,0 +1,303 @@
+"""Reads and writes the router's tables; turns decisions into rows and outbox events."""
+
+import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import ROUTING_EVENTS, Channel, ContactEvent, RoutingEvent, RoutingEventType
+from kefu.outbox import add, outbox_row
+from services.router.adapters.orm import (
+    agents,
+    applied_events,
+    assignments,
+    contacts,
+    messages,
+    offers,
+    outbox,
+)
+from services.router.domain.config import AgentConfig
+from services.router.domain.decisions import (
+    Assigned,
+    Completed,
+    Decision,
+    Enqueued,
+    OfferClosed,
+    Offered,
+    OfferOutcome,
+    PresenceSet,
+)
+from services.router.domain.model import (
+    Agent,
+    Assignment,
+    ContactRef,
+    Offer,
+    Presence,
+    Queue,
+    RoutingState,
+    WaitingContact,
+)
+
+OPEN_STATUSES = ("queued", "offered", "assigned")
+
+_CLOSED_EVENT = {
+    OfferOutcome.ACCEPTED: RoutingEventType.ACCEPTED,
+    OfferOutcome.DECLINED: RoutingEventType.DECLINED,
+    OfferOutcome.EXPIRED: RoutingEventType.OFFER_TIMED_OUT,
+}
+
+
+async def mark_applied(conn: AsyncConnection, event_id: uuid.UUID, topic: str) -> bool:
+    """Record that ``event_id`` is applied; False if it already was (a duplicate)."""
+    result = await conn.execute(
+        insert(applied_events)
+        .values(event_id=event_id, topic=topic)
+        .on_conflict_do_nothing()
+        .returning(applied_events.c.event_id)
+    )
+    return result.first() is not None
+
+
+async def open_contact_for(conn: AsyncConnection, conversation_key: str) -> tuple[uuid.UUID, str] | None:
+    """The open contact of a conversation, with its status, if there is one."""
+    row = (
+        await conn.execute(
+            select(contacts.c.id, contacts.c.status).where(
+                contacts.c.conversation_key == conversation_key, contacts.c.status.in_(OPEN_STATUSES)
+            )
+        )
+    ).first()
+    return (row.id, row.status) if row else None
+
+
+async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent) -> None:
+    """Create the contact row for the first message of a conversation."""
+    await conn.execute(
+        insert(contacts).values(
+            id=ref.id,
+            conversation_key=ref.conversation_key,
+            channel=ref.channel.value,
+            account_id=event.account_id,
+            customer_id=event.customer.platform_id,
+            customer_name=event.customer.display_name,
+            queue_id=ref.queue_id,
+            priority=ref.priority,
+            status="queued",
+            enqueued_at=ref.enqueued_at,
+        )
+    )
+
+
+async def insert_message(conn: AsyncConnection, contact_id: uuid.UUID, event: ContactEvent) -> None:
+    """Append a message to a contact."""
+    await conn.execute(
+        insert(messages).values(
+            id=event.event_id,
+            contact_id=contact_id,
+            text=event.message.text,
+            attachments=[a.model_dump(mode="json") for a in event.message.attachments],
+            metadata=event.metadata,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+        )
+    )
+
+
+async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], now: datetime) -> None:
+    """Create or update the configured agents; presence of existing agents is kept."""
+    for agent in configured:
+        values: dict[str, Any] = {
+            "id": agent.id,
+            "name": agent.name,
+            "groups": agent.groups,
+            "skills": agent.skills,
+            "capacity": {str(ch): n for ch, n in agent.capacity.items()},
+        }
+        statement = insert(agents).values(
+            **values, presence=agent.initial_presence.value, presence_since=now, idle_since=now
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[agents.c.id],
+                set_={k: statement.excluded[k] for k in ("name", "groups", "skills", "capacity")},
+            )
+        )
+
+
+async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_queue: str) -> RoutingState:
+    """Rebuild the in-memory state from the durable truth."""
+    state = RoutingState(queues=queues)
+    for row in (await conn.execute(select(agents))).mappings():
+        state.agents[row["id"]] = Agent(
+            id=row["id"],
+            name=row["name"],
+            groups=tuple(row["groups"]),
+            skills=dict(row["skills"]),
+            capacity={Channel(ch): n for ch, n in row["capacity"].items()},
+            presence=Presence(row["presence"]),
+            idle_since=row["idle_since"],
+            load=Counter(),
+        )
+    refs: dict[uuid.UUID, ContactRef] = {}
+    for row in (await conn.execute(select(contacts).where(contacts.c.status.in_(OPEN_STATUSES)))).mappings():
+        queue_id = row["queue_id"] if row["queue_id"] in queues else default_queue
+        refs[row["id"]] = ContactRef(
+            row["id"],
+            row["conversation_key"],
+            Channel(row["channel"]),
+            queue_id,
+            row["priority"],
+            row["enqueued_at"],
+        )
+        if row["status"] != "assigned":
+            state.waiting[row["id"]] = WaitingContact(refs[row["id"]])
+    offer_rows = await conn.execute(
+        select(offers.c.id, offers.c.contact_id, offers.c.agent_id, offers.c.status, offers.c.expires_at).where(
+            offers.c.contact_id.in_(list(state.waiting))
+        )
+    )
+    for offer_row in offer_rows:
+        waiting = state.waiting[offer_row.contact_id]
+        waiting.offers_made += 1
+        if offer_row.status == "pending":
+            waiting.offer_id = offer_row.id
+            state.offers[offer_row.id] = Offer(offer_row.id, waiting.ref, offer_row.agent_id, offer_row.expires_at)
+            state.agents[offer_row.agent_id].load[waiting.ref.channel] += 1
+        elif offer_row.status != OfferOutcome.ACCEPTED:
+            waiting.declined_by.add(offer_row.agent_id)
+    active = await conn.execute(
+        select(assignments.c.id, assignments.c.contact_id, assignments.c.agent_id).where(
+            assignments.c.status == "active"
+        )
+    )
+    for active_row in active:
+        ref = refs[active_row.contact_id]
+        state.assignments[active_row.id] = Assignment(active_row.id, ref, active_row.agent_id)
+        state.agents[active_row.agent_id].load[ref.channel] += 1
+    return state
+
+
+async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
+    """Write ``decisions`` and their routing events (through the outbox) in the caller's transaction."""
+    events: list[dict[str, Any]] = []
+    for decision in decisions:
+        match decision:
+            case Enqueued(contact=contact):
+                events.append(_event(RoutingEventType.QUEUED, contact, contact.enqueued_at))
+            case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, at=at, expires_at=expires_at):
+                await conn.execute(
+                    insert(offers).values(
+                        id=offer_id,
+                        contact_id=contact.id,
+                        agent_id=agent_id,
+                        status="pending",
+                        created_at=at,
+                        expires_at=expires_at,
+                    )
+                )
+                await _contact_status(conn, contact.id, "offered")
+                events.append(_event(RoutingEventType.OFFERED, contact, at, agent_id=agent_id, offer_id=offer_id))
+            case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
+                await conn.execute(
+                    update(offers).where(offers.c.id == offer_id).values(status=outcome.value, closed_at=at)
+                )
+                if outcome is not OfferOutcome.ACCEPTED:
+                    await _contact_status(conn, contact.id, "queued")
+                    await _agent_idle(conn, agent_id, at)
+                events.append(_event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id))
+            case Assigned(assignment_id=assignment_id, offer_id=offer_id, contact=contact, agent_id=agent_id, at=at):
+                await conn.execute(
+                    insert(assignments).values(
+                        id=assignment_id,
+                        contact_id=contact.id,
+                        agent_id=agent_id,
+                        offer_id=offer_id,
+                        status="active",
+                        assigned_at=at,
+                    )
+                )
+                await _contact_status(conn, contact.id, "assigned")
+                events.append(
+                    _event(
+                        RoutingEventType.ASSIGNED,
+                        contact,
+                        at,
+                        agent_id=agent_id,
+                        offer_id=offer_id,
+                        assignment_id=assignment_id,
+                    )
+                )
+            case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
+                await conn.execute(
+                    update(assignments)
+                    .where(assignments.c.id == assignment_id)
+                    .values(status="completed", completed_at=at)
+                )
+                await _contact_status(conn, contact.id, "completed", closed_at=at)
+                await _agent_idle(conn, agent_id, at)
+                events.append(
+                    _event(
+                        RoutingEventType.COMPLETED,
+                        contact,
+                        at,
+                        agent_id=agent_id,
+                        assignment_id=assignment_id,
+                    )
+                )
+            case PresenceSet(agent_id=agent_id, presence=presence, at=at):
+                await _presence(conn, agent_id, presence, at)
+    await add(conn, outbox, events)
+
+
+async def _presence(conn: AsyncConnection, agent_id: str, presence: Presence, at: datetime) -> None:
+    values: dict[str, Any] = {"presence": presence.value, "presence_since": at}
+    statement = update(agents).where(agents.c.id == agent_id)
+    if presence is Presence.AVAILABLE:
+        # becoming available starts an idle period; staying available does not restart it
+        await conn.execute(
+            statement.where(agents.c.presence != Presence.AVAILABLE.value).values(**values, idle_since=at)
+        )
+    else:
+        await conn.execute(statement.values(**values))
+
+
+async def _contact_status(
+    conn: AsyncConnection, contact_id: uuid.UUID, status: str, *, closed_at: datetime | None = None
+) -> None:
+    values: dict[str, Any] = {"status": status}
+    if closed_at is not None:
+        values["closed_at"] = closed_at
+    await conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
+
+
+async def _agent_idle(conn: AsyncConnection, agent_id: str, at: datetime) -> None:
+    await conn.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=at))
+
+
+def _event(
+    kind: RoutingEventType,
+    contact: ContactRef,
+    at: datetime,
+    *,
+    agent_id: str | None = None,
+    offer_id: uuid.UUID | None = None,
+    assignment_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    event = RoutingEvent(
+        event_id=uuid.uuid4(),
+        type=kind,
+        occurred_at=at,
+        contact_id=contact.id,
+        conversation_key=contact.conversation_key,
+        channel=contact.channel,
+        queue_id=contact.queue_id,
+        agent_id=agent_id,
+        offer_id=offer_id,
+        assignment_id=assignment_id,
+        priority=contact.priority,
+    )
+    return outbox_row(ROUTING_EVENTS, str(contact.id), event.model_dump_json())

@@ -1,0 +1,83 @@
+"""Wires the router: engine, producer, consumer, routing service, outbox relay and background tasks.
+
+Every async resource is started and stopped here, in one place, in reverse order.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import CONTACTS, ContactEvent
+from kefu import db, kafka
+from kefu.config_file import load_section
+from kefu.outbox import OutboxRelay
+from services.router.adapters.feed import AgentFeed
+from services.router.adapters.orm import outbox
+from services.router.config import RouterSettings
+from services.router.domain.config import RoutingConfig
+from services.router.service import RoutingService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Router:
+    settings: RouterSettings
+    engine: AsyncEngine
+    producer: AIOKafkaProducer
+    service: RoutingService
+    feed: AgentFeed
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: RouterSettings) -> AsyncIterator[Router]:
+    """Start the router's resources and background loops; stop them all on exit."""
+    config = load_section(settings.config_path, "routing", RoutingConfig)
+    engine = db.create_engine(settings.database_url)
+    producer = kafka.create_producer(settings.kafka_bootstrap)
+    consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)
+    feed = AgentFeed()
+    relay = OutboxRelay(engine, outbox, producer)
+    service = RoutingService(engine=engine, config=config, feed=feed, on_commit=relay.wake)
+    router = Router(settings, engine, producer, service, feed)
+    try:
+        await service.start()
+        await producer.start()
+        await consumer.start()
+        router.tasks = [
+            asyncio.create_task(
+                kafka.consume(consumer, producer, ContactEvent, service.handle_contact), name="consume"
+            ),
+            asyncio.create_task(relay.run(), name="outbox"),
+            asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="offer-timeouts"),
+        ]
+        for task in router.tasks:
+            task.add_done_callback(_report_crash)
+        yield router
+    finally:
+        for task in router.tasks:
+            task.cancel()
+        await asyncio.gather(*router.tasks, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+        await engine.dispose()
+
+
+async def _tick(service: RoutingService, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await service.tick()
+        except Exception:
+            log.exception("expiring offers failed; will retry")
+
+
+def _report_crash(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())

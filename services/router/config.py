@@ -1,0 +1,11 @@
+"""The router's settings (``KEFU_*`` environment variables)."""
+
+from pydantic import Field
+
+from kefu.settings import ServiceSettings
+
+
+class RouterSettings(ServiceSettings):
+    port: int = Field(default=8001, ge=1, le=65535)
+    consumer_group: str = Field(default="kefu-router", description="Kafka consumer group of the contacts consumer.")
+    offer_tick_seconds: float = Field(default=0.5, gt=0, description="How often expired offers are looked for.")

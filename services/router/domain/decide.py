@@ -1,0 +1,256 @@
+"""The router's decision core: ``decide(state, event, now) -> decisions`` and ``apply``.
+
+Pure: no I/O, no clock, no randomness; ``decide`` never changes ``state``. It plans on an overlay
+of the changes its own earlier decisions make, so one event may chain (a decline frees the agent
+and re-offers the contact) and every decision sees the ones before it. ``apply`` then makes the
+decisions true in ``state``, after the caller has persisted them.
+
+Policy (the routing-engine issue widens it): a contact goes to the longest-idle available agent
+with a free slot on its channel and every skill its queue requires, most proficient first among
+equals; a freed agent takes the highest-priority, then oldest, contact it may serve.
+"""
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+from contracts import Channel
+from services.router.domain.decisions import (
+    Assigned,
+    AssignmentCompleted,
+    ClockTicked,
+    Completed,
+    ContactArrived,
+    Decision,
+    Enqueued,
+    Event,
+    OfferAccepted,
+    OfferClosed,
+    OfferDeclined,
+    Offered,
+    OfferOutcome,
+    PresenceRequested,
+    PresenceSet,
+)
+from services.router.domain.model import (
+    Agent,
+    Assignment,
+    ContactRef,
+    Offer,
+    Presence,
+    RoutingState,
+    WaitingContact,
+)
+from services.router.exceptions import NotYours, UnknownAgent, UnknownAssignment, UnknownOffer
+
+
+def offer_id_for(contact_id: UUID, attempt: int) -> UUID:
+    """The id of the ``attempt``-th offer of a contact: deterministic, so ``decide`` stays pure."""
+    return uuid.uuid5(contact_id, f"offer:{attempt}")
+
+
+def assignment_id_for(offer_id: UUID) -> UUID:
+    """The id of the assignment an accepted offer becomes."""
+    return uuid.uuid5(offer_id, "assignment")
+
+
+def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
+    """Return what the router does about ``event`` at ``now``, without changing ``state``."""
+    plan = _Plan(state, now)
+    match event:
+        case ContactArrived(contact=contact):
+            plan.enqueue(contact)
+            plan.route_contact(contact.id)
+        case PresenceRequested(agent_id=agent_id, presence=presence):
+            plan.set_presence(_agent(state, agent_id), presence)
+            if presence is Presence.AVAILABLE:
+                plan.fill_agent(agent_id)
+        case OfferAccepted(offer_id=offer_id, agent_id=agent_id):
+            offer = _own_offer(state, offer_id, agent_id)
+            plan.close_offer(offer, OfferOutcome.ACCEPTED)
+            plan.assign(offer)
+        case OfferDeclined(offer_id=offer_id, agent_id=agent_id):
+            offer = _own_offer(state, offer_id, agent_id)
+            plan.close_offer(offer, OfferOutcome.DECLINED)
+            plan.route_contact(offer.contact.id)
+            plan.fill_agent(agent_id)
+        case ClockTicked():
+            expired = sorted((o for o in state.offers.values() if o.expires_at <= now), key=lambda o: o.expires_at)
+            for offer in expired:
+                plan.close_offer(offer, OfferOutcome.EXPIRED)
+            for offer in expired:
+                plan.route_contact(offer.contact.id)
+                plan.fill_agent(offer.agent_id)
+        case AssignmentCompleted(assignment_id=assignment_id, agent_id=agent_id):
+            assignment = state.assignments.get(assignment_id)
+            if assignment is None:
+                raise UnknownAssignment(f"no open assignment {assignment_id}")
+            if assignment.agent_id != agent_id:
+                raise NotYours(f"assignment {assignment_id} belongs to another agent")
+            plan.complete(assignment.id, assignment.contact, agent_id)
+            plan.fill_agent(agent_id)
+    return plan.decisions
+
+
+def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
+    """Make ``decisions`` true in ``state``."""
+    for decision in decisions:
+        match decision:
+            case Enqueued(contact=contact):
+                state.waiting[contact.id] = WaitingContact(contact)
+            case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, expires_at=expires_at):
+                waiting = state.waiting[contact.id]
+                waiting.offer_id = offer_id
+                waiting.offers_made += 1
+                state.offers[offer_id] = Offer(offer_id, contact, agent_id, expires_at)
+                state.agents[agent_id].load[contact.channel] += 1
+            case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
+                del state.offers[offer_id]
+                if outcome is not OfferOutcome.ACCEPTED:
+                    waiting = state.waiting[contact.id]
+                    waiting.offer_id = None
+                    waiting.declined_by.add(agent_id)
+                    _release(state.agents[agent_id], contact.channel, at)
+            case Assigned(assignment_id=assignment_id, contact=contact, agent_id=agent_id):
+                del state.waiting[contact.id]
+                state.assignments[assignment_id] = Assignment(assignment_id, contact, agent_id)
+            case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
+                del state.assignments[assignment_id]
+                _release(state.agents[agent_id], contact.channel, at)
+            case PresenceSet(agent_id=agent_id, presence=presence, at=at):
+                agent = state.agents[agent_id]
+                if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
+                    agent.idle_since = at
+                agent.presence = presence
+
+
+def _release(agent: Agent, channel: Channel, at: datetime) -> None:
+    # idle time counts from the agent's last finished or released work (longest-idle policy)
+    agent.load[channel] -= 1
+    agent.idle_since = at
+
+
+def _agent(state: RoutingState, agent_id: str) -> Agent:
+    agent = state.agents.get(agent_id)
+    if agent is None:
+        raise UnknownAgent(f"no agent {agent_id!r}")
+    return agent
+
+
+def _own_offer(state: RoutingState, offer_id: UUID, agent_id: str) -> Offer:
+    offer = state.offers.get(offer_id)
+    if offer is None:
+        raise UnknownOffer(f"no pending offer {offer_id}")
+    if offer.agent_id != agent_id:
+        raise NotYours(f"offer {offer_id} was made to another agent")
+    return offer
+
+
+class _Plan:
+    """Decisions so far, and the overlay of what they change, read as if already applied."""
+
+    def __init__(self, state: RoutingState, now: datetime) -> None:
+        self.state = state
+        self.now = now
+        self.decisions: list[Decision] = []
+        self._new: dict[UUID, WaitingContact] = {}
+        self._reserved: dict[UUID, bool] = {}
+        self._declined: dict[UUID, set[str]] = {}
+        self._offers_made: Counter[UUID] = Counter()
+        self._load: Counter[tuple[str, Channel]] = Counter()
+        self._presence: dict[str, Presence] = {}
+
+    # -- reading through the overlay --
+
+    def _waiting(self) -> Iterable[WaitingContact]:
+        yield from self.state.waiting.values()
+        yield from self._new.values()
+
+    def _is_free(self, contact: WaitingContact) -> bool:
+        return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
+
+    def _has_declined(self, contact: WaitingContact, agent_id: str) -> bool:
+        return agent_id in contact.declined_by or agent_id in self._declined.get(contact.ref.id, ())
+
+    def _free_slots(self, agent: Agent, channel: Channel) -> int:
+        if self._presence.get(agent.id, agent.presence) is not Presence.AVAILABLE:
+            return 0
+        used = agent.load[channel] + self._load[agent.id, channel]
+        return agent.capacity.get(channel, 0) - used
+
+    def _contact(self, contact_id: UUID) -> WaitingContact:
+        return self._new.get(contact_id) or self.state.waiting[contact_id]
+
+    # -- planning --
+
+    def enqueue(self, contact: ContactRef) -> None:
+        self._new[contact.id] = WaitingContact(contact)
+        self.decisions.append(Enqueued(contact))
+
+    def set_presence(self, agent: Agent, presence: Presence) -> None:
+        self._presence[agent.id] = presence
+        self.decisions.append(PresenceSet(agent.id, presence, self.now))
+
+    def close_offer(self, offer: Offer, outcome: OfferOutcome) -> None:
+        self.decisions.append(OfferClosed(offer.id, offer.contact, offer.agent_id, outcome, self.now))
+        if outcome is not OfferOutcome.ACCEPTED:
+            self._reserved[offer.contact.id] = False
+            self._declined.setdefault(offer.contact.id, set()).add(offer.agent_id)
+            self._load[offer.agent_id, offer.contact.channel] -= 1
+
+    def assign(self, offer: Offer) -> None:
+        assignment_id = assignment_id_for(offer.id)
+        self.decisions.append(Assigned(assignment_id, offer.id, offer.contact, offer.agent_id, self.now))
+
+    def complete(self, assignment_id: UUID, contact: ContactRef, agent_id: str) -> None:
+        self.decisions.append(Completed(assignment_id, contact, agent_id, self.now))
+        self._load[agent_id, contact.channel] -= 1
+
+    def offer(self, contact: WaitingContact, agent: Agent) -> None:
+        ref = contact.ref
+        attempt = contact.offers_made + self._offers_made[ref.id]
+        queue = self.state.queues[ref.queue_id]
+        offer_id = offer_id_for(ref.id, attempt)
+        self.decisions.append(Offered(offer_id, ref, agent.id, self.now, self.now + queue.offer_timeout))
+        self._offers_made[ref.id] += 1
+        self._reserved[ref.id] = True
+        self._load[agent.id, ref.channel] += 1
+
+    def route_contact(self, contact_id: UUID) -> None:
+        """Offer the contact to the best eligible agent, if there is one."""
+        contact = self._contact(contact_id)
+        required = self.state.queues[contact.ref.queue_id].skills
+        best: tuple[tuple[datetime, int], Agent] | None = None
+        for agent in self.state.agents.values():
+            if self._free_slots(agent, contact.ref.channel) <= 0 or self._has_declined(contact, agent.id):
+                continue
+            proficiency = agent.proficiency(required)
+            if proficiency is None:
+                continue
+            key = (agent.idle_since, -proficiency)
+            if best is None or key < best[0]:
+                best = (key, agent)
+        if best is not None:
+            self.offer(contact, best[1])
+
+    def fill_agent(self, agent_id: str) -> None:
+        """Offer the agent the best contacts it may serve, while it has free slots."""
+        agent = self.state.agents[agent_id]
+        while True:
+            best: tuple[tuple[int, datetime], WaitingContact] | None = None
+            for contact in self._waiting():
+                ref = contact.ref
+                if not self._is_free(contact) or self._has_declined(contact, agent_id):
+                    continue
+                if self._free_slots(agent, ref.channel) <= 0:
+                    continue
+                if agent.proficiency(self.state.queues[ref.queue_id].skills) is None:
+                    continue
+                key = (-ref.priority, ref.enqueued_at)
+                if best is None or key < best[0]:
+                    best = (key, contact)
+            if best is None:
+                return
+            self.offer(best[1], agent)

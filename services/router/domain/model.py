@@ -1,0 +1,109 @@
+"""The router's in-memory picture of queues, agents, waiting contacts, offers and assignments.
+
+Plain data: the decision core (``decide``) reads it, ``apply`` changes it, and the repository
+rebuilds it from PostgreSQL on start.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from contracts import Channel
+
+
+class Presence(StrEnum):
+    """Whether an agent takes work."""
+
+    AVAILABLE = "available"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """Where contacts wait, and who may serve them."""
+
+    id: str
+    name: str
+    channels: frozenset[Channel]
+    skills: dict[str, int]
+    priority: int
+    offer_timeout: timedelta
+
+
+@dataclass(slots=True)
+class Agent:
+    """A person who serves contacts, with what they can do and what they are doing."""
+
+    id: str
+    name: str
+    groups: tuple[str, ...]
+    skills: dict[str, int]
+    capacity: dict[Channel, int]
+    presence: Presence
+    idle_since: datetime
+    load: Counter[Channel] = field(default_factory=Counter)
+
+    def proficiency(self, required: dict[str, int]) -> int | None:
+        """Sum of the agent's levels in ``required``, or None if any falls short."""
+        total = 0
+        for skill, minimum in required.items():
+            level = self.skills.get(skill, 0)
+            if level < minimum:
+                return None
+            total += level
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    """What routing needs to know of a contact."""
+
+    id: UUID
+    conversation_key: str
+    channel: Channel
+    queue_id: str
+    priority: int
+    enqueued_at: datetime
+
+
+@dataclass(slots=True)
+class WaitingContact:
+    """A contact in a queue: free, or reserved by one pending offer."""
+
+    ref: ContactRef
+    offer_id: UUID | None = None
+    offers_made: int = 0
+    declined_by: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A contact reserved for one agent until ``expires_at``."""
+
+    id: UUID
+    contact: ContactRef
+    agent_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A contact an agent is working on."""
+
+    id: UUID
+    contact: ContactRef
+    agent_id: str
+
+
+@dataclass(slots=True)
+class RoutingState:
+    """Everything the decision core reads."""
+
+    queues: dict[str, Queue]
+    agents: dict[str, Agent] = field(default_factory=dict)
+    waiting: dict[UUID, WaitingContact] = field(default_factory=dict)
+    offers: dict[UUID, Offer] = field(default_factory=dict)
+    assignments: dict[UUID, Assignment] = field(default_factory=dict)

@@ -1,0 +1,122 @@
+"""The agent desktop API: agents, presence, offers (REST and Server-Sent Events), assignments."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.sse import EventSourceResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.router.adapters.feed import AgentFeed
+from services.router.domain.model import Agent, Presence
+from services.router.exceptions import UnknownAgent
+from services.router.service import RoutingService
+from services.router.views import agent_view, assignment_view, offer_view
+
+router = APIRouter(prefix="/v1")
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def _service(request: Request) -> RoutingService:
+    service: RoutingService = request.app.state.router.service
+    return service
+
+
+def _feed(request: Request) -> AgentFeed:
+    feed: AgentFeed = request.app.state.router.feed
+    return feed
+
+
+Service = Annotated[RoutingService, Depends(_service)]
+Feed = Annotated[AgentFeed, Depends(_feed)]
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    presence: Presence = Field(description="The agent's new presence.", examples=["available"])
+
+
+def _agent(service: RoutingService, agent_id: str) -> Agent:
+    agent = service.state.agents.get(agent_id)
+    if agent is None:
+        raise UnknownAgent(f"no agent {agent_id!r}")
+    return agent
+
+
+@router.get("/agents", summary="All agents with their presence and load")
+async def list_agents(service: Service) -> list[dict[str, Any]]:
+    return [agent_view(agent) for agent in service.state.agents.values()]
+
+
+@router.get("/agents/{agent_id}", summary="One agent")
+async def get_agent(agent_id: str, service: Service) -> dict[str, Any]:
+    return agent_view(_agent(service, agent_id))
+
+
+@router.put("/agents/{agent_id}/status", summary="Set an agent's presence")
+async def set_status(agent_id: str, change: StatusChange, service: Service) -> dict[str, Any]:
+    await service.set_presence(agent_id, change.presence)
+    return agent_view(_agent(service, agent_id))
+
+
+@router.get("/agents/{agent_id}/offers", summary="The agent's pending offers")
+async def list_offers(agent_id: str, service: Service) -> list[dict[str, Any]]:
+    _agent(service, agent_id)
+    return [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
+
+
+@router.get("/agents/{agent_id}/assignments", summary="The agent's open assignments")
+async def list_assignments(agent_id: str, service: Service) -> list[dict[str, Any]]:
+    _agent(service, agent_id)
+    return [assignment_view(a) for a in service.state.assignments.values() if a.agent_id == agent_id]
+
+
+@router.get(
+    "/agents/{agent_id}/events",
+    summary="Server-Sent Events for the agent's desktop",
+    description="Starts with the pending offers (`offer.created`), then streams `offer.created`, `offer.closed`, "
+    "`assignment.created`, `assignment.message` and `assignment.closed` as they happen.",
+    response_class=EventSourceResponse,
+)
+async def agent_events(agent_id: str, service: Service, feed: Feed) -> EventSourceResponse:
+    _agent(service, agent_id)
+    return EventSourceResponse(_stream(agent_id, service, feed))
+
+
+async def _stream(agent_id: str, service: RoutingService, feed: AgentFeed) -> AsyncIterator[str]:
+    with feed.subscribe(agent_id) as queue:
+        yield "retry: 2000\n\n"
+        for offer in [o for o in service.state.offers.values() if o.agent_id == agent_id]:
+            yield _sse("offer.created", offer_view(offer))
+        while True:
+            try:
+                name, payload = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield _sse(name, payload)
+
+
+def _sse(name: str, payload: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+@router.post("/offers/{offer_id}/accept", summary="Accept an offer: it becomes an assignment")
+async def accept_offer(offer_id: UUID, service: Service) -> dict[str, Any]:
+    return assignment_view(await service.accept(offer_id))
+
+
+@router.post("/offers/{offer_id}/decline", summary="Decline an offer: the contact goes back to its queue")
+async def decline_offer(offer_id: UUID, service: Service) -> dict[str, str]:
+    await service.decline(offer_id)
+    return {"offer_id": str(offer_id), "status": "declined"}
+
+
+@router.post("/assignments/{assignment_id}/complete", summary="Complete an assignment, freeing the slot")
+async def complete_assignment(assignment_id: UUID, service: Service) -> dict[str, str]:
+    await service.complete(assignment_id)
+    return {"assignment_id": str(assignment_id), "status": "completed"}

@@ -1,0 +1,53 @@
+"""The router's ASGI application."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from kefu import db, kafka
+from kefu.ops import Check, error_response, install_error_handlers, ops_router
+from services.router import exceptions
+from services.router.bootstrap import running
+from services.router.config import RouterSettings
+from services.router.entrypoints.api import router as api_router
+
+_STATUS = {
+    exceptions.UnknownAgent: (404, "unknown_agent"),
+    exceptions.UnknownOffer: (404, "unknown_offer"),
+    exceptions.UnknownAssignment: (404, "unknown_assignment"),
+    exceptions.NotYours: (403, "not_yours"),
+    exceptions.WrongState: (409, "wrong_state"),
+}
+
+
+def create_app(settings: RouterSettings | None = None) -> FastAPI:
+    """Build the router app; resources start in its lifespan."""
+    settings = settings or RouterSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(settings) as router:
+            app.state.router = router
+            yield
+
+    app = FastAPI(title="kefu router", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.exception_handler(exceptions.RoutingError)
+    async def routing_error(_: Request, exc: exceptions.RoutingError) -> JSONResponse:
+        status, code = _STATUS.get(type(exc), (400, "routing_error"))
+        return error_response(status, code, str(exc))
+
+    def checks() -> Mapping[str, Check]:
+        router = app.state.router
+        return {
+            "database": partial(db.ping, router.engine),
+            "broker": partial(kafka.broker_reachable, router.producer),
+        }
+
+    app.include_router(ops_router(checks))
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,193 @@
+"""The router's service layer: one lock-protected loop of decide → persist → apply → notify.
+
+All changes to routing state go through ``_run``: the pure core decides, the decisions and their
+outbox events are written in one transaction, and only after the commit are they applied to the
+in-memory state and pushed to desktops. A failed transaction leaves memory untouched.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from uuid import UUID
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts import CONTACTS, ContactEvent
+from services.router.adapters import repository
+from services.router.adapters.feed import AgentFeed
+from services.router.adapters.orm import offers
+from services.router.domain.config import RoutingConfig
+from services.router.domain.decide import apply, decide
+from services.router.domain.decisions import (
+    Assigned,
+    AssignmentCompleted,
+    ClockTicked,
+    Completed,
+    ContactArrived,
+    Decision,
+    Event,
+    OfferAccepted,
+    OfferClosed,
+    OfferDeclined,
+    Offered,
+    PresenceRequested,
+)
+from services.router.domain.model import Assignment, ContactRef, Presence, RoutingState
+from services.router.exceptions import UnknownOffer, WrongState
+from services.router.views import assignment_view, offer_view
+
+log = logging.getLogger(__name__)
+
+CONTACTS_APPLIED = Counter("kefu_router_contact_events_total", "Contact events consumed", ["outcome"])
+DECISION_SECONDS = Histogram(
+    "kefu_router_decision_seconds",
+    "Time to decide, persist and apply one event",
+    buckets=(0.001, 0.005, 0.02, 0.1, 1),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RoutingService:
+    """Owns the routing state of one routing domain."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        config: RoutingConfig,
+        feed: AgentFeed,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._feed = feed
+        self._on_commit = on_commit
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self.state = RoutingState(queues={q.id: q.to_domain() for q in config.queues})
+
+    async def start(self) -> None:
+        """Apply the configured agents and rebuild the state from PostgreSQL."""
+        async with self._lock, self._engine.begin() as conn:
+            await repository.upsert_agents(conn, self._config.agents, self._clock())
+            self.state = await repository.load_state(conn, self.state.queues, self._config.default_queue)
+        log.info(
+            "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
+            len(self.state.agents),
+            len(self.state.waiting),
+            len(self.state.offers),
+            len(self.state.assignments),
+        )
+
+    # ---- commands ----
+
+    async def handle_contact(self, event: ContactEvent) -> None:
+        """Apply one inbound contact event, once: open a contact or append to the open one."""
+        async with self._lock:
+            now = self._clock()
+            decisions: list[Decision] = []
+            async with self._engine.begin() as conn:
+                if not await repository.mark_applied(conn, event.event_id, CONTACTS):
+                    CONTACTS_APPLIED.labels("duplicate").inc()
+                    return
+                existing = await repository.open_contact_for(conn, event.conversation_key)
+                if existing is not None:
+                    contact_id, _ = existing
+                    await repository.insert_message(conn, contact_id, event)
+                    outcome = "appended"
+                else:
+                    queue_id = self._config.queue_for(event.channel, event.account_id)
+                    queue = self.state.queues[queue_id]
+                    ref = ContactRef(
+                        event.event_id, event.conversation_key, event.channel, queue_id, queue.priority, now
+                    )
+                    await repository.insert_contact(conn, ref, event)
+                    await repository.insert_message(conn, ref.id, event)
+                    decisions = decide(self.state, ContactArrived(ref), now)
+                    await repository.persist(conn, decisions)
+                    outcome = "opened"
+            self._committed(decisions)
+            CONTACTS_APPLIED.labels(outcome).inc()
+            if existing is not None:
+                self._notify_message(existing[0], event)
+
+    async def set_presence(self, agent_id: str, presence: Presence) -> None:
+        await self._run(PresenceRequested(agent_id, presence))
+
+    async def accept(self, offer_id: UUID) -> Assignment:
+        """Accept a pending offer on behalf of the agent it was made to."""
+        decisions = await self._run(OfferAccepted(offer_id, await self._offer_agent(offer_id)))
+        assigned = next(d for d in decisions if isinstance(d, Assigned))
+        return self.state.assignments[assigned.assignment_id]
+
+    async def decline(self, offer_id: UUID) -> None:
+        await self._run(OfferDeclined(offer_id, await self._offer_agent(offer_id)))
+
+    async def complete(self, assignment_id: UUID) -> None:
+        assignment = self.state.assignments.get(assignment_id)
+        agent_id = assignment.agent_id if assignment else ""
+        await self._run(AssignmentCompleted(assignment_id, agent_id))
+
+    async def tick(self) -> None:
+        """Expire the offers whose time is up."""
+        now = self._clock()
+        if any(o.expires_at <= now for o in self.state.offers.values()):
+            await self._run(ClockTicked())
+
+    async def _offer_agent(self, offer_id: UUID) -> str:
+        offer = self.state.offers.get(offer_id)
+        if offer is not None:
+            return offer.agent_id
+        async with self._engine.connect() as conn:
+            status = await _offer_status(conn, offer_id)
+        if status is None:
+            raise UnknownOffer(f"no offer {offer_id}")
+        raise WrongState(f"offer {offer_id} is no longer pending: it was {status}")
+
+    async def _run(self, event: Event) -> list[Decision]:
+        async with self._lock:
+            with DECISION_SECONDS.time():
+                decisions = decide(self.state, event, self._clock())
+                if decisions:
+                    async with self._engine.begin() as conn:
+                        await repository.persist(conn, decisions)
+                    self._committed(decisions)
+        return decisions
+
+    def _committed(self, decisions: list[Decision]) -> None:
+        apply(self.state, decisions)
+        if decisions:
+            self._on_commit()
+        for decision in decisions:
+            match decision:
+                case Offered(offer_id=offer_id, agent_id=agent_id):
+                    self._feed.publish(agent_id, "offer.created", offer_view(self.state.offers[offer_id]))
+                case OfferClosed(offer_id=offer_id, agent_id=agent_id, outcome=outcome):
+                    self._feed.publish(agent_id, "offer.closed", {"offer_id": str(offer_id), "outcome": outcome})
+                case Assigned(assignment_id=assignment_id, agent_id=agent_id):
+                    view = assignment_view(self.state.assignments[assignment_id])
+                    self._feed.publish(agent_id, "assignment.created", view)
+                case Completed(assignment_id=assignment_id, agent_id=agent_id):
+                    self._feed.publish(agent_id, "assignment.closed", {"assignment_id": str(assignment_id)})
+
+    def _notify_message(self, contact_id: UUID, event: ContactEvent) -> None:
+        for assignment in self.state.assignments.values():
+            if assignment.contact.id == contact_id:
+                payload = {
+                    "assignment_id": str(assignment.id),
+                    "contact_id": str(contact_id),
+                    "text": event.message.text,
+                    "occurred_at": event.occurred_at.isoformat(),
+                }
+                self._feed.publish(assignment.agent_id, "assignment.message", payload)
+
+
+async def _offer_status(conn: AsyncConnection, offer_id: UUID) -> str | None:
+    return (await conn.execute(select(offers.c.status).where(offers.c.id == offer_id))).scalar_one_or_none()
