@@ -41,7 +41,8 @@ def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOK
 
 async def broker_reachable(producer: AIOKafkaProducer, *, timeout: float = 2.0) -> None:
     """Raise unless the broker answers a metadata request within ``timeout`` seconds."""
-    await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    async with asyncio.timeout(timeout):
+        await producer.client.fetch_all_metadata()
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = DEFAULT_PARTITIONS) -> None:

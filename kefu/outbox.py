@@ -59,8 +59,10 @@ class OutboxRelay:
                 continue
             if sent < self._batch:
                 self._wakeup.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wake-up
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wakeup.wait()
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows it held."""

@@ -46,12 +46,10 @@ class ContactPublisher:
         if self._producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(
+            async with asyncio.timeout(self._timeout):
+                await self._producer.send_and_wait(
                     CONTACTS, event.model_dump_json().encode(), key=event.conversation_key.encode()
-                ),
-                self._timeout,
-            )
+                )
         except (KafkaError, TimeoutError) as exc:
             raise BrokerUnavailable(f"the broker did not acknowledge: {type(exc).__name__}") from exc
 

@@ -94,7 +94,8 @@ async def _stream(agent_id: str, service: RoutingService, feed: AgentFeed) -> As
             yield _sse("offer.created", offer_view(offer))
         while True:
             try:
-                name, payload = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    name, payload = await queue.get()
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue

@@ -1,0 +1,76 @@
+"""Real servers for integration tests: an embedded PostgreSQL for the session (a fresh, migrated
+database per test) and a fresh Tansu broker per test (it starts in milliseconds)."""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from contracts import ALL_TOPICS
+from kefu import kafka, migrate
+from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    name = f"kefu_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = postgres.url(name)
+    await migrate.upgrade_async(url)
+    yield url
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[EmbeddedKafka]:
+    server = EmbeddedKafka().start()
+    try:
+        await kafka.ensure_topics(server.bootstrap, ALL_TOPICS)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """A small configuration: one site, two queues, three agents, short offer timeouts."""
+    path = tmp_path / "kefu.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+SITE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+CONFIG = f"""
+channels:
+  webchat:
+    - {{site_id: shop, name: Test shop, secrets: [{SITE_SECRET}]}}
+routing:
+  default_queue: presales
+  routes:
+    - {{channel: webchat, account: shop, queue: presales}}
+  queues:
+    - {{id: presales, name: Presales, channels: [webchat], skills: {{presales: 1}}, priority: 10,
+        offer_timeout_seconds: 1}}
+    - {{id: returns, name: Returns, channels: [webchat], skills: {{returns: 2}}, priority: 20}}
+  agents:
+    - {{id: alice, name: Alice, groups: [tier1], skills: {{presales: 4}}, capacity: {{webchat: 2}},
+        initial_presence: available}}
+    - {{id: bob, name: Bob, groups: [tier1], skills: {{presales: 2}}, capacity: {{webchat: 1}},
+        initial_presence: away}}
+    - {{id: chen, name: Chen, groups: [engineers], skills: {{technical: 5}}, capacity: {{webchat: 1}},
+        initial_presence: available}}
+"""

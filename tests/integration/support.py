@@ -1,0 +1,98 @@
+"""Helpers for integration tests: serve an app in process, read topics, wait for conditions."""
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import FastAPI
+
+from contracts import Channel, ContactEvent, Customer, Message
+from kefu.demo import signed_request
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and yield a client that talks to it in process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kefu.test") as client:
+            yield client
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0) -> T:
+    """Poll ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(0.05)
+
+
+async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 10.0) -> list[Any]:
+    """Every record on ``topic`` from the start (waiting for ``at_least`` of them)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            end = await consumer.end_offsets(partitions)
+            batches = await consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                records.extend(batch)
+            positions = [await consumer.position(tp) for tp in partitions]
+            caught_up = all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True))
+            if caught_up and len(records) >= at_least:
+                return records
+            if time.monotonic() > deadline:
+                return records
+    finally:
+        await consumer.stop()
+
+
+def contact_event(conversation: str = "c1", *, dedup: str | None = None, text: str = "你好") -> ContactEvent:
+    now = datetime.now(UTC)
+    dedup = dedup or f"msg_{uuid.uuid4().hex}"
+    return ContactEvent(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, dedup),
+        channel=Channel.WEBCHAT,
+        account_id="shop",
+        conversation_key=f"webchat:shop:{conversation}",
+        dedup_key=dedup,
+        customer=Customer(platform_id=f"visitor-{conversation}"),
+        message=Message(text=text),
+        occurred_at=now,
+        received_at=now,
+    )
+
+
+def webchat_body(conversation: str = "c1", text: str = "你好") -> bytes:
+    return json.dumps(
+        {
+            "conversation_id": conversation,
+            "visitor": {"id": f"visitor-{conversation}", "name": "张伟"},
+            "message": {"text": text, "sent_at": datetime.now(UTC).isoformat()},
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+__all__ = ["signed_request"]

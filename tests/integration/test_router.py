@@ -1,0 +1,237 @@
+"""The router against a real PostgreSQL and a real Kafka-protocol broker."""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent, dlq
+from kefu import kafka
+from kefu.embedded import EmbeddedKafka
+from services.router.adapters.orm import applied_events, contacts, messages, outbox
+from services.router.bootstrap import Router, running
+from services.router.config import RouterSettings
+from services.router.domain.model import Presence
+from services.router.entrypoints.app import create_app
+from tests.integration.support import contact_event, eventually, read_topic, serving
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> RouterSettings:
+    return RouterSettings(
+        database_url=database_url,
+        kafka_bootstrap=broker.bootstrap,
+        config_path=config_path,
+        offer_tick_seconds=0.05,
+        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
+    )
+
+
+async def _publish(bootstrap: str, *events: ContactEvent) -> None:
+    producer = kafka.create_producer(bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                CONTACTS, event.model_dump_json().encode(), key=event.conversation_key.encode()
+            )
+    finally:
+        await producer.stop()
+
+
+async def _count(database_url: str, table: object) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+
+def _offers_of(router: Router, agent_id: str) -> list[uuid.UUID]:
+    return [o.id for o in router.service.state.offers.values() if o.agent_id == agent_id]
+
+
+async def test_the_same_event_three_times_makes_one_contact(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    event = contact_event("c1", dedup="msg_dup")
+    async with running(_settings(database_url, broker, config_path)) as router:
+        await _publish(broker.bootstrap, event, event, event)
+
+        async def offered() -> list[uuid.UUID]:
+            return _offers_of(router, "alice")
+
+        await eventually(offered)
+        await asyncio.sleep(0.5)  # let the duplicates arrive too
+        assert len(router.service.state.waiting) == 1
+    assert await _count(database_url, contacts) == 1
+    assert await _count(database_url, messages) == 1
+    assert await _count(database_url, applied_events) == 1
+
+
+async def test_a_later_message_joins_the_open_contact(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    async with running(_settings(database_url, broker, config_path)) as router:
+        await _publish(broker.bootstrap, contact_event("c1", text="first"), contact_event("c1", text="second"))
+
+        async def both_applied() -> bool:
+            return await _count(database_url, messages) == 2
+
+        await eventually(both_applied)
+        assert len(router.service.state.waiting) == 1
+    assert await _count(database_url, contacts) == 1
+
+
+async def test_offer_accept_publishes_routing_events_through_the_outbox(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    event = contact_event("c1")
+    async with running(_settings(database_url, broker, config_path)) as router:
+        await _publish(broker.bootstrap, event)
+
+        async def offer() -> list[uuid.UUID]:
+            return _offers_of(router, "alice")
+
+        (offer_id,) = await eventually(offer)
+        assignment = await router.service.accept(offer_id)
+        assert assignment.agent_id == "alice"
+        records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
+
+        async def relayed() -> bool:
+            return await _count(database_url, outbox.select().where(outbox.c.published_at.is_(None)).subquery()) == 0
+
+        await eventually(relayed)
+    events = [RoutingEvent.model_validate_json(r.value) for r in records]
+    assert [e.type for e in events] == ["queued", "offered", "accepted", "assigned"]
+    assert {e.contact_id for e in events} == {event.event_id}
+    assert {r.key for r in records} == {str(event.event_id).encode()}
+
+
+async def test_an_expired_offer_goes_to_the_next_agent(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    async with running(_settings(database_url, broker, config_path)) as router:
+        await router.service.set_presence("bob", Presence.AVAILABLE)
+        await _publish(broker.bootstrap, contact_event("c1"))
+
+        async def first() -> list[uuid.UUID]:
+            return _offers_of(router, "alice") or _offers_of(router, "bob")
+
+        (first_offer,) = await eventually(first)
+        first_agent = router.service.state.offers[first_offer].agent_id
+        second_agent = "bob" if first_agent == "alice" else "alice"
+
+        async def moved() -> list[uuid.UUID]:
+            return _offers_of(router, second_agent)
+
+        await eventually(moved, timeout=5)
+        assert first_offer not in router.service.state.offers
+    records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
+    assert [RoutingEvent.model_validate_json(r.value).type for r in records][:4] == [
+        "queued",
+        "offered",
+        "offer_timed_out",
+        "offered",
+    ]
+
+
+async def test_state_is_rebuilt_from_postgres_after_a_restart(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    async with running(settings) as router:
+        await router.service.set_presence("alice", Presence.AWAY)
+        await _publish(broker.bootstrap, contact_event("c1"), contact_event("c2"))
+
+        async def queued() -> bool:
+            return len(router.service.state.waiting) == 2
+
+        await eventually(queued)
+        await router.service.set_presence("alice", Presence.AVAILABLE)
+        offers_before = {o.id: o.contact.id for o in router.service.state.offers.values()}
+        assert len(offers_before) == 2
+    async with running(settings) as restarted:
+        state = restarted.service.state
+        assert {o.id: o.contact.id for o in state.offers.values()} == offers_before
+        assert state.agents["alice"].presence is Presence.AVAILABLE
+        assert state.agents["alice"].load.total() == 2
+        assert len(state.waiting) == 2
+
+
+async def test_a_poison_message_is_dead_lettered_and_does_not_block(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    async with running(_settings(database_url, broker, config_path)) as router:
+        producer = kafka.create_producer(broker.bootstrap)
+        await producer.start()
+        await producer.send_and_wait(CONTACTS, b"{not json", key=b"webchat:shop:c1")
+        await producer.stop()
+        await _publish(broker.bootstrap, contact_event("c1"))
+
+        async def offered() -> list[uuid.UUID]:
+            return _offers_of(router, "alice")
+
+        await eventually(offered)
+    (dead,) = await read_topic(broker.bootstrap, dlq(CONTACTS), at_least=1)
+    assert dead.value == b"{not json"
+    reason = dict(dead.headers)["kefu-dlq-reason"].decode()
+    assert "ContactEvent invalid" in reason
+
+
+async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+    app = create_app(_settings(database_url, broker, config_path))
+    async with serving(app) as client:
+        agents = (await client.get("/v1/agents")).json()
+        assert {a["agent_id"]: a["presence"] for a in agents} == {
+            "alice": "available",
+            "bob": "away",
+            "chen": "available",
+        }
+        changed = await client.put("/v1/agents/bob/status", json={"presence": "available"})
+        assert changed.status_code == 200
+        assert changed.json()["presence"] == "available"
+
+        await _publish(broker.bootstrap, contact_event("c1"))
+
+        async def offers() -> list[dict[str, str]]:
+            found = (await client.get("/v1/agents/alice/offers")).json()
+            found += (await client.get("/v1/agents/bob/offers")).json()
+            return list(found)
+
+        (offer,) = await eventually(offers)
+        accepted = await client.post(f"/v1/offers/{offer['offer_id']}/accept")
+        assert accepted.status_code == 200
+        assignment = accepted.json()
+        assert assignment["contact_id"] == offer["contact_id"]
+        again = await client.post(f"/v1/offers/{offer['offer_id']}/accept")
+        assert again.status_code == 409
+        assert again.json()["error"] == "wrong_state"
+
+        listed = (await client.get(f"/v1/agents/{offer['agent_id']}/assignments")).json()
+        assert [a["assignment_id"] for a in listed] == [assignment["assignment_id"]]
+        done = await client.post(f"/v1/assignments/{assignment['assignment_id']}/complete")
+        assert done.status_code == 200
+        twice = await client.post(f"/v1/assignments/{assignment['assignment_id']}/complete")
+        assert twice.status_code == 404
+
+        for method, path, body, status in [
+            ("GET", "/v1/agents/nobody", None, 404),
+            ("GET", "/v1/agents/nobody/offers", None, 404),
+            ("PUT", "/v1/agents/alice/status", {"presence": "sleeping"}, 422),
+            ("PUT", "/v1/agents/alice/status", {}, 422),
+            ("PUT", "/v1/agents/nobody/status", {"presence": "away"}, 404),
+            ("POST", f"/v1/offers/{uuid.uuid4()}/accept", None, 404),
+            ("POST", "/v1/offers/not-a-uuid/accept", None, 422),
+        ]:
+            response = await client.request(method, path, json=body)
+            assert response.status_code == status, (method, path, response.text)
+            assert response.json()["error"], response.text
+        assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": "ok", "broker": "ok"}}
+        metrics = (await client.get("/metrics")).text
+        assert 'kefu_router_contact_events_total{outcome="opened"} ' in metrics
