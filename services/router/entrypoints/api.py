@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.sse import EventSourceResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.adapters.feed import AgentFeed
@@ -80,11 +80,12 @@ async def list_assignments(agent_id: str, service: Service) -> list[dict[str, An
     summary="Server-Sent Events for the agent's desktop",
     description="Starts with the pending offers (`offer.created`), then streams `offer.created`, `offer.closed`, "
     "`assignment.created`, `assignment.message` and `assignment.closed` as they happen.",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
-async def agent_events(agent_id: str, service: Service, feed: Feed) -> EventSourceResponse:
+async def agent_events(agent_id: str, service: Service, feed: Feed) -> StreamingResponse:
     _agent(service, agent_id)
-    return EventSourceResponse(_stream(agent_id, service, feed))
+    return StreamingResponse(_stream(agent_id, service, feed), media_type="text/event-stream")
 
 
 async def _stream(agent_id: str, service: RoutingService, feed: AgentFeed) -> AsyncIterator[str]:

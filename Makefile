@@ -1,0 +1,45 @@
+# kefu — `make run` runs the system, `make test` runs every check. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run test lint typecheck unit integration e2e contracts bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## the whole system on an embedded PostgreSQL and Kafka-protocol broker
+	$(BIN)/kefu dev
+
+test: lint typecheck  ## ruff, mypy --strict, then every test (unit, integration, e2e)
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+e2e: install
+	$(BIN)/pytest tests/e2e
+
+contracts: install  ## regenerate contracts/schemas/ after changing a model
+	$(BIN)/kefu contracts
+
+clean:
+	rm -rf $(VENV) .kefu .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
