@@ -5,7 +5,7 @@ This package is the only code the services share. Every model is immutable, vers
 generated from them (``kefu contracts``), and a test fails when the two drift apart.
 """
 
-from contracts.contacts import Attachment, ContactEvent, Customer, Message
+from contracts.contacts import Attachment, ContactEvent, ContactEventKind, Customer, Message
 from contracts.escalations import EscalationEvent
 from contracts.routing import RoutingCommand, RoutingEvent, RoutingEventType
 from contracts.topics import ALL_TOPICS, CONTACTS, ESCALATIONS, ROUTING_COMMANDS, ROUTING_EVENTS, dlq
@@ -20,6 +20,7 @@ __all__ = [
     "Attachment",
     "Channel",
     "ContactEvent",
+    "ContactEventKind",
     "Customer",
     "EscalationEvent",
     "Message",

@@ -1,5 +1,6 @@
 """The normalized inbound contact event: one customer message from any channel."""
 
+from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
@@ -23,6 +24,13 @@ class Customer(Contract):
     language: str | None = Field(
         default=None, max_length=35, description="BCP 47 language tag, if known.", examples=["zh-CN"]
     )
+    external_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The business's own id of the customer when the platform knows it (a web chat login); "
+        "identities sharing it are one customer.",
+        examples=["member-10086"],
+    )
 
 
 class Attachment(Contract):
@@ -44,6 +52,13 @@ class Message(Contract):
     attachments: tuple[Attachment, ...] = Field(default=(), description="Files sent with the message.")
 
 
+class ContactEventKind(StrEnum):
+    """What the event says about the conversation."""
+
+    MESSAGE = "message"  # the customer wrote (or called): opens a contact, or joins the open one
+    ABANDONED = "abandoned"  # the customer left before being served (a caller hung up in the queue)
+
+
 class ContactEvent(Contract):
     """A customer message, normalized from its channel, published to ``kefu.contacts.v1``.
 
@@ -54,6 +69,11 @@ class ContactEvent(Contract):
     event_id: UUID = Field(
         description="Stable id: derived from the platform dedup key, so a platform retry gets the same id.",
         examples=["5a1c1f0e-6f3b-5b7e-9a59-1d2c3b4a5f60"],
+    )
+    kind: ContactEventKind = Field(
+        default=ContactEventKind.MESSAGE,
+        description="Whether the customer wrote or left: a message, or an abandonment.",
+        examples=["message"],
     )
     channel: Channel = Field(description="The channel the message came from.", examples=["webchat"])
     account_id: str = Field(

@@ -19,9 +19,7 @@ def describe(config_path: Path) -> list[str]:
     channels = load_section(config_path, "channels", ChannelsConfig)
     routing = load_section(config_path, "routing", RoutingConfig)
     lines = ["", "  web chat sites:"]
-    lines += [
-        f"    {site.site_id}  ({site.name})  secret {site.secrets[0].get_secret_value()}" for site in channels.webchat
-    ]
+    lines += [f"    {site.id}  ({site.name})  secret {site.secrets[0].get_secret_value()}" for site in channels.webchat]
     lines.append("  agents:")
     lines += [
         f"    {a.id:<8} {a.name}  groups={','.join(a.groups)}  skills={a.skills}  starts {a.initial_presence}"
@@ -54,7 +52,7 @@ def run(
 ) -> int:
     """Post one signed message and print what to do next."""
     channels = load_section(config_path, "channels", ChannelsConfig)
-    site = next((s for s in channels.webchat if site_id in (None, s.site_id)), None)
+    site = next((s for s in channels.webchat if site_id in (None, s.id)), None)
     if site is None:
         print(f"no web chat site {site_id!r} in {config_path}")
         return 2
@@ -68,8 +66,8 @@ def run(
         ensure_ascii=False,
     ).encode()
     headers = signed_request(site.secrets[0].get_secret_value(), body)
-    response = httpx.post(f"{channels_url}/webhooks/webchat/{site.site_id}", content=body, headers=headers)
-    print(f"POST /webhooks/webchat/{site.site_id} -> {response.status_code} {response.text}")
+    response = httpx.post(f"{channels_url}/webhooks/webchat/{site.id}", content=body, headers=headers)
+    print(f"POST /webhooks/webchat/{site.id} -> {response.status_code} {response.text}")
     if response.is_success:
         print(
             "next:\n"

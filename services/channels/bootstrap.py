@@ -1,33 +1,49 @@
-"""Wires the channel adapters: accounts from the configuration file, verifiers, the publisher."""
+"""Wires the channel adapters: accounts from the configuration file, the publisher, the database,
+an HTTP client, and each channel module's own state (``setup``), torn down in reverse order."""
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from types import ModuleType
 
+import httpx
+
+from kefu import db
 from kefu.config_file import load_section
 from services.channels.adapters.publisher import ContactPublisher
-from services.channels.adapters.signatures import StandardWebhookVerifier
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
+from services.channels.entrypoints import douyin, email, phone, webchat, wechat
+from services.channels.runtime import Channels
 
-
-@dataclass
-class Channels:
-    settings: ChannelsSettings
-    publisher: ContactPublisher
-    webchat_verifiers: dict[str, StandardWebhookVerifier]
+CHANNEL_MODULES: dict[str, ModuleType] = {
+    "webchat": webchat,
+    "wechat": wechat,
+    "douyin": douyin,
+    "email": email,
+    "phone": phone,
+}
+"""Each module has ``router`` (its endpoints) and ``setup(channels)`` (its per-account state; if that
+state has ``aclose()``, it is awaited at shutdown)."""
 
 
 @contextlib.asynccontextmanager
 async def running(settings: ChannelsSettings) -> AsyncIterator[Channels]:
-    """Start the publisher; stop it on exit."""
+    """Start the publisher, the database engine and the HTTP client; stop them on exit."""
     config = load_section(settings.config_path, "channels", ChannelsConfig)
-    verifiers = {
-        site.site_id: StandardWebhookVerifier([s.get_secret_value() for s in site.secrets]) for site in config.webchat
-    }
+    engine = db.create_engine(settings.database_url, pool_size=5)
     publisher = ContactPublisher(settings.kafka_bootstrap, timeout=settings.publish_timeout_seconds)
-    await publisher.start()
-    try:
-        yield Channels(settings, publisher, verifiers)
-    finally:
-        await publisher.stop()
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+        channels = Channels(settings, config, publisher, engine, http)
+        await publisher.start()
+        try:
+            for name, module in CHANNEL_MODULES.items():
+                channels.adapters[name] = module.setup(channels)
+            yield channels
+        finally:
+            for state in reversed(list(channels.adapters.values())):
+                close = getattr(state, "aclose", None)
+                if close is not None and inspect.iscoroutinefunction(close):
+                    await close()
+            await publisher.stop()
+            await engine.dispose()

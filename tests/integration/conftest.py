@@ -57,7 +57,7 @@ SITE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CONFIG = f"""
 channels:
   webchat:
-    - {{site_id: shop, name: Test shop, secrets: [{SITE_SECRET}]}}
+    - {{id: shop, name: Test shop, secrets: [{SITE_SECRET}]}}
 routing:
   default_queue: presales
   routes:

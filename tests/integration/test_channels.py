@@ -18,13 +18,16 @@ pytestmark = pytest.mark.integration
 URL = "/webhooks/webchat/shop"
 
 
-def _settings(broker: EmbeddedKafka, config_path: Path, **overrides: object) -> ChannelsSettings:
-    return ChannelsSettings(kafka_bootstrap=broker.bootstrap, config_path=config_path, **overrides)  # type: ignore[arg-type]
+@pytest.fixture
+def settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> ChannelsSettings:
+    return ChannelsSettings(database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=config_path)
 
 
-async def test_a_signed_message_is_on_the_broker_before_the_2xx(broker: EmbeddedKafka, config_path: Path) -> None:
+async def test_a_signed_message_is_on_the_broker_before_the_2xx(
+    broker: EmbeddedKafka, settings: ChannelsSettings
+) -> None:
     body = webchat_body("conv-1", "空调不制冷")
-    async with serving(create_app(_settings(broker, config_path))) as client:
+    async with serving(create_app(settings)) as client:
         response = await client.post(URL, content=body, headers=signed_request(SITE_SECRET, body, msg_id="msg_1"))
         assert response.status_code == 202, response.text
         # acks=all was awaited before answering: the record is readable right away
@@ -37,9 +40,9 @@ async def test_a_signed_message_is_on_the_broker_before_the_2xx(broker: Embedded
     assert event.customer.display_name == "张伟"
 
 
-async def test_retries_of_one_delivery_carry_one_event_id(broker: EmbeddedKafka, config_path: Path) -> None:
+async def test_retries_of_one_delivery_carry_one_event_id(settings: ChannelsSettings) -> None:
     body = webchat_body()
-    async with serving(create_app(_settings(broker, config_path))) as client:
+    async with serving(create_app(settings)) as client:
         ids = set()
         for _ in range(3):
             response = await client.post(URL, content=body, headers=signed_request(SITE_SECRET, body, msg_id="msg_x"))
@@ -81,7 +84,7 @@ def _bad_requests() -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
 )
 async def test_bad_input_is_refused_and_nothing_is_published(
     broker: EmbeddedKafka,
-    config_path: Path,
+    settings: ChannelsSettings,
     name: str,
     url: str,
     body: bytes,
@@ -89,7 +92,7 @@ async def test_bad_input_is_refused_and_nothing_is_published(
     status: int,
     code: str,
 ) -> None:
-    async with serving(create_app(_settings(broker, config_path))) as client:
+    async with serving(create_app(settings)) as client:
         response = await client.post(url, content=body, headers=headers)
         assert response.status_code == status, response.text
         error = response.json()
@@ -103,8 +106,8 @@ async def test_bad_input_is_refused_and_nothing_is_published(
     assert len(await read_topic(broker.bootstrap, CONTACTS, timeout=0.5)) == 1, f"{name}: something was published"
 
 
-async def test_a_vanished_broker_gets_503_and_never_a_2xx(broker: EmbeddedKafka, config_path: Path) -> None:
-    app = create_app(_settings(broker, config_path, publish_timeout_seconds=1.0))
+async def test_a_vanished_broker_gets_503_and_never_a_2xx(broker: EmbeddedKafka, settings: ChannelsSettings) -> None:
+    app = create_app(settings.model_copy(update={"publish_timeout_seconds": 1.0}))
     async with serving(app) as client:
         assert (await client.get("/readyz")).status_code == 200
         broker.stop()
@@ -118,9 +121,9 @@ async def test_a_vanished_broker_gets_503_and_never_a_2xx(broker: EmbeddedKafka,
         assert ready.json()["checks"]["broker"].startswith("unavailable")
 
 
-async def test_a_broker_missing_at_start_means_503_until_it_comes(config_path: Path) -> None:
+async def test_a_broker_missing_at_start_means_503_until_it_comes(settings: ChannelsSettings) -> None:
     late = EmbeddedKafka()
-    app = create_app(ChannelsSettings(kafka_bootstrap=late.bootstrap, config_path=config_path))
+    app = create_app(settings.model_copy(update={"kafka_bootstrap": late.bootstrap}))
     async with serving(app) as client:
         body = webchat_body()
         response = await client.post(URL, content=body, headers=signed_request(SITE_SECRET, body))

@@ -36,7 +36,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 
 KEFU_SERVICES = tuple(SETTINGS)
 HTTP_SERVICES = ("channels", "router", "escalation")
-DATABASE_SERVICES = ("migrate", "router", "escalation")
+DATABASE_SERVICES = ("migrate", "channels", "router", "escalation")
 INFRASTRUCTURE = ("kafka", "kafka-init", "postgres")
 
 
@@ -287,10 +287,6 @@ def test_database_url_points_at_the_postgres_service(name: str) -> None:
     assert url.username == postgres["POSTGRES_USER"]
     assert url.password == postgres["POSTGRES_PASSWORD"]
     assert url.database == postgres["POSTGRES_DB"]
-
-
-def test_channels_gets_no_database_credentials() -> None:
-    assert "KEFU_DATABASE_URL" not in _env("channels")
 
 
 @pytest.mark.parametrize("name", HTTP_SERVICES)

@@ -14,7 +14,7 @@ from services.router.domain.config import RoutingConfig
 def test_the_example_configuration_loads() -> None:
     routing = load_section(EXAMPLE_CONFIG, "routing", RoutingConfig)
     channels = load_section(EXAMPLE_CONFIG, "channels", ChannelsConfig)
-    assert [site.site_id for site in channels.webchat] == ["demo"]
+    assert [site.id for site in channels.webchat] == ["demo"]
     assert {agent.id for agent in routing.agents} >= {"alice", "bob"}
     assert routing.queue_for(Channel.WEBCHAT, "demo") == "presales"
     assert routing.queue_for(Channel.EMAIL, "anything") == routing.default_queue
@@ -62,6 +62,6 @@ def test_unreadable_and_malformed_files_are_reported(tmp_path: Path) -> None:
 
 
 def test_a_site_needs_a_secret(tmp_path: Path) -> None:
-    path = _write(tmp_path, "channels: {webchat: [{site_id: s, name: S, secrets: []}]}\n")
+    path = _write(tmp_path, "channels: {webchat: [{id: s, name: S, secrets: []}]}\n")
     with pytest.raises(ConfigError, match=r"channels\.webchat\.0\.secrets"):
         load_section(path, "channels", ChannelsConfig)

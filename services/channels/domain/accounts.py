@@ -1,30 +1,35 @@
-"""The ``channels`` section of the configuration file: one entry per platform account."""
+"""The ``channels`` section of the configuration file: one list of accounts per channel.
+
+Every account model has an ``id`` (the path parameter of its webhook); secrets are ``SecretStr``
+so they never reach logs or reprs.
+"""
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.channels.domain.douyin import DouyinApp
+from services.channels.domain.email import EmailInbox
+from services.channels.domain.phone import PhoneLine
+from services.channels.domain.webchat import WebchatSite
+from services.channels.domain.wechat import WechatAccount, WecomKfAccount
 
 
-class _Strict(BaseModel):
+class ChannelsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class WebchatSite(_Strict):
-    """A web chat site whose widget backend posts Standard Webhooks."""
-
-    site_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    name: str
-    secrets: list[SecretStr] = Field(
-        min_length=1, description="Signing secrets (whsec_…); several during a rotation, any may sign."
-    )
-
-
-class ChannelsConfig(_Strict):
     webchat: list[WebchatSite] = Field(default_factory=list)
+    wechat: list[WechatAccount] = Field(default_factory=list, description="WeChat Official Accounts")
+    wecom_kf: list[WecomKfAccount] = Field(default_factory=list, description="WeCom customer service (微信客服)")
+    douyin: list[DouyinApp] = Field(default_factory=list)
+    email: list[EmailInbox] = Field(default_factory=list)
+    phone: list[PhoneLine] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> Self:
-        ids = [site.site_id for site in self.webchat]
-        if len(set(ids)) != len(ids):
-            raise ValueError("webchat site ids must be unique")
+    def _unique_ids(self) -> Self:
+        for name in type(self).model_fields:
+            ids = [account.id for account in getattr(self, name)]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"{name}: account ids must be unique, repeated: {duplicates}")
         return self

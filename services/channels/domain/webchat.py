@@ -3,11 +3,24 @@
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
 
 EVENT_NAMESPACE = uuid.UUID("6f1c43a4-1d9e-4c57-9a5e-2b7f0c7b9e11")
+
+ACCOUNT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class WebchatSite(BaseModel):
+    """A web chat site whose widget backend posts Standard Webhooks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, max_length=128, pattern=ACCOUNT_ID, description="the site id in the webhook URL")
+    name: str
+    secrets: list[SecretStr] = Field(
+        min_length=1, description="Signing secrets (whsec_…); several during a rotation, any may sign."
+    )
 
 
 class Visitor(BaseModel):

@@ -2,15 +2,16 @@
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from kefu import db
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
-from services.channels.bootstrap import running
+from services.channels.bootstrap import CHANNEL_MODULES, running
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.webhooks import router as webhooks_router
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
 
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
@@ -42,8 +43,10 @@ def create_app(settings: ChannelsSettings | None = None) -> FastAPI:
         return response
 
     def checks() -> Mapping[str, Check]:
-        return {"broker": app.state.channels.publisher.reachable}
+        channels = app.state.channels
+        return {"database": partial(db.ping, channels.engine), "broker": channels.publisher.reachable}
 
     app.include_router(ops_router(checks))
-    app.include_router(webhooks_router)
+    for module in CHANNEL_MODULES.values():
+        app.include_router(module.router)
     return app

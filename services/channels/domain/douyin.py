@@ -1,0 +1,11 @@
+"""Douyin open platform: app accounts and private-message events."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.channels.domain.webchat import ACCOUNT_ID
+
+
+class DouyinApp(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, max_length=128, pattern=ACCOUNT_ID)
+    name: str

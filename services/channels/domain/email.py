@@ -1,0 +1,11 @@
+"""Email: inbound inboxes."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.channels.domain.webchat import ACCOUNT_ID
+
+
+class EmailInbox(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, max_length=128, pattern=ACCOUNT_ID)
+    name: str

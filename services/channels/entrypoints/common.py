@@ -1,0 +1,59 @@
+"""What every webhook endpoint does the same way: bounded body reads, UTF-8, metrics, the 2xx."""
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from contracts import ContactEvent
+from services.channels.exceptions import BodyTooLarge, MalformedBody, UnsupportedMedia
+from services.channels.runtime import Channels
+
+WEBHOOKS = Counter("kefu_channels_webhooks_total", "Webhooks accepted and published", ["channel"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 beyond ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_utf8(body: bytes) -> str:
+    """``body`` as text, or a 400 naming the first bad byte."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(f"body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def media_type(request: Request) -> str:
+    """The request's media type, lower-cased, without parameters."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def require_media_type(request: Request, *accepted: str) -> str:
+    """The request's media type, or a 415 naming what is accepted."""
+    found = media_type(request)
+    if found not in accepted:
+        raise UnsupportedMedia(f"expected {' or '.join(accepted)}, got {found or 'no content type'}")
+    return found
+
+
+async def publish(channels: Channels, *events: ContactEvent) -> None:
+    """Put ``events`` on the broker, in order; return only once the broker holds every one."""
+    for event in events:
+        await channels.publisher.publish(event)
+        WEBHOOKS.labels(event.channel.value).inc()
+
+
+def accepted(event: ContactEvent) -> JSONResponse:
+    """The JSON 202 for platforms that take any 2xx."""
+    return JSONResponse({"status": "accepted", "event_id": str(event.event_id)}, status_code=202)

@@ -1,0 +1,14 @@
+"""phone webhooks."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.channels.runtime import Channels
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+def setup(channels: Channels) -> dict[str, Any]:
+    """Per-account state of the phone adapter."""
+    return {}

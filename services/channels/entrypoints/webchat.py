@@ -1,0 +1,65 @@
+"""Web chat: ``POST /webhooks/webchat/{site_id}``, Standard Webhooks signatures."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.channels.adapters.signatures import StandardWebhookVerifier
+from services.channels.domain.webchat import WebchatWebhook, to_contact_event
+from services.channels.entrypoints.common import accepted, decode_utf8, publish, read_body, require_media_type
+from services.channels.exceptions import InvalidPayload, MalformedBody, UnknownAccount
+from services.channels.runtime import Channels, channels_of
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+def setup(channels: Channels) -> dict[str, StandardWebhookVerifier]:
+    """A verifier per configured site."""
+    return {
+        site.id: StandardWebhookVerifier([s.get_secret_value() for s in site.secrets])
+        for site in channels.config.webchat
+    }
+
+
+@router.post(
+    "/webchat/{site_id}",
+    status_code=202,
+    summary="A web chat message, signed with Standard Webhooks",
+    responses={
+        400: {"description": "not UTF-8 or not JSON"},
+        401: {"description": "signature missing, wrong or stale"},
+        404: {"description": "unknown site"},
+        413: {"description": "body too large"},
+        415: {"description": "not application/json"},
+        422: {"description": "JSON that is not a web chat message"},
+        503: {"description": "the broker is unavailable; retry"},
+    },
+)
+async def webchat(site_id: str, request: Request, channels: Annotated[Channels, Depends(channels_of)]) -> JSONResponse:
+    verifier = channels.adapters["webchat"].get(site_id)
+    if verifier is None:
+        raise UnknownAccount(f"no web chat site {site_id!r}")
+    require_media_type(request, "application/json")
+    text = decode_utf8(await read_body(request, channels.settings.max_body_bytes))
+    webhook_id = verifier.verify(text, request.headers)
+    try:
+        body = WebchatWebhook.model_validate_json(text)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise MalformedBody(f"body is not JSON: {errors[0]['msg']}") from exc
+        raise InvalidPayload(describe(exc)) from exc
+    event = to_contact_event(site_id, webhook_id, body, datetime.now(UTC))
+    await publish(channels, event)
+    return accepted(event)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming every invalid field of a payload."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )
