@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 
 from contracts import Channel
-from services.channels.domain.webchat import WebchatWebhook, event_id, to_contact_event
+from services.channels.domain.common import event_id
+from services.channels.domain.webchat import WebchatWebhook, to_contact_event
 
 BODY = {
     "conversation_id": "conv-9",

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.channels.domain.webchat import ACCOUNT_ID
+from services.channels.domain.common import ACCOUNT_ID
 
 
 class DouyinApp(BaseModel):

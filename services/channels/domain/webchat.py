@@ -1,15 +1,11 @@
 """Web chat: the widget backend's message format and its normalization to a contact event."""
 
-import uuid
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-
-EVENT_NAMESPACE = uuid.UUID("6f1c43a4-1d9e-4c57-9a5e-2b7f0c7b9e11")
-
-ACCOUNT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
 
 
 class WebchatSite(BaseModel):
@@ -47,11 +43,6 @@ class WebchatWebhook(BaseModel):
     page_url: str | None = Field(default=None, max_length=2048)
 
 
-def event_id(channel: Channel, account_id: str, dedup_key: str) -> uuid.UUID:
-    """A stable event id: the same platform delivery always gets the same id."""
-    return uuid.uuid5(EVENT_NAMESPACE, f"{channel}:{account_id}:{dedup_key}")
-
-
 def to_contact_event(site_id: str, webhook_id: str, body: WebchatWebhook, received_at: datetime) -> ContactEvent:
     """Normalize one web chat webhook."""
     metadata = {"page_url": body.page_url} if body.page_url else {}
@@ -59,7 +50,7 @@ def to_contact_event(site_id: str, webhook_id: str, body: WebchatWebhook, receiv
         event_id=event_id(Channel.WEBCHAT, site_id, webhook_id),
         channel=Channel.WEBCHAT,
         account_id=site_id,
-        conversation_key=f"webchat:{site_id}:{body.conversation_id}",
+        conversation_key=conversation_key(Channel.WEBCHAT, site_id, body.conversation_id),
         dedup_key=webhook_id,
         customer=Customer(platform_id=body.visitor.id, display_name=body.visitor.name, language=body.visitor.language),
         message=Message(text=body.message.text, attachments=tuple(body.message.attachments)),

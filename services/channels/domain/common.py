@@ -1,0 +1,20 @@
+"""What every channel's normalization shares: account ids, stable event ids, conversation keys."""
+
+import uuid
+
+from contracts import Channel
+
+ACCOUNT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Account ids appear in webhook URLs: letters, digits, ``_.-``."""
+
+EVENT_NAMESPACE = uuid.UUID("6f1c43a4-1d9e-4c57-9a5e-2b7f0c7b9e11")
+
+
+def event_id(channel: Channel, account_id: str, dedup_key: str) -> uuid.UUID:
+    """A stable event id: the same platform delivery always gets the same id, so retries are absorbed."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"{channel}:{account_id}:{dedup_key}")
+
+
+def conversation_key(channel: Channel, account_id: str, conversation: str) -> str:
+    """The Kafka key and conversation identity: ``channel:account:conversation``."""
+    return f"{channel}:{account_id}:{conversation}"
