@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import CONTACTS, ContactEvent
+from contracts import CONTACTS, ContactEvent, ContactEventKind
 from services.router.adapters import repository
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
@@ -26,6 +26,7 @@ from services.router.domain.decisions import (
     AssignmentCompleted,
     ClockTicked,
     Completed,
+    ContactAbandoned,
     ContactArrived,
     Decision,
     Event,
@@ -89,7 +90,7 @@ class RoutingService:
     # ---- commands ----
 
     async def handle_contact(self, event: ContactEvent) -> None:
-        """Apply one inbound contact event, once: open a contact or append to the open one."""
+        """Apply one inbound contact event, once: open a contact, append to the open one, or abandon it."""
         async with self._lock:
             now = self._clock()
             decisions: list[Decision] = []
@@ -98,9 +99,13 @@ class RoutingService:
                     CONTACTS_APPLIED.labels("duplicate").inc()
                     return
                 existing = await repository.open_contact_for(conn, event.conversation_key)
-                if existing is not None:
-                    contact_id, _ = existing
-                    await repository.insert_message(conn, contact_id, event)
+                if event.kind is ContactEventKind.ABANDONED:
+                    if existing is not None:
+                        decisions = decide(self.state, ContactAbandoned(existing[0]), now)
+                        await repository.persist(conn, decisions)
+                    outcome = "abandoned" if decisions else "abandon_ignored"
+                elif existing is not None:
+                    await repository.insert_message(conn, existing[0], event)
                     outcome = "appended"
                 else:
                     queue_id = self._config.queue_for(event.channel, event.account_id)
@@ -115,7 +120,7 @@ class RoutingService:
                     outcome = "opened"
             self._committed(decisions)
             CONTACTS_APPLIED.labels(outcome).inc()
-            if existing is not None:
+            if outcome == "appended" and existing is not None:
                 self._notify_message(existing[0], event)
 
     async def set_presence(self, agent_id: str, presence: Presence) -> None:

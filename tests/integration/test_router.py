@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent, dlq
+from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, ContactEventKind, RoutingEvent, dlq
 from kefu import kafka
 from kefu.embedded import EmbeddedKafka
 from services.router.adapters.orm import applied_events, contacts, messages, outbox
@@ -235,3 +235,26 @@ async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKa
         assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": "ok", "broker": "ok"}}
         metrics = (await client.get("/metrics")).text
         assert 'kefu_router_contact_events_total{outcome="opened"} ' in metrics
+
+
+async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    async with running(settings) as router:
+        await _publish(broker.bootstrap, contact_event("call-1"))
+
+        async def offered() -> list[uuid.UUID]:
+            return _offers_of(router, "alice")
+
+        await eventually(offered)
+        hangup = contact_event("call-1").model_copy(update={"kind": ContactEventKind.ABANDONED})
+        await _publish(broker.bootstrap, hangup)
+
+        async def gone() -> bool:
+            return not router.service.state.waiting and not router.service.state.offers
+
+        await eventually(gone)
+        assert router.service.state.agents["alice"].load.total() == 0
+    records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=3)
+    assert [RoutingEvent.model_validate_json(r.value).type for r in records] == ["queued", "offered", "abandoned"]

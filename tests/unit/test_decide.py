@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from contracts import Channel
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
+    Abandoned,
     Assigned,
     AssignmentCompleted,
     ClockTicked,
     Completed,
+    ContactAbandoned,
     ContactArrived,
     Enqueued,
     Event,
@@ -151,6 +153,26 @@ def test_completion_frees_the_slot_for_the_next_contact() -> None:
     assert [d.contact.id.int for d in decisions if isinstance(d, Offered)] == [2]
 
 
+def test_an_abandoned_contact_revokes_its_offer_and_frees_the_agent() -> None:
+    state = _state(_agent("a", skills={"presales": 3}, chat=1))
+    offer = next(d for d in _step(state, ContactArrived(_contact(1))) if isinstance(d, Offered))
+    _step(state, ContactArrived(_contact(2, at=T0 + timedelta(seconds=1))))
+    decisions = _step(state, ContactAbandoned(offer.contact.id), T0 + timedelta(seconds=5))
+    closed, abandoned, next_offer = decisions
+    assert isinstance(closed, OfferClosed) and closed.outcome is OfferOutcome.REVOKED
+    assert isinstance(abandoned, Abandoned) and abandoned.contact.id == offer.contact.id
+    assert isinstance(next_offer, Offered) and next_offer.contact.id.int == 2
+    assert offer.contact.id not in state.waiting
+
+
+def test_abandoning_an_assigned_or_unknown_contact_changes_nothing() -> None:
+    state = _state(_agent("a", skills={"presales": 3}))
+    offer = next(d for d in _step(state, ContactArrived(_contact(1))) if isinstance(d, Offered))
+    _step(state, OfferAccepted(offer.offer_id, "a"))
+    assert decide(state, ContactAbandoned(offer.contact.id), T0) == []
+    assert decide(state, ContactAbandoned(uuid.uuid4()), T0) == []
+
+
 def test_wrong_requests_raise_domain_errors() -> None:
     state = _state(_agent("a", skills={"presales": 3}), _agent("b", skills={"presales": 3}))
     offer = next(d for d in _step(state, ContactArrived(_contact(1))) if isinstance(d, Offered))
@@ -185,7 +207,7 @@ def histories(draw: st.DrawFn) -> tuple[RoutingState, list[tuple[str, int]]]:
     steps = draw(
         st.lists(
             st.tuples(
-                st.sampled_from(["arrive", "presence", "accept", "decline", "tick", "complete"]),
+                st.sampled_from(["arrive", "presence", "accept", "decline", "tick", "complete", "abandon"]),
                 st.integers(0, 1000),
             ),
             max_size=60,
@@ -212,6 +234,8 @@ def _event(state: RoutingState, kind: str, n: int, step: int, now: datetime) -> 
             return OfferDeclined(offer.id, offer.agent_id)
         case "tick":
             return ClockTicked()
+        case "abandon" if state.waiting:
+            return ContactAbandoned(sorted(state.waiting)[n % len(state.waiting)])
         case "complete" if assignments:
             assignment = assignments[n % len(assignments)]
             return AssignmentCompleted(assignment.id, assignment.agent_id)

@@ -22,6 +22,7 @@ from services.router.adapters.orm import (
 )
 from services.router.domain.config import AgentConfig
 from services.router.domain.decisions import (
+    Abandoned,
     Assigned,
     Completed,
     Decision,
@@ -208,7 +209,8 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 if outcome is not OfferOutcome.ACCEPTED:
                     await _contact_status(conn, contact.id, "queued")
                     await _agent_idle(conn, agent_id, at)
-                events.append(_event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id))
+                if outcome in _CLOSED_EVENT:  # a revoked offer is told by the Abandoned event that follows
+                    events.append(_event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id))
             case Assigned(assignment_id=assignment_id, offer_id=offer_id, contact=contact, agent_id=agent_id, at=at):
                 await conn.execute(
                     insert(assignments).values(
@@ -248,6 +250,9 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                         assignment_id=assignment_id,
                     )
                 )
+            case Abandoned(contact=contact, at=at):
+                await _contact_status(conn, contact.id, "abandoned", closed_at=at)
+                events.append(_event(RoutingEventType.ABANDONED, contact, at, reason="the customer left"))
             case PresenceSet(agent_id=agent_id, presence=presence, at=at):
                 await _presence(conn, agent_id, presence, at)
     await add(conn, outbox, events)
@@ -286,6 +291,7 @@ def _event(
     agent_id: str | None = None,
     offer_id: uuid.UUID | None = None,
     assignment_id: uuid.UUID | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     event = RoutingEvent(
         event_id=uuid.uuid4(),
@@ -299,5 +305,6 @@ def _event(
         offer_id=offer_id,
         assignment_id=assignment_id,
         priority=contact.priority,
+        reason=reason,
     )
     return outbox_row(ROUTING_EVENTS, str(contact.id), event.model_dump_json())

@@ -18,10 +18,12 @@ from uuid import UUID
 
 from contracts import Channel
 from services.router.domain.decisions import (
+    Abandoned,
     Assigned,
     AssignmentCompleted,
     ClockTicked,
     Completed,
+    ContactAbandoned,
     ContactArrived,
     Decision,
     Enqueued,
@@ -83,6 +85,16 @@ def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
             for offer in expired:
                 plan.route_contact(offer.contact.id)
                 plan.fill_agent(offer.agent_id)
+        case ContactAbandoned(contact_id=contact_id):
+            waiting = state.waiting.get(contact_id)
+            if waiting is None:
+                return []  # assigned already, or gone: the agent's work decides
+            pending = state.offers.get(waiting.offer_id) if waiting.offer_id else None
+            if pending is not None:
+                plan.close_offer(pending, OfferOutcome.REVOKED)
+            plan.abandon(waiting.ref)
+            if pending is not None:
+                plan.fill_agent(pending.agent_id)
         case AssignmentCompleted(assignment_id=assignment_id, agent_id=agent_id):
             assignment = state.assignments.get(assignment_id)
             if assignment is None:
@@ -116,6 +128,8 @@ def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
             case Assigned(assignment_id=assignment_id, contact=contact, agent_id=agent_id):
                 del state.waiting[contact.id]
                 state.assignments[assignment_id] = Assignment(assignment_id, contact, agent_id)
+            case Abandoned(contact=contact):
+                del state.waiting[contact.id]
             case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
                 del state.assignments[assignment_id]
                 _release(state.agents[agent_id], contact.channel, at)
@@ -203,6 +217,10 @@ class _Plan:
     def assign(self, offer: Offer) -> None:
         assignment_id = assignment_id_for(offer.id)
         self.decisions.append(Assigned(assignment_id, offer.id, offer.contact, offer.agent_id, self.now))
+
+    def abandon(self, contact: ContactRef) -> None:
+        self.decisions.append(Abandoned(contact, self.now))
+        self._reserved[contact.id] = True  # gone: nobody may be offered it any more
 
     def complete(self, assignment_id: UUID, contact: ContactRef, agent_id: str) -> None:
         self.decisions.append(Completed(assignment_id, contact, agent_id, self.now))

@@ -44,7 +44,22 @@ class AssignmentCompleted:
     agent_id: str
 
 
-Event = ContactArrived | PresenceRequested | OfferAccepted | OfferDeclined | ClockTicked | AssignmentCompleted
+@dataclass(frozen=True, slots=True)
+class ContactAbandoned:
+    """The customer left (a caller hung up) before being served."""
+
+    contact_id: UUID
+
+
+Event = (
+    ContactArrived
+    | PresenceRequested
+    | OfferAccepted
+    | OfferDeclined
+    | ClockTicked
+    | AssignmentCompleted
+    | ContactAbandoned
+)
 
 # ---- decisions: what the router does, to persist, publish and apply ----
 
@@ -53,6 +68,7 @@ class OfferOutcome(StrEnum):
     ACCEPTED = "accepted"
     DECLINED = "declined"
     EXPIRED = "expired"
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +118,10 @@ class Completed:
     at: datetime
 
 
-Decision = Enqueued | Offered | OfferClosed | Assigned | PresenceSet | Completed
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    contact: ContactRef
+    at: datetime
+
+
+Decision = Enqueued | Offered | OfferClosed | Assigned | PresenceSet | Completed | Abandoned
