@@ -25,6 +25,14 @@ class UnknownAssignment(RoutingError):
     """No open assignment has that id."""
 
 
+class UnknownContact(RoutingError):
+    """No contact has that id."""
+
+
+class UnknownCustomer(RoutingError):
+    """No customer has that id."""
+
+
 class NotYours(RoutingError):
     """The offer or assignment belongs to another agent."""
 

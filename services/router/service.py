@@ -9,14 +9,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import CONTACTS, ContactEvent, ContactEventKind
-from services.router.adapters import repository
+from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
+from services.router.adapters import customers, repository
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
 from services.router.domain.config import RoutingConfig
@@ -37,7 +38,7 @@ from services.router.domain.decisions import (
     PresenceRequested,
 )
 from services.router.domain.model import Assignment, ContactRef, Presence, RoutingState
-from services.router.exceptions import UnknownOffer, WrongState
+from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownOffer, WrongState
 from services.router.views import assignment_view, offer_view
 
 log = logging.getLogger(__name__)
@@ -105,15 +106,17 @@ class RoutingService:
                         await repository.persist(conn, decisions)
                     outcome = "abandoned" if decisions else "abandon_ignored"
                 elif existing is not None:
+                    await customers.resolve(conn, event.channel, event.customer)
                     await repository.insert_message(conn, existing[0], event)
                     outcome = "appended"
                 else:
+                    customer_id = await customers.resolve(conn, event.channel, event.customer)
                     queue_id = self._config.queue_for(event.channel, event.account_id)
                     queue = self.state.queues[queue_id]
                     ref = ContactRef(
                         event.event_id, event.conversation_key, event.channel, queue_id, queue.priority, now
                     )
-                    await repository.insert_contact(conn, ref, event)
+                    await repository.insert_contact(conn, ref, event, customer_id)
                     await repository.insert_message(conn, ref.id, event)
                     decisions = decide(self.state, ContactArrived(ref), now)
                     await repository.persist(conn, decisions)
@@ -122,6 +125,31 @@ class RoutingService:
             CONTACTS_APPLIED.labels(outcome).inc()
             if outcome == "appended" and existing is not None:
                 self._notify_message(existing[0], event)
+
+    async def link_identity(self, customer_id: UUID, channel: Channel, platform_id: str) -> dict[str, Any]:
+        """Attach an identity (and whatever its customer had) to ``customer_id``; return the customer."""
+        async with self._lock, self._engine.begin() as conn:
+            if not await customers.exists(conn, customer_id):
+                raise UnknownCustomer(f"no customer {customer_id}")
+            await customers.link(conn, customer_id, channel, platform_id)
+            found = await customers.view(conn, customer_id)
+        assert found is not None
+        return found
+
+    async def customer(self, customer_id: UUID) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            found = await customers.view(conn, customer_id)
+        if found is None:
+            raise UnknownCustomer(f"no customer {customer_id}")
+        return found
+
+    async def contact(self, contact_id: UUID) -> dict[str, Any]:
+        """A contact with its messages, oldest first."""
+        async with self._engine.connect() as conn:
+            found = await repository.contact_view(conn, contact_id)
+        if found is None:
+            raise UnknownContact(f"no contact {contact_id}")
+        return found
 
     async def set_presence(self, agent_id: str, presence: Presence) -> None:
         await self._run(PresenceRequested(agent_id, presence))

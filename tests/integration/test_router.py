@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -258,3 +259,57 @@ async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(
         assert router.service.state.agents["alice"].load.total() == 0
     records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=3)
     assert [RoutingEvent.model_validate_json(r.value).type for r in records] == ["queued", "offered", "abandoned"]
+
+
+async def test_identities_link_into_one_customer_across_channels(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    app = create_app(_settings(database_url, broker, config_path))
+    async with serving(app) as client:
+        anonymous = contact_event("web-1", text="匿名咨询")
+        await _publish(broker.bootstrap, anonymous)
+
+        async def contact() -> dict[str, Any]:
+            found = await client.get(f"/v1/contacts/{anonymous.event_id}")
+            return dict(found.json()) if found.status_code == 200 else {}
+
+        first = await eventually(contact)
+        assert [m["text"] for m in first["messages"]] == ["匿名咨询"]
+        customer_id = first["customer_id"]
+
+        # the visitor logs in on the same conversation: their member id now names the customer
+        login = contact_event("web-1", text="我登录了")
+        login = login.model_copy(update={"customer": login.customer.model_copy(update={"external_id": "member-7"})})
+        # the same member writes from another device (another anonymous visitor id)
+        other = contact_event("web-2", text="换个设备")
+        other = other.model_copy(update={"customer": other.customer.model_copy(update={"external_id": "member-7"})})
+        await _publish(broker.bootstrap, login, other)
+
+        async def linked() -> dict[str, Any]:
+            # whichever record survives the merge, the first contact now belongs to it
+            owner = (await contact())["customer_id"]
+            found = await client.get(f"/v1/customers/{owner}")
+            return dict(found.json()) if found.status_code == 200 and len(found.json()["identities"]) == 2 else {}
+
+        customer = await eventually(linked)
+        customer_id = customer["customer_id"]
+        assert customer["external_id"] == "member-7"
+        assert {i["platform_id"] for i in customer["identities"]} == {"visitor-web-1", "visitor-web-2"}
+        assert len(customer["contacts"]) == 2
+
+        # a supervisor links the customer's WeChat identity by hand
+        response = await client.post(
+            f"/v1/customers/{customer_id}/identities", json={"channel": "wechat", "platform_id": "oX-openid-1"}
+        )
+        assert response.status_code == 200
+        assert {"channel": "wechat", "platform_id": "oX-openid-1"} in response.json()["identities"]
+
+        for method, path, body, status in [
+            ("GET", f"/v1/customers/{uuid.uuid4()}", None, 404),
+            ("GET", f"/v1/contacts/{uuid.uuid4()}", None, 404),
+            ("POST", f"/v1/customers/{uuid.uuid4()}/identities", {"channel": "wechat", "platform_id": "x"}, 404),
+            ("POST", f"/v1/customers/{customer_id}/identities", {"channel": "fax", "platform_id": "x"}, 422),
+            ("POST", f"/v1/customers/{customer_id}/identities", {"channel": "wechat"}, 422),
+        ]:
+            answer = await client.request(method, path, json=body)
+            assert answer.status_code == status, (path, answer.text)

@@ -8,7 +8,7 @@ from services.channels.domain.webchat import WebchatWebhook, to_contact_event
 
 BODY = {
     "conversation_id": "conv-9",
-    "visitor": {"id": "visitor-1", "name": "张伟", "language": "zh-CN", "ignored": True},
+    "visitor": {"id": "visitor-1", "user_id": "member-10086", "name": "张伟", "language": "zh-CN", "ignored": True},
     "message": {
         "text": "空调不制冷",
         "sent_at": "2026-11-22T17:30:00+08:00",
@@ -26,6 +26,7 @@ def test_normalization_keeps_what_routing_and_agents_need() -> None:
     assert event.dedup_key == "msg_1"
     assert event.customer.platform_id == "visitor-1"
     assert event.customer.display_name == "张伟"
+    assert event.customer.external_id == "member-10086"
     assert event.message.text == "空调不制冷"
     assert event.message.attachments[0].name == "photo.jpg"
     assert event.occurred_at == datetime(2026, 11, 22, 9, 30, tzinfo=UTC)

@@ -21,7 +21,10 @@ class WebchatSite(BaseModel):
 
 class Visitor(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str = Field(min_length=1, max_length=256, description="The widget's visitor id.")
+    id: str = Field(min_length=1, max_length=256, description="The widget's visitor id (anonymous until login).")
+    user_id: str | None = Field(
+        default=None, max_length=256, description="The site's own id of the logged-in visitor; links identities."
+    )
     name: str | None = Field(default=None, max_length=256)
     language: str | None = Field(default=None, max_length=35)
 
@@ -52,7 +55,12 @@ def to_contact_event(site_id: str, webhook_id: str, body: WebchatWebhook, receiv
         account_id=site_id,
         conversation_key=conversation_key(Channel.WEBCHAT, site_id, body.conversation_id),
         dedup_key=webhook_id,
-        customer=Customer(platform_id=body.visitor.id, display_name=body.visitor.name, language=body.visitor.language),
+        customer=Customer(
+            platform_id=body.visitor.id,
+            display_name=body.visitor.name,
+            language=body.visitor.language,
+            external_id=body.visitor.user_id,
+        ),
         message=Message(text=body.message.text, attachments=tuple(body.message.attachments)),
         occurred_at=body.message.sent_at,
         received_at=received_at,

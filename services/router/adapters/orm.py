@@ -31,6 +31,24 @@ agents = Table(
     Column("idle_since", DateTime(timezone=True), nullable=False),
 )
 
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("external_id", String(256), unique=True, comment="the business's own id (e.g. a web chat login)"),
+    Column("display_name", String(256)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+customer_identities = Table(
+    "customer_identities",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("platform_id", String(256), primary_key=True),
+    Column("customer_id", UUID(as_uuid=True), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
 contacts = Table(
     "contacts",
     metadata,
@@ -38,7 +56,8 @@ contacts = Table(
     Column("conversation_key", String(512), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("account_id", String(128), nullable=False),
-    Column("customer_id", String(256), nullable=False),
+    Column("customer_platform_id", String(256), nullable=False),
+    Column("customer_id", UUID(as_uuid=True), ForeignKey("customers.id"), index=True),
     Column("customer_name", String(256)),
     Column("queue_id", String(128), nullable=False),
     Column("priority", Integer, nullable=False),

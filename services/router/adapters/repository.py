@@ -75,7 +75,7 @@ async def open_contact_for(conn: AsyncConnection, conversation_key: str) -> tupl
     return (row.id, row.status) if row else None
 
 
-async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent) -> None:
+async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent, customer_id: uuid.UUID) -> None:
     """Create the contact row for the first message of a conversation."""
     await conn.execute(
         insert(contacts).values(
@@ -83,7 +83,8 @@ async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactE
             conversation_key=ref.conversation_key,
             channel=ref.channel.value,
             account_id=event.account_id,
-            customer_id=event.customer.platform_id,
+            customer_platform_id=event.customer.platform_id,
+            customer_id=customer_id,
             customer_name=event.customer.display_name,
             queue_id=ref.queue_id,
             priority=ref.priority,
@@ -106,6 +107,42 @@ async def insert_message(conn: AsyncConnection, contact_id: uuid.UUID, event: Co
             received_at=event.received_at,
         )
     )
+
+
+async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str, Any] | None:
+    """A contact and its messages, oldest first."""
+    row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).mappings().first()
+    if row is None:
+        return None
+    history = await conn.execute(
+        select(messages.c.id, messages.c.text, messages.c.attachments, messages.c.metadata, messages.c.occurred_at)
+        .where(messages.c.contact_id == contact_id)
+        .order_by(messages.c.occurred_at, messages.c.received_at)
+    )
+    return {
+        "contact_id": str(row["id"]),
+        "conversation_key": row["conversation_key"],
+        "channel": row["channel"],
+        "account_id": row["account_id"],
+        "customer_id": str(row["customer_id"]) if row["customer_id"] else None,
+        "customer_platform_id": row["customer_platform_id"],
+        "customer_name": row["customer_name"],
+        "queue_id": row["queue_id"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "enqueued_at": row["enqueued_at"].isoformat(),
+        "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
+        "messages": [
+            {
+                "message_id": str(m.id),
+                "text": m.text,
+                "attachments": m.attachments,
+                "metadata": m.metadata,
+                "occurred_at": m.occurred_at.isoformat(),
+            }
+            for m in history
+        ],
+    }
 
 
 async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], now: datetime) -> None:

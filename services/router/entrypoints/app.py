@@ -13,11 +13,14 @@ from services.router import exceptions
 from services.router.bootstrap import running
 from services.router.config import RouterSettings
 from services.router.entrypoints.api import router as api_router
+from services.router.entrypoints.customers import router as customers_router
 
 _STATUS = {
     exceptions.UnknownAgent: (404, "unknown_agent"),
     exceptions.UnknownOffer: (404, "unknown_offer"),
     exceptions.UnknownAssignment: (404, "unknown_assignment"),
+    exceptions.UnknownContact: (404, "unknown_contact"),
+    exceptions.UnknownCustomer: (404, "unknown_customer"),
     exceptions.NotYours: (403, "not_yours"),
     exceptions.WrongState: (409, "wrong_state"),
 }
@@ -50,4 +53,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
     app.include_router(ops_router(checks))
     app.include_router(api_router)
+    app.include_router(customers_router)
     return app

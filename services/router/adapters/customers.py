@@ -1,0 +1,134 @@
+"""Customers: every platform identity (visitor id, OpenID, e-mail address, phone number…) maps to one
+customer record, and identities can be linked, so that one person is one customer across channels.
+
+Identities sharing the business's own id (``external_id``, e.g. a web chat login) are linked on
+arrival; ``link`` joins any two by hand. Linking merges the two customers' identities and contacts.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import Channel, Customer
+from services.router.adapters.orm import contacts, customer_identities, customers
+
+
+async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
+    """The customer behind ``customer``'s identity on ``channel``, created or linked as needed."""
+    current: uuid.UUID | None = (
+        await conn.execute(
+            select(customer_identities.c.customer_id).where(
+                customer_identities.c.channel == channel.value,
+                customer_identities.c.platform_id == customer.platform_id,
+            )
+        )
+    ).scalar_one_or_none()
+    owner = await _by_external_id(conn, customer.external_id) if customer.external_id else None
+    if current is None:
+        customer_id = owner or await _create(conn, customer)
+        await conn.execute(
+            insert(customer_identities).values(
+                channel=channel.value, platform_id=customer.platform_id, customer_id=customer_id
+            )
+        )
+        return customer_id
+    if customer.external_id and owner is None:
+        await conn.execute(
+            update(customers)
+            .where(customers.c.id == current, customers.c.external_id.is_(None))
+            .values(external_id=customer.external_id)
+        )
+    elif owner is not None and owner != current:
+        await merge(conn, source=current, target=owner)
+        return owner
+    return current
+
+
+async def link(conn: AsyncConnection, customer_id: uuid.UUID, channel: Channel, platform_id: str) -> None:
+    """Make the identity ``channel``/``platform_id`` (and everything its customer had) ``customer_id``'s."""
+    current = (
+        await conn.execute(
+            select(customer_identities.c.customer_id).where(
+                customer_identities.c.channel == channel.value, customer_identities.c.platform_id == platform_id
+            )
+        )
+    ).scalar_one_or_none()
+    if current is None:
+        await conn.execute(
+            insert(customer_identities).values(channel=channel.value, platform_id=platform_id, customer_id=customer_id)
+        )
+    elif current != customer_id:
+        await merge(conn, source=current, target=customer_id)
+
+
+async def merge(conn: AsyncConnection, *, source: uuid.UUID, target: uuid.UUID) -> None:
+    """Fold customer ``source`` into ``target``: identities and contacts move, ``source`` goes."""
+    external_id = (
+        await conn.execute(select(customers.c.external_id).where(customers.c.id == source))
+    ).scalar_one_or_none()
+    await conn.execute(
+        update(customer_identities).where(customer_identities.c.customer_id == source).values(customer_id=target)
+    )
+    await conn.execute(update(contacts).where(contacts.c.customer_id == source).values(customer_id=target))
+    await conn.execute(delete(customers).where(customers.c.id == source))
+    if external_id:
+        await conn.execute(
+            update(customers)
+            .where(customers.c.id == target, customers.c.external_id.is_(None))
+            .values(external_id=external_id)
+        )
+
+
+async def exists(conn: AsyncConnection, customer_id: uuid.UUID) -> bool:
+    found = await conn.execute(select(customers.c.id).where(customers.c.id == customer_id))
+    return found.first() is not None
+
+
+async def view(conn: AsyncConnection, customer_id: uuid.UUID) -> dict[str, Any] | None:
+    """The customer with their identities and contacts, newest contact first."""
+    row = (await conn.execute(select(customers).where(customers.c.id == customer_id))).mappings().first()
+    if row is None:
+        return None
+    identities = await conn.execute(
+        select(customer_identities.c.channel, customer_identities.c.platform_id)
+        .where(customer_identities.c.customer_id == customer_id)
+        .order_by(customer_identities.c.created_at)
+    )
+    history = await conn.execute(
+        select(contacts.c.id, contacts.c.channel, contacts.c.status, contacts.c.queue_id, contacts.c.enqueued_at)
+        .where(contacts.c.customer_id == customer_id)
+        .order_by(contacts.c.enqueued_at.desc())
+    )
+    return {
+        "customer_id": str(row["id"]),
+        "external_id": row["external_id"],
+        "display_name": row["display_name"],
+        "identities": [{"channel": i.channel, "platform_id": i.platform_id} for i in identities],
+        "contacts": [
+            {
+                "contact_id": str(c.id),
+                "channel": c.channel,
+                "status": c.status,
+                "queue_id": c.queue_id,
+                "enqueued_at": c.enqueued_at.isoformat(),
+            }
+            for c in history
+        ],
+    }
+
+
+async def _by_external_id(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:
+    found = await conn.execute(select(customers.c.id).where(customers.c.external_id == external_id))
+    value = found.scalar_one_or_none()
+    return uuid.UUID(str(value)) if value is not None else None
+
+
+async def _create(conn: AsyncConnection, customer: Customer) -> uuid.UUID:
+    customer_id = uuid.uuid4()
+    await conn.execute(
+        insert(customers).values(id=customer_id, external_id=customer.external_id, display_name=customer.display_name)
+    )
+    return customer_id
