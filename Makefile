@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench clean
+.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -43,3 +43,6 @@ contracts: install  ## regenerate contracts/schemas/ after changing a model
 
 clean:
 	rm -rf $(VENV) .kefu .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+
+bench-channels: install  ## webhooks/s and latency per channel vs a bare endpoint (needs wrk)
+	$(BIN)/python -m bench.channels
