@@ -1,12 +1,45 @@
-"""The ceiling: a bare FastAPI POST route under the same uvicorn settings as the services."""
+"""The ceilings the channel adapters are measured against, under the same uvicorn settings:
+
+* ``/webhooks/{channel}/{account}``: a bare FastAPI POST route;
+* ``/signed/{channel}/{account}``: the same plus a Standard Webhooks HMAC check and an awaited
+  ``acks=all`` send to the broker — the least any adapter must do.
+"""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from standardwebhooks.webhooks import Webhook
 
-app = FastAPI()
+from kefu.kafka import create_producer
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    producer = create_producer(os.environ["KEFU_KAFKA_BOOTSTRAP"])
+    await producer.start()
+    app.state.producer = producer
+    yield
+    await producer.stop()
+
+
+app = FastAPI(lifespan=lifespan)
+webhook = Webhook(SECRET)
 
 
 @app.post("/webhooks/{channel}/{account}")
 async def bare(channel: str, account: str, request: Request) -> JSONResponse:
     await request.body()
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
+@app.post("/signed/{channel}/{account}")
+async def signed(channel: str, account: str, request: Request) -> JSONResponse:
+    body = await request.body()
+    webhook.verify(body, dict(request.headers), json_parse=False)
+    await app.state.producer.send_and_wait("kefu.contacts.v1", body, key=account.encode())
     return JSONResponse({"status": "accepted"}, status_code=202)

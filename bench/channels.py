@@ -111,15 +111,21 @@ def main() -> int:
             if options.only:
                 requests = {k: v for k, v in requests.items() if k in options.only}
             first = next(iter(requests.values()))
+            bare_url = f"http://127.0.0.1:{bare_port}"
+            signed = SignedRequest(first.path.replace("/webhooks/", "/signed/", 1), first.body, first.headers)
             results = [
                 run_wrk(
-                    "bare FastAPI endpoint",
-                    f"http://127.0.0.1:{bare_port}",
-                    first,
+                    "bare FastAPI endpoint", bare_url, first, seconds=options.seconds, connections=options.connections
+                ),
+                run_wrk(
+                    "bare + HMAC + acks=all send",
+                    bare_url,
+                    signed,
                     seconds=options.seconds,
                     connections=options.connections,
-                )
+                ),
             ]
+
             for name, request in requests.items():
                 with httpx.Client() as client:  # one warm-up request, and proof that it is accepted
                     check = client.request(

@@ -4,9 +4,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from kefu.config_file import load_section
 from kefu.demo import signed_request
+from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
+from services.channels.adapters.phone_twilio import compute_signature
 from services.channels.domain.accounts import ChannelsConfig
 
 
@@ -31,7 +34,53 @@ def webchat(config: ChannelsConfig) -> SignedRequest:
     return SignedRequest(f"/webhooks/webchat/{site.id}", body, signed_request(site.secrets[0].get_secret_value(), body))
 
 
+def douyin(config: ChannelsConfig) -> SignedRequest:
+    app = config.douyin[0]
+    body = json.dumps(
+        {
+            "event": "im_receive_msg",
+            "client_key": app.client_key,
+            "from_user_id": "customer-open-id",
+            "to_user_id": "account-open-id",
+            "content": {
+                "conversation_short_id": "bench-conversation",
+                "server_message_id": "bench-message",
+                "conversation_type": 1,
+                "create_time": 1681303285997,
+                "message_type": "text",
+                "text": "请问空调什么时候发货?",
+                "user_infos": [{"open_id": "customer-open-id", "nick_name": "压测"}],
+            },
+            "log_id": "2023429834752345783",
+        },
+        ensure_ascii=False,
+    ).encode()
+    signature = DouyinSignatureVerifier(app.client_secret.get_secret_value()).sign(body)
+    headers = {"content-type": "application/json", "x-douyin-signature": signature, "msg-id": "bench-msg-1"}
+    return SignedRequest(f"/webhooks/douyin/{app.id}", body, headers)
+
+
+def phone(config: ChannelsConfig) -> SignedRequest:
+    line = config.phone[0]
+    path = f"/webhooks/phone/{line.id}"
+    params = {
+        "AccountSid": "AC" + "f" * 32,
+        "CallSid": "CA" + "b" * 32,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "From": "+8613800138000",
+        "To": line.numbers[0] if line.numbers else "+862160000000",
+    }
+    signature = compute_signature(line.auth_token.get_secret_value().encode(), line.public_url + path, params.items())
+    headers = {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature}
+    return SignedRequest(path, urlencode(params).encode(), headers)
+
+
 def all_requests(config_path: Path) -> dict[str, SignedRequest]:
     """Every channel's request, by name."""
     config = load_section(config_path, "channels", ChannelsConfig)
-    return {"webchat (Standard Webhooks, JSON)": webchat(config)}
+    return {
+        "webchat (Standard Webhooks, JSON)": webchat(config),
+        "douyin (SHA-1 signature, JSON)": douyin(config),
+        "phone (Twilio signature, TwiML)": phone(config),
+    }

@@ -24,7 +24,7 @@ class Channels:
     """Per-channel state built by each channel module's ``setup`` (verifiers, ciphers…), by channel name."""
 
 
-def channels_of(request: Request) -> Channels:
+async def channels_of(request: Request) -> Channels:
     """The running channel adapters (a FastAPI dependency)."""
     channels: Channels = request.app.state.channels
     return channels

@@ -12,6 +12,7 @@ from kefu import db
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
 from services.channels.bootstrap import CHANNEL_MODULES, running
 from services.channels.config import ChannelsSettings
+from services.channels.entrypoints import fastpath
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
 
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
@@ -49,4 +50,5 @@ def create_app(settings: ChannelsSettings | None = None) -> FastAPI:
     app.include_router(ops_router(checks))
     for module in CHANNEL_MODULES.values():
         app.include_router(module.router)
+    fastpath.install(app, [module.router for module in CHANNEL_MODULES.values()])
     return app
