@@ -17,7 +17,8 @@ def test_the_example_configuration_loads() -> None:
     assert [site.id for site in channels.webchat] == ["demo"]
     assert {agent.id for agent in routing.agents} >= {"alice", "bob"}
     assert routing.queue_for(Channel.WEBCHAT, "demo") == "presales"
-    assert routing.queue_for(Channel.EMAIL, "anything") == routing.default_queue
+    assert routing.queue_for(Channel.EMAIL, "anything") == "returns"
+    assert routing.queue_for(Channel.WECHAT, "anything") == routing.default_queue
 
 
 def _write(tmp_path: Path, text: str) -> Path:
