@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from kefu.kafka import create_producer
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - the public Standard Webhooks test secret
 
 
 @asynccontextmanager

@@ -76,6 +76,27 @@ def phone(config: ChannelsConfig) -> SignedRequest:
     return SignedRequest(path, urlencode(params).encode(), headers)
 
 
+def email(config: ChannelsConfig) -> SignedRequest:
+    inbox = next(i for i in config.email if i.provider == "raw")
+    message = (
+        "From: =?UTF-8?B?5byg5Lyf?= <zhang.wei@example.com>\r\n"
+        f"To: {inbox.address}\r\n"
+        "Subject: =?UTF-8?B?56m66LCD5LiN5Yi25Ya3?=\r\n"
+        "Message-ID: <bench-1@client.example.com>\r\n"
+        "Date: Sun, 22 Nov 2026 10:00:00 +0800\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        "5oiR55qE56m66LCD5LiN5Yi25Ya35LqG77yM6K+35biu5b+Z55yL5LiA5LiL44CC\r\n"
+    ).encode()
+    assert inbox.bearer_token is not None
+    headers = {
+        "content-type": "message/rfc822",
+        "authorization": f"Bearer {inbox.bearer_token.get_secret_value()}",
+    }
+    return SignedRequest(f"/webhooks/email/{inbox.id}", message, headers)
+
+
 def all_requests(config_path: Path) -> dict[str, SignedRequest]:
     """Every channel's request, by name."""
     config = load_section(config_path, "channels", ChannelsConfig)
@@ -83,4 +104,5 @@ def all_requests(config_path: Path) -> dict[str, SignedRequest]:
         "webchat (Standard Webhooks, JSON)": webchat(config),
         "douyin (SHA-1 signature, JSON)": douyin(config),
         "phone (Twilio signature, TwiML)": phone(config),
+        "email (raw RFC 5322, bearer)": email(config),
     }
