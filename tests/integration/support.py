@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from contracts import Channel, ContactEvent, Customer, Message
-from kefu.demo import signed_request
 
 T = TypeVar("T")
 
@@ -95,4 +94,26 @@ def webchat_body(conversation: str = "c1", text: str = "你好") -> bytes:
     ).encode()
 
 
-__all__ = ["signed_request"]
+async def assert_refused_then_still_serving(
+    client: httpx.AsyncClient,
+    refused: tuple[str, bytes, dict[str, str]],
+    *,
+    status: int,
+    code: str,
+    good: tuple[str, bytes, dict[str, str]],
+    secrets: tuple[str, ...] = (),
+) -> None:
+    """``refused`` (url, body, headers) gets ``status`` with the JSON error ``code``, no stack trace and no
+    secret in it; then ``good`` is still accepted."""
+    url, body, headers = refused
+    response = await client.post(url, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["error"].startswith(code), error
+    assert error["detail"]
+    assert "Traceback" not in response.text
+    for secret in secrets:
+        assert secret not in response.text
+    good_url, good_body, good_headers = good
+    ok = await client.post(good_url, content=good_body, headers=good_headers)
+    assert ok.is_success, ok.text
