@@ -108,9 +108,10 @@ def main() -> int:
         service = _serve([sys.executable, "-m", "kefu.cli", "channels"], env, service_port)
         try:
             requests = all_requests(EXAMPLE_CONFIG)
+            # the ceilings always take the web chat request: the reference route checks Standard Webhooks
+            first = next(iter(requests.values()))
             if options.only:
                 requests = {k: v for k, v in requests.items() if k in options.only}
-            first = next(iter(requests.values()))
             bare_url = f"http://127.0.0.1:{bare_port}"
             signed = SignedRequest(first.path.replace("/webhooks/", "/signed/", 1), first.body, first.headers)
             results = [

@@ -1,6 +1,7 @@
 """One valid, signed request per channel, built from the example configuration's accounts."""
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from kefu.config_file import load_section
 from kefu.demo import signed_request
 from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
 from services.channels.adapters.phone_twilio import compute_signature
+from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
 from services.channels.domain.accounts import ChannelsConfig
 
 
@@ -97,11 +99,38 @@ def email(config: ChannelsConfig) -> SignedRequest:
     return SignedRequest(f"/webhooks/email/{inbox.id}", message, headers)
 
 
+def wechat(config: ChannelsConfig) -> SignedRequest:
+    account = config.wechat[0]
+    assert account.encoding_aes_key is not None
+    token = account.token.get_secret_value()
+    crypto = WechatCrypto(token, account.encoding_aes_key.get_secret_value(), account.appid)
+    timestamp, nonce = str(int(time.time())), "1372623149"
+    message = (
+        "<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[oBenchOpenId]]></FromUserName>"
+        f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        "<Content><![CDATA[你好，空调不制冷]]></Content><MsgId>4561255354251345929</MsgId></xml>"
+    )
+    encrypted = crypto.encrypt(message)
+    query = urlencode(
+        {
+            "signature": sha1_signature(token, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": "oBenchOpenId",
+            "encrypt_type": "aes",
+            "msg_signature": crypto.sign(timestamp, nonce, encrypted),
+        }
+    )
+    body = f"<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    return SignedRequest(f"/webhooks/wechat/{account.id}?{query}", body.encode(), {"content-type": "text/xml"})
+
+
 def all_requests(config_path: Path) -> dict[str, SignedRequest]:
     """Every channel's request, by name."""
     config = load_section(config_path, "channels", ChannelsConfig)
     return {
         "webchat (Standard Webhooks, JSON)": webchat(config),
+        "wechat OA (safe mode: AES, XML)": wechat(config),
         "douyin (SHA-1 signature, JSON)": douyin(config),
         "phone (Twilio signature, TwiML)": phone(config),
         "email (raw RFC 5322, bearer)": email(config),

@@ -1,5 +1,7 @@
 """Run one service's ASGI app under uvicorn, with the project's logging."""
 
+import gc
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -18,4 +20,6 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    # the app and its imports are long-lived: keep them out of every garbage collection (lower tail latency)
+    gc.freeze()
     uvicorn.Server(config).run()

@@ -66,3 +66,11 @@ def test_a_site_needs_a_secret(tmp_path: Path) -> None:
     path = _write(tmp_path, "channels: {webchat: [{id: s, name: S, secrets: []}]}\n")
     with pytest.raises(ConfigError, match=r"channels\.webchat\.0\.secrets"):
         load_section(path, "channels", ChannelsConfig)
+
+
+def test_wechat_and_wecom_accounts_may_not_share_an_id(tmp_path: Path) -> None:
+    account = "{id: x, name: X, token: QDG6eK, appid: wx5823bf96d3bd56c7}"
+    kf = "{id: x, name: X, corp_id: wx5823bf96d3bd56c7, secret: s, token: QDG6eK, encoding_aes_key: " + "a" * 43 + "}"
+    path = _write(tmp_path, f"channels: {{wechat: [{account}], wecom_kf: [{kf}]}}\n")
+    with pytest.raises(ConfigError, match="share account ids"):
+        load_section(path, "channels", ChannelsConfig)

@@ -32,4 +32,7 @@ class ChannelsConfig(BaseModel):
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             if duplicates:
                 raise ValueError(f"{name}: account ids must be unique, repeated: {duplicates}")
+        shared = {a.id for a in self.wechat} & {a.id for a in self.wecom_kf}
+        if shared:
+            raise ValueError(f"wechat and wecom_kf share account ids {sorted(shared)} (both publish as channel wechat)")
         return self

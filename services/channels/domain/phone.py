@@ -12,6 +12,7 @@ keypad-spelled placeholders such as ``+266696687`` = ANONYMOUS) get ``anonymous:
 unknown callers are never merged into one customer.
 """
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -194,8 +195,12 @@ class Caller(BaseModel):
     kind: CallerKind
 
 
+@functools.lru_cache(maxsize=65536)
 def e164_or_none(raw: str, region: str | None) -> str | None:
-    """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number."""
+    """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number.
+
+    Cached: parsing costs ~17 µs and a call normalizes the same few numbers (the line's, the caller's)
+    on each of its webhooks."""
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

@@ -68,9 +68,6 @@ class WechatAdapters:
 
 def setup(channels: Channels) -> WechatAdapters:
     """Tokens and ciphers of every Official Account; ciphers and API clients of every WeCom corp."""
-    shared = {a.id for a in channels.config.wechat} & {a.id for a in channels.config.wecom_kf}
-    if shared:
-        raise ValueError(f"channels.wechat and channels.wecom_kf share account ids {sorted(shared)}; make them unique")
     redact_httpx_logs()
     official = {}
     for account in channels.config.wechat:
