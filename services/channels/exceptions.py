@@ -5,8 +5,12 @@ WebhookRejected
 ├── BodyTooLarge          413
 ├── UnsupportedMedia      415
 ├── BadSignature          401: missing, malformed or wrong signature; stale timestamp
+│   └── Unauthorized      401: missing or wrong credentials (Basic, bearer)
+├── ReplayedDelivery      409: a one-time token seen before
 ├── MalformedBody         400: not UTF-8, not JSON
-└── InvalidPayload        422: JSON, but not the platform's format
+├── InvalidPayload        422: JSON, but not the platform's format
+├── StoreUnavailable      503: the database behind replay tokens or cursors failed; the sender retries
+└── PlatformUnavailable   503: the platform's own API (a pull) failed; the sender retries
 BrokerUnavailable         503: the contact could not be put on the broker; the sender retries
 """
 
@@ -50,6 +54,25 @@ class MalformedBody(WebhookRejected):
 class InvalidPayload(WebhookRejected):
     status = 422
     code = "invalid_payload"
+
+
+class Unauthorized(BadSignature):
+    code = "unauthorized"
+
+
+class ReplayedDelivery(WebhookRejected):
+    status = 409
+    code = "replayed"
+
+
+class StoreUnavailable(WebhookRejected):
+    status = 503
+    code = "database_unavailable"
+
+
+class PlatformUnavailable(WebhookRejected):
+    status = 503
+    code = "platform_unavailable"
 
 
 class BrokerUnavailable(Exception):

@@ -536,7 +536,7 @@ async def test_kf_wecom_api_failure_is_503_and_retried(
         params, body = kf_request()
         response = await client.post(KF_URL, params=params, content=body.encode(), headers=XML)
         assert response.status_code == 503, response.text
-        assert response.json()["error"] == "wecom_unavailable"
+        assert response.json()["error"] == "platform_unavailable"
         assert "ACCESS-" not in response.text and KF_SECRET not in response.text
         assert await saved_cursor(database_url) == "CURSOR-1"  # what was published is not pulled again
         # WeCom retries the doorbell
@@ -555,7 +555,7 @@ async def test_kf_unreachable_wecom_api_is_503(broker: EmbeddedKafka, settings: 
         params, body = kf_request()
         response = await client.post(KF_URL, params=params, content=body.encode(), headers=XML)
         assert response.status_code == 503
-        assert response.json() == {"error": "wecom_unavailable", "detail": "WeCom gettoken failed: ConnectError"}
+        assert response.json() == {"error": "platform_unavailable", "detail": "WeCom gettoken failed: ConnectError"}
     assert await contacts(broker) == []
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import Channel
-from services.channels.adapters.email_auth import HeaderAuth, MailgunVerifier, Unauthorized, mailgun_signature
+from services.channels.adapters.email_auth import HeaderAuth, MailgunVerifier, mailgun_signature
 from services.channels.adapters.email_forms import parse_multipart, parse_urlencoded
 from services.channels.domain.common import event_id
 from services.channels.domain.email import (
@@ -35,7 +35,7 @@ from services.channels.domain.email import (
     strip_quoted,
     to_contact_event,
 )
-from services.channels.exceptions import BadSignature, MalformedBody, WebhookRejected
+from services.channels.exceptions import BadSignature, MalformedBody, Unauthorized, WebhookRejected
 
 LIMITS = MimeLimits()
 RECEIVED = datetime(2026, 11, 22, 9, 30, 1, tzinfo=UTC)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from contracts import Channel
 from services.channels.adapters.wechat_crypto import WechatCrypto, check_timestamp, sha1_signature, signature_matches
-from services.channels.adapters.wechat_kf import REDACT_SECRETS, WecomKfApi, WecomUnavailable
+from services.channels.adapters.wechat_kf import REDACT_SECRETS, WecomKfApi
 from services.channels.domain.common import event_id
 from services.channels.domain.wechat import (
     KfMessage,
@@ -28,7 +28,7 @@ from services.channels.domain.wechat import (
     official_account_event,
     parse_xml,
 )
-from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody
+from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, PlatformUnavailable
 
 # --- the platforms' known-answer vectors -------------------------------------------------------
 
@@ -512,7 +512,7 @@ async def test_wecom_failures_are_unavailable_and_never_show_secrets(
     wecom: FakeWecom, api: WecomKfApi, answer: httpx.Response, problem: str
 ) -> None:
     wecom.answer = answer
-    with pytest.raises(WecomUnavailable, match=problem) as info:
+    with pytest.raises(PlatformUnavailable, match=problem) as info:
         await api.sync_msg(cursor="", token="T", open_kfid="wk1")
     assert info.value.status == 503
     assert "SECRET" not in info.value.detail
@@ -524,7 +524,7 @@ async def test_a_network_failure_is_unavailable() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
         api = WecomKfApi(http, api_base="https://qyapi.test", corp_id="ww1", secret="SECRET")
-        with pytest.raises(WecomUnavailable, match="ConnectError"):
+        with pytest.raises(PlatformUnavailable, match="ConnectError"):
             await api.access_token()
 
 

@@ -21,29 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.channels.adapters.orm import replay_tokens
-from services.channels.exceptions import BadSignature, WebhookRejected
+from services.channels.exceptions import BadSignature, Unauthorized
 
 log = logging.getLogger(__name__)
-
-
-class Unauthorized(BadSignature):
-    """401: missing or wrong credentials."""
-
-    code = "unauthorized"
-
-
-class ReplayedDelivery(WebhookRejected):
-    """409: a Mailgun token seen before."""
-
-    status = 409
-    code = "replayed"
-
-
-class ReplayStoreUnavailable(WebhookRejected):
-    """503: replay protection cannot be checked (database down); the provider retries."""
-
-    status = 503
-    code = "database_unavailable"
 
 
 def _digest(value: bytes) -> bytes:

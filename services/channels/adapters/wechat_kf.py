@@ -1,6 +1,6 @@
 """The WeCom API calls of customer service (微信客服): ``gettoken`` (cached) and ``kf/sync_msg``.
 
-Every failure (network, HTTP status, not JSON, errcode != 0) is a ``WecomUnavailable`` (503), so
+Every failure (network, HTTP status, not JSON, errcode != 0) is a ``PlatformUnavailable`` (503), so
 the doorbell is answered with an error and WeCom retries it. Access tokens and the corp secret
 travel in query strings: they are never put in an error, and ``httpx``'s request log lines are
 redacted.
@@ -16,7 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.channels.domain.wechat import SyncMsgPage
-from services.channels.exceptions import WebhookRejected
+from services.channels.exceptions import PlatformUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +24,6 @@ TOKEN_EXPIRED = frozenset({40014, 42001})
 """errcodes of an invalid or expired access token: fetch a new one and retry once."""
 
 SYNC_LIMIT = 1000
-
-
-class WecomUnavailable(WebhookRejected):
-    """The WeCom API failed; the doorbell is refused so that WeCom retries it."""
-
-    status = 503
-    code = "wecom_unavailable"
-
-
-class CursorStoreUnavailable(WebhookRejected):
-    """The database holding the pull cursors failed; the doorbell is refused so that WeCom retries it."""
-
-    status = 503
-    code = "cursor_store_unavailable"
 
 
 class _RedactSecrets(logging.Filter):
@@ -86,7 +72,7 @@ class WecomKfApi:
             body = await self._call("gettoken", "GET", self._token_url, params=self._token_params)
             token, expires_in = body.get("access_token"), body.get("expires_in", 7200)
             if not isinstance(token, str) or not token or not isinstance(expires_in, int):
-                raise WecomUnavailable("WeCom gettoken answered without an access_token")
+                raise PlatformUnavailable("WeCom gettoken answered without an access_token")
             self._token = token
             # refresh a little early: 5 minutes before, or half-way for short lifetimes
             self._expires_at = time.monotonic() + max(expires_in - 300, expires_in / 2)
@@ -113,22 +99,22 @@ class WecomKfApi:
             try:
                 return SyncMsgPage.model_validate(body)
             except ValidationError as exc:
-                raise WecomUnavailable("WeCom kf/sync_msg answered an unexpected shape") from exc
+                raise PlatformUnavailable("WeCom kf/sync_msg answered an unexpected shape") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, name: str, method: str, url: str, *, check: bool = True, **kwargs: Any) -> dict[str, Any]:
         try:
             response = await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise WecomUnavailable(f"WeCom {name} failed: {type(exc).__name__}") from None
+            raise PlatformUnavailable(f"WeCom {name} failed: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise WecomUnavailable(f"WeCom {name} answered HTTP {response.status_code}")
+            raise PlatformUnavailable(f"WeCom {name} answered HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
-            raise WecomUnavailable(f"WeCom {name} did not answer JSON") from None
+            raise PlatformUnavailable(f"WeCom {name} did not answer JSON") from None
         if not isinstance(body, dict):
-            raise WecomUnavailable(f"WeCom {name} did not answer a JSON object")
+            raise PlatformUnavailable(f"WeCom {name} did not answer a JSON object")
         if check:
             _check_errcode(name, body)
         return body
@@ -138,4 +124,4 @@ def _check_errcode(name: str, body: dict[str, Any]) -> None:
     errcode = body.get("errcode", 0)
     if errcode != 0:
         errmsg = str(body.get("errmsg", ""))[:120]
-        raise WecomUnavailable(f"WeCom {name} failed: errcode {errcode} {errmsg}".rstrip())
+        raise PlatformUnavailable(f"WeCom {name} failed: errcode {errcode} {errmsg}".rstrip())

@@ -25,8 +25,6 @@ from contracts import ContactEvent
 from services.channels.adapters.email_auth import (
     HeaderAuth,
     MailgunVerifier,
-    ReplayedDelivery,
-    ReplayStoreUnavailable,
     release_token,
 )
 from services.channels.adapters.email_forms import Form, parse_multipart, parse_urlencoded
@@ -42,7 +40,7 @@ from services.channels.domain.email import (
     to_contact_event,
 )
 from services.channels.entrypoints.common import publish, read_body, require_media_type
-from services.channels.exceptions import BrokerUnavailable, UnknownAccount
+from services.channels.exceptions import BrokerUnavailable, ReplayedDelivery, StoreUnavailable, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -196,6 +194,6 @@ async def _first_use(channels: Channels, inbox: Inbox, token: str) -> None:
     try:
         fresh = await first_use(channels.engine, scope=inbox.replay_scope, token=token, ttl=inbox.replay_ttl)
     except (SQLAlchemyError, OSError) as exc:
-        raise ReplayStoreUnavailable(f"replay protection is unavailable ({type(exc).__name__}); retry later") from exc
+        raise StoreUnavailable(f"replay protection is unavailable ({type(exc).__name__}); retry later") from exc
     if not fresh:
         raise ReplayedDelivery("this Mailgun token was already used: the post is a replay")

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from contracts import ContactEvent
 from services.channels.adapters.store import load_cursor, save_cursor
 from services.channels.adapters.wechat_crypto import WechatCrypto, check_timestamp, signature_matches
-from services.channels.adapters.wechat_kf import CursorStoreUnavailable, WecomKfApi, redact_httpx_logs
+from services.channels.adapters.wechat_kf import WecomKfApi, redact_httpx_logs
 from services.channels.domain.wechat import (
     KF_DOORBELL,
     KfMessage,
@@ -30,7 +30,7 @@ from services.channels.domain.wechat import (
     parse_xml,
 )
 from services.channels.entrypoints.common import decode_utf8, publish, read_body, require_media_type
-from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, UnknownAccount
+from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, StoreUnavailable, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ async def _store(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except (SQLAlchemyError, OSError) as exc:
-        raise CursorStoreUnavailable(f"the cursor store failed: {type(exc).__name__}") from exc
+        raise StoreUnavailable(f"the cursor store failed: {type(exc).__name__}") from exc
 
 
 def _describe(exc: ValidationError) -> str:
