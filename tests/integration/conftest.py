@@ -1,6 +1,8 @@
 """Real servers for integration tests: an embedded PostgreSQL for the session (a fresh, migrated
 database per test) and a fresh Tansu broker per test (it starts in milliseconds)."""
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,9 +17,15 @@ from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data") as server:
-        yield server
+def postgres() -> Iterator[EmbeddedPostgres]:
+    # not under pytest's tmp_path: pytest prunes old base temp dirs, which a concurrent session could
+    # do to this one's data directory while the server still runs
+    root = Path(tempfile.mkdtemp(prefix="kefu-test-pg-"))
+    try:
+        with EmbeddedPostgres(root / "data") as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from contracts import ContactEvent
 from services.channels.exceptions import BodyTooLarge, MalformedBody, UnsupportedMedia
@@ -52,6 +53,14 @@ async def publish(channels: Channels, *events: ContactEvent) -> None:
     for event in events:
         await channels.publisher.publish(event)
         WEBHOOKS.labels(event.channel.value).inc()
+
+
+def describe(exc: ValidationError, *prefix: str) -> str:
+    """One line naming every invalid field of a payload (for a 422's ``detail``)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (*prefix, *err['loc'])) or 'body'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def accepted(event: ContactEvent) -> JSONResponse:

@@ -24,7 +24,7 @@ from services.channels.domain.douyin import (
     private_message,
     to_contact_event,
 )
-from services.channels.entrypoints.common import decode_utf8, publish, read_body, require_media_type
+from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
 from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
@@ -102,11 +102,3 @@ def parse(text: str) -> DouyinWebhook:
         if errors and errors[0]["type"] == "json_invalid":
             raise MalformedBody(f"body is not JSON: {errors[0]['msg']}") from exc
         raise InvalidPayload(describe(exc)) from exc
-
-
-def describe(exc: ValidationError, *prefix: str) -> str:
-    """One line naming every invalid field of a payload."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in (*prefix, *err['loc'])) or 'body'}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )

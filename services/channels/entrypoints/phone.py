@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from services.channels.adapters.phone_twilio import SIGNATURE_HEADER, TwilioRequestValidator, parse_form
 from services.channels.adapters.phone_twiml import TWIML_MEDIA_TYPE, enqueue_twiml
 from services.channels.domain.phone import ENDED, CallStatus, TwilioCall, ended_call, incoming_call, normalize_number
-from services.channels.entrypoints.common import decode_utf8, publish, read_body, require_media_type
+from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
 from services.channels.exceptions import InvalidPayload, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
@@ -113,18 +113,10 @@ async def _signed_call(line_id: str, request: Request, channels: Channels) -> tu
     try:
         call = TwilioCall.model_validate(fields)
     except ValidationError as exc:
-        raise InvalidPayload(_describe(exc)) from exc
+        raise InvalidPayload(describe(exc)) from exc
     if line.numbers:
         number = normalize_number(call.line_address, line.region)
         if number not in line.numbers:
             side = "From" if call.outbound else "To"
             raise InvalidPayload(f"{side} {number} is not a number of phone line {line_id!r}")
     return line, call
-
-
-def _describe(exc: ValidationError) -> str:
-    """One line naming every invalid parameter."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )

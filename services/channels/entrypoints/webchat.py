@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.channels.adapters.signatures import StandardWebhookVerifier
 from services.channels.domain.webchat import WebchatWebhook, to_contact_event
-from services.channels.entrypoints.common import accepted, decode_utf8, publish, read_body, require_media_type
+from services.channels.entrypoints.common import accepted, decode_utf8, describe, publish, read_body, require_media_type
 from services.channels.exceptions import InvalidPayload, MalformedBody, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
@@ -55,11 +55,3 @@ async def webchat(site_id: str, request: Request, channels: Annotated[Channels, 
     event = to_contact_event(site_id, webhook_id, body, datetime.now(UTC))
     await publish(channels, event)
     return accepted(event)
-
-
-def describe(exc: ValidationError) -> str:
-    """One line naming every invalid field of a payload."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )

@@ -29,7 +29,7 @@ from services.channels.domain.wechat import (
     official_account_event,
     parse_xml,
 )
-from services.channels.entrypoints.common import decode_utf8, publish, read_body, require_media_type
+from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
 from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, StoreUnavailable, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
@@ -186,7 +186,7 @@ async def wechat_message(
     try:
         event = official_account_event(oa.account, fields, datetime.now(UTC))
     except ValidationError as exc:
-        raise InvalidPayload(_describe(exc)) from exc
+        raise InvalidPayload(describe(exc)) from exc
     if event is not None:
         await publish(channels, event)
     return _success()
@@ -297,10 +297,3 @@ async def _store(operation: Awaitable[T]) -> T:
         return await operation
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(f"the cursor store failed: {type(exc).__name__}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )
