@@ -12,6 +12,9 @@ from standardwebhooks.webhooks import Webhook
 from kefu.config_file import load_section
 from services.channels.domain.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
+from services.router.entrypoints.auth import AuthConfig
+
+ALICE_DEMO = "Authorization: Bearer demo-token-alice-0001"
 
 
 def describe(config_path: Path) -> list[str]:
@@ -24,6 +27,11 @@ def describe(config_path: Path) -> list[str]:
     lines += [
         f"    {a.id:<8} {a.name}  groups={','.join(a.groups)}  skills={a.skills}  starts {a.initial_presence}"
         for a in routing.agents
+    ]
+    auth = load_section(config_path, "auth", AuthConfig)
+    lines.append("  desktop API tokens (Authorization: Bearer …):")
+    lines += [
+        f"    {t.token.get_secret_value():<26} {t.role}{f' {t.agent_id}' if t.agent_id else ''}" for t in auth.tokens
     ]
     return lines
 
@@ -70,8 +78,8 @@ def run(
     print(f"POST /webhooks/webchat/{site.id} -> {response.status_code} {response.text}")
     if response.is_success:
         print(
-            "next:\n"
-            f"  curl -s {router_url}/v1/agents/alice/offers\n"
-            f"  curl -s -X POST {router_url}/v1/offers/<offer_id>/accept"
+            "next (alice's demo token):\n"
+            f"  curl -s -H '{ALICE_DEMO}' {router_url}/v1/agents/alice/offers\n"
+            f"  curl -s -X POST -H '{ALICE_DEMO}' {router_url}/v1/offers/<offer_id>/accept"
         )
     return 0 if response.is_success else 1

@@ -20,6 +20,7 @@ from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
 from services.router.domain.config import RoutingConfig
+from services.router.entrypoints.auth import AuthConfig, TokenRegistry
 from services.router.service import RoutingService
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Router:
     producer: AIOKafkaProducer
     service: RoutingService
     feed: AgentFeed
+    tokens: TokenRegistry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -39,13 +41,14 @@ class Router:
 async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     """Start the router's resources and background loops; stop them all on exit."""
     config = load_section(settings.config_path, "routing", RoutingConfig)
+    tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)
     feed = AgentFeed()
     relay = OutboxRelay(engine, outbox, producer)
     service = RoutingService(engine=engine, config=config, feed=feed, on_commit=relay.wake)
-    router = Router(settings, engine, producer, service, feed)
+    router = Router(settings, engine, producer, service, feed, tokens)
     try:
         await service.start()
         await producer.start()

@@ -154,19 +154,23 @@ class RoutingService:
     async def set_presence(self, agent_id: str, presence: Presence) -> None:
         await self._run(PresenceRequested(agent_id, presence))
 
-    async def accept(self, offer_id: UUID) -> Assignment:
-        """Accept a pending offer on behalf of the agent it was made to."""
-        decisions = await self._run(OfferAccepted(offer_id, await self._offer_agent(offer_id)))
+    async def accept(self, offer_id: UUID, agent_id: str) -> Assignment:
+        """``agent_id`` accepts a pending offer made to them."""
+        await self._require_pending(offer_id)
+        decisions = await self._run(OfferAccepted(offer_id, agent_id))
         assigned = next(d for d in decisions if isinstance(d, Assigned))
         return self.state.assignments[assigned.assignment_id]
 
-    async def decline(self, offer_id: UUID) -> None:
-        await self._run(OfferDeclined(offer_id, await self._offer_agent(offer_id)))
+    async def decline(self, offer_id: UUID, agent_id: str) -> None:
+        """``agent_id`` declines a pending offer made to them; the contact goes back to its queue."""
+        await self._require_pending(offer_id)
+        await self._run(OfferDeclined(offer_id, agent_id))
 
-    async def complete(self, assignment_id: UUID) -> None:
+    async def complete(self, assignment_id: UUID, agent_id: str | None) -> None:
+        """Complete an open assignment: as its agent, or (``agent_id`` None) as a supervisor."""
         assignment = self.state.assignments.get(assignment_id)
-        agent_id = assignment.agent_id if assignment else ""
-        await self._run(AssignmentCompleted(assignment_id, agent_id))
+        acting = agent_id if agent_id is not None else (assignment.agent_id if assignment else "")
+        await self._run(AssignmentCompleted(assignment_id, acting))
 
     async def tick(self) -> None:
         """Expire the offers whose time is up."""
@@ -174,10 +178,10 @@ class RoutingService:
         if any(o.expires_at <= now for o in self.state.offers.values()):
             await self._run(ClockTicked())
 
-    async def _offer_agent(self, offer_id: UUID) -> str:
-        offer = self.state.offers.get(offer_id)
-        if offer is not None:
-            return offer.agent_id
+    async def _require_pending(self, offer_id: UUID) -> None:
+        """404 for an offer never made, 409 for one no longer pending."""
+        if offer_id in self.state.offers:
+            return
         async with self._engine.connect() as conn:
             status = await _offer_status(conn, offer_id)
         if status is None:

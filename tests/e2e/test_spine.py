@@ -26,6 +26,8 @@ from kefu.embedded import free_port
 pytestmark = pytest.mark.e2e
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the demo site's, from deploy/examples/kefu.yaml
+ALICE = {"authorization": "Bearer demo-token-alice-0001"}
+SUPERVISOR = {"authorization": "Bearer demo-token-supervisor"}
 
 
 class Stack:
@@ -78,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 async def _events(client: httpx.AsyncClient, url: str, into: list[tuple[str, dict[str, Any]]]) -> None:
-    async with client.stream("GET", url) as response:
+    async with client.stream("GET", url, headers=ALICE) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         name = ""
         async for line in response.aiter_lines():
@@ -118,9 +120,10 @@ async def test_one_contact_end_to_end(stack: Stack) -> None:
             assert (await client.get(f"{base}/healthz")).json() == {"status": "ok"}
             assert "# TYPE" in (await client.get(f"{base}/metrics")).text
 
-        agents = {a["agent_id"]: a for a in (await client.get(f"{router}/v1/agents")).json()}
+        agents = {a["agent_id"]: a for a in (await client.get(f"{router}/v1/agents", headers=SUPERVISOR)).json()}
         assert agents["alice"]["presence"] == "available"
-        assert (await client.put(f"{router}/v1/agents/bob/status", json={"presence": "offline"})).status_code == 200
+        bob_away = await client.put(f"{router}/v1/agents/bob/status", json={"presence": "offline"}, headers=SUPERVISOR)
+        assert bob_away.status_code == 200
 
         async with _listening(client, f"{router}/v1/agents/alice/events") as feed:
             body = json.dumps(
@@ -137,7 +140,7 @@ async def test_one_contact_end_to_end(stack: Stack) -> None:
                 assert response.status_code == 202, response.text
 
             async def offers() -> list[dict[str, Any]]:
-                return list((await client.get(f"{router}/v1/agents/alice/offers")).json())
+                return list((await client.get(f"{router}/v1/agents/alice/offers", headers=ALICE)).json())
 
             (offer,) = await _until(offers)
             assert offer["conversation_key"] == "webchat:demo:e2e-1"
@@ -147,7 +150,7 @@ async def test_one_contact_end_to_end(stack: Stack) -> None:
 
             await _until(pushed)
 
-            accepted = await client.post(f"{router}/v1/offers/{offer['offer_id']}/accept")
+            accepted = await client.post(f"{router}/v1/offers/{offer['offer_id']}/accept", headers=ALICE)
             assert accepted.status_code == 200
             assignment = accepted.json()
 

@@ -61,6 +61,9 @@ def config_path(tmp_path: Path) -> Path:
 
 
 SITE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ALICE_TOKEN = "test-token-alice-000000"
+BOB_TOKEN = "test-token-bob-0000000"
+SUPERVISOR_TOKEN = "test-token-supervisor-0"
 
 CONFIG = f"""
 channels:
@@ -81,4 +84,9 @@ routing:
         initial_presence: away}}
     - {{id: chen, name: Chen, groups: [engineers], skills: {{technical: 5}}, capacity: {{webchat: 1}},
         initial_presence: available}}
+auth:
+  tokens:
+    - {{token: {ALICE_TOKEN}, role: agent, agent_id: alice}}
+    - {{token: {BOB_TOKEN}, role: agent, agent_id: bob}}
+    - {{token: {SUPERVISOR_TOKEN}, role: supervisor}}
 """

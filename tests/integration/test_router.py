@@ -17,6 +17,7 @@ from services.router.bootstrap import Router, running
 from services.router.config import RouterSettings
 from services.router.domain.model import Presence
 from services.router.entrypoints.app import create_app
+from tests.integration.conftest import ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, serving
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ async def test_offer_accept_publishes_routing_events_through_the_outbox(
             return _offers_of(router, "alice")
 
         (offer_id,) = await eventually(offer)
-        assignment = await router.service.accept(offer_id)
+        assignment = await router.service.accept(offer_id, "alice")
         assert assignment.agent_id == "alice"
         records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
 
@@ -185,54 +186,78 @@ async def test_a_poison_message_is_dead_lettered_and_does_not_block(
     assert "ContactEvent invalid" in reason
 
 
+SUPERVISOR = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+AGENT = {
+    "alice": {"authorization": f"Bearer {ALICE_TOKEN}"},
+    "bob": {"authorization": f"Bearer {BOB_TOKEN}"},
+}
+
+
 async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
     app = create_app(_settings(database_url, broker, config_path))
     async with serving(app) as client:
-        agents = (await client.get("/v1/agents")).json()
+        agents = (await client.get("/v1/agents", headers=SUPERVISOR)).json()
         assert {a["agent_id"]: a["presence"] for a in agents} == {
             "alice": "available",
             "bob": "away",
             "chen": "available",
         }
-        changed = await client.put("/v1/agents/bob/status", json={"presence": "available"})
+        changed = await client.put("/v1/agents/bob/status", json={"presence": "available"}, headers=AGENT["bob"])
         assert changed.status_code == 200
         assert changed.json()["presence"] == "available"
 
         await _publish(broker.bootstrap, contact_event("c1"))
 
         async def offers() -> list[dict[str, str]]:
-            found = (await client.get("/v1/agents/alice/offers")).json()
-            found += (await client.get("/v1/agents/bob/offers")).json()
+            found = (await client.get("/v1/agents/alice/offers", headers=AGENT["alice"])).json()
+            found += (await client.get("/v1/agents/bob/offers", headers=AGENT["bob"])).json()
             return list(found)
 
         (offer,) = await eventually(offers)
-        accepted = await client.post(f"/v1/offers/{offer['offer_id']}/accept")
+        owner = offer["agent_id"]
+        other = "bob" if owner == "alice" else "alice"
+        accept = f"/v1/offers/{offer['offer_id']}/accept"
+        assert (await client.post(accept, headers=AGENT[other])).status_code == 403
+        assert (await client.post(accept, headers=SUPERVISOR)).status_code == 403
+        accepted = await client.post(accept, headers=AGENT[owner])
         assert accepted.status_code == 200
         assignment = accepted.json()
         assert assignment["contact_id"] == offer["contact_id"]
-        again = await client.post(f"/v1/offers/{offer['offer_id']}/accept")
+        again = await client.post(accept, headers=AGENT[owner])
         assert again.status_code == 409
         assert again.json()["error"] == "wrong_state"
 
-        listed = (await client.get(f"/v1/agents/{offer['agent_id']}/assignments")).json()
+        listed = (await client.get(f"/v1/agents/{owner}/assignments", headers=AGENT[owner])).json()
         assert [a["assignment_id"] for a in listed] == [assignment["assignment_id"]]
-        done = await client.post(f"/v1/assignments/{assignment['assignment_id']}/complete")
+        complete = f"/v1/assignments/{assignment['assignment_id']}/complete"
+        assert (await client.post(complete, headers=AGENT[other])).status_code == 403
+        done = await client.post(complete, headers=AGENT[owner])
         assert done.status_code == 200
-        twice = await client.post(f"/v1/assignments/{assignment['assignment_id']}/complete")
+        twice = await client.post(complete, headers=SUPERVISOR)
         assert twice.status_code == 404
 
-        for method, path, body, status in [
-            ("GET", "/v1/agents/nobody", None, 404),
-            ("GET", "/v1/agents/nobody/offers", None, 404),
-            ("PUT", "/v1/agents/alice/status", {"presence": "sleeping"}, 422),
-            ("PUT", "/v1/agents/alice/status", {}, 422),
-            ("PUT", "/v1/agents/nobody/status", {"presence": "away"}, 404),
-            ("POST", f"/v1/offers/{uuid.uuid4()}/accept", None, 404),
-            ("POST", "/v1/offers/not-a-uuid/accept", None, 422),
+        for method, path, body, headers, status in [
+            ("GET", "/v1/agents/alice", None, {}, 401),
+            ("GET", "/v1/agents/alice", None, {"authorization": "Bearer not-a-token"}, 401),
+            ("GET", "/v1/agents/alice", None, {"authorization": "Basic YTpi"}, 401),
+            ("GET", "/v1/agents", None, AGENT["alice"], 403),
+            ("GET", "/v1/agents/bob", None, AGENT["alice"], 403),
+            ("GET", "/v1/agents/bob/offers", None, AGENT["alice"], 403),
+            ("GET", "/v1/agents/bob/events", None, AGENT["alice"], 403),
+            ("PUT", "/v1/agents/bob/status", {"presence": "away"}, AGENT["alice"], 403),
+            ("GET", "/v1/agents/nobody", None, SUPERVISOR, 404),
+            ("GET", "/v1/agents/nobody/offers", None, SUPERVISOR, 404),
+            ("PUT", "/v1/agents/alice/status", {"presence": "sleeping"}, AGENT["alice"], 422),
+            ("PUT", "/v1/agents/alice/status", {}, AGENT["alice"], 422),
+            ("PUT", "/v1/agents/nobody/status", {"presence": "away"}, SUPERVISOR, 404),
+            ("POST", f"/v1/offers/{uuid.uuid4()}/accept", None, AGENT["alice"], 404),
+            ("POST", "/v1/offers/not-a-uuid/accept", None, AGENT["alice"], 422),
         ]:
-            response = await client.request(method, path, json=body)
+            response = await client.request(method, path, json=body, headers=headers)
             assert response.status_code == status, (method, path, response.text)
             assert response.json()["error"], response.text
+            if status == 401:
+                assert response.headers["www-authenticate"].startswith("Bearer")
         assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": "ok", "broker": "ok"}}
         metrics = (await client.get("/metrics")).text
         assert 'kefu_router_contact_events_total{outcome="opened"} ' in metrics
@@ -270,7 +295,7 @@ async def test_identities_link_into_one_customer_across_channels(
         await _publish(broker.bootstrap, anonymous)
 
         async def contact() -> dict[str, Any]:
-            found = await client.get(f"/v1/contacts/{anonymous.event_id}")
+            found = await client.get(f"/v1/contacts/{anonymous.event_id}", headers=SUPERVISOR)
             return dict(found.json()) if found.status_code == 200 else {}
 
         first = await eventually(contact)
@@ -288,7 +313,7 @@ async def test_identities_link_into_one_customer_across_channels(
         async def linked() -> dict[str, Any]:
             # whichever record survives the merge, the first contact now belongs to it
             owner = (await contact())["customer_id"]
-            found = await client.get(f"/v1/customers/{owner}")
+            found = await client.get(f"/v1/customers/{owner}", headers=SUPERVISOR)
             return dict(found.json()) if found.status_code == 200 and len(found.json()["identities"]) == 2 else {}
 
         customer = await eventually(linked)
@@ -298,9 +323,10 @@ async def test_identities_link_into_one_customer_across_channels(
         assert len(customer["contacts"]) == 2
 
         # a supervisor links the customer's WeChat identity by hand
-        response = await client.post(
-            f"/v1/customers/{customer_id}/identities", json={"channel": "wechat", "platform_id": "oX-openid-1"}
-        )
+        link = {"channel": "wechat", "platform_id": "oX-openid-1"}
+        identities = f"/v1/customers/{customer_id}/identities"
+        assert (await client.post(identities, json=link, headers=AGENT["alice"])).status_code == 403
+        response = await client.post(identities, json=link, headers=SUPERVISOR)
         assert response.status_code == 200
         assert {"channel": "wechat", "platform_id": "oX-openid-1"} in response.json()["identities"]
 
@@ -311,5 +337,5 @@ async def test_identities_link_into_one_customer_across_channels(
             ("POST", f"/v1/customers/{customer_id}/identities", {"channel": "fax", "platform_id": "x"}, 422),
             ("POST", f"/v1/customers/{customer_id}/identities", {"channel": "wechat"}, 422),
         ]:
-            answer = await client.request(method, path, json=body)
+            answer = await client.request(method, path, json=body, headers=SUPERVISOR)
             assert answer.status_code == status, (path, answer.text)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.adapters.feed import AgentFeed
 from services.router.domain.model import Agent, Presence
+from services.router.entrypoints.auth import Caller, Principal, Supervisor, forbidden, require_self_or_supervisor
+from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent
 from services.router.service import RoutingService
 from services.router.views import agent_view, assignment_view, offer_view
@@ -21,17 +23,11 @@ router = APIRouter(prefix="/v1")
 KEEPALIVE_SECONDS = 15.0
 
 
-def _service(request: Request) -> RoutingService:
-    service: RoutingService = request.app.state.router.service
-    return service
-
-
-def _feed(request: Request) -> AgentFeed:
+async def _feed(request: Request) -> AgentFeed:
     feed: AgentFeed = request.app.state.router.feed
     return feed
 
 
-Service = Annotated[RoutingService, Depends(_service)]
 Feed = Annotated[AgentFeed, Depends(_feed)]
 
 
@@ -47,30 +43,34 @@ def _agent(service: RoutingService, agent_id: str) -> Agent:
     return agent
 
 
-@router.get("/agents", summary="All agents with their presence and load")
-async def list_agents(service: Service) -> list[dict[str, Any]]:
+@router.get("/agents", summary="All agents with their presence and load (supervisors)")
+async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
     return [agent_view(agent) for agent in service.state.agents.values()]
 
 
-@router.get("/agents/{agent_id}", summary="One agent")
-async def get_agent(agent_id: str, service: Service) -> dict[str, Any]:
+@router.get("/agents/{agent_id}", summary="One agent (the agent itself, or a supervisor)")
+async def get_agent(agent_id: str, service: Service, who: Caller) -> dict[str, Any]:
+    require_self_or_supervisor(who, agent_id)
     return agent_view(_agent(service, agent_id))
 
 
 @router.put("/agents/{agent_id}/status", summary="Set an agent's presence")
-async def set_status(agent_id: str, change: StatusChange, service: Service) -> dict[str, Any]:
+async def set_status(agent_id: str, change: StatusChange, service: Service, who: Caller) -> dict[str, Any]:
+    require_self_or_supervisor(who, agent_id)
     await service.set_presence(agent_id, change.presence)
     return agent_view(_agent(service, agent_id))
 
 
 @router.get("/agents/{agent_id}/offers", summary="The agent's pending offers")
-async def list_offers(agent_id: str, service: Service) -> list[dict[str, Any]]:
+async def list_offers(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
+    require_self_or_supervisor(who, agent_id)
     _agent(service, agent_id)
     return [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
 
 
 @router.get("/agents/{agent_id}/assignments", summary="The agent's open assignments")
-async def list_assignments(agent_id: str, service: Service) -> list[dict[str, Any]]:
+async def list_assignments(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
+    require_self_or_supervisor(who, agent_id)
     _agent(service, agent_id)
     return [assignment_view(a) for a in service.state.assignments.values() if a.agent_id == agent_id]
 
@@ -83,7 +83,8 @@ async def list_assignments(agent_id: str, service: Service) -> list[dict[str, An
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
-async def agent_events(agent_id: str, service: Service, feed: Feed) -> StreamingResponse:
+async def agent_events(agent_id: str, service: Service, feed: Feed, who: Caller) -> StreamingResponse:
+    require_self_or_supervisor(who, agent_id)
     _agent(service, agent_id)
     return StreamingResponse(_stream(agent_id, service, feed), media_type="text/event-stream")
 
@@ -103,22 +104,29 @@ async def _stream(agent_id: str, service: RoutingService, feed: AgentFeed) -> As
             yield _sse(name, payload)
 
 
+def _offeree(who: Principal) -> str:
+    """Offers are personal: only the agent an offer was made to may answer it."""
+    if who.agent_id is None:
+        raise forbidden("only the agent an offer was made to may accept or decline it")
+    return who.agent_id
+
+
 def _sse(name: str, payload: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer: it becomes an assignment")
-async def accept_offer(offer_id: UUID, service: Service) -> dict[str, Any]:
-    return assignment_view(await service.accept(offer_id))
+async def accept_offer(offer_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
+    return assignment_view(await service.accept(offer_id, _offeree(who)))
 
 
 @router.post("/offers/{offer_id}/decline", summary="Decline an offer: the contact goes back to its queue")
-async def decline_offer(offer_id: UUID, service: Service) -> dict[str, str]:
-    await service.decline(offer_id)
+async def decline_offer(offer_id: UUID, service: Service, who: Caller) -> dict[str, str]:
+    await service.decline(offer_id, _offeree(who))
     return {"offer_id": str(offer_id), "status": "declined"}
 
 
 @router.post("/assignments/{assignment_id}/complete", summary="Complete an assignment, freeing the slot")
-async def complete_assignment(assignment_id: UUID, service: Service) -> dict[str, str]:
-    await service.complete(assignment_id)
+async def complete_assignment(assignment_id: UUID, service: Service, who: Caller) -> dict[str, str]:
+    await service.complete(assignment_id, None if who.supervises else who.agent_id)
     return {"assignment_id": str(assignment_id), "status": "completed"}

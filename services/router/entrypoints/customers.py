@@ -1,23 +1,16 @@
 """Customers across channels, and a contact's history, for the agent desktop."""
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Channel
-from services.router.service import RoutingService
+from services.router.entrypoints.auth import Caller, Supervisor
+from services.router.entrypoints.deps import Service
 
 router = APIRouter(prefix="/v1", tags=["customers"])
-
-
-def _service(request: Request) -> RoutingService:
-    service: RoutingService = request.app.state.router.service
-    return service
-
-
-Service = Annotated[RoutingService, Depends(_service)]
 
 
 class IdentityLink(BaseModel):
@@ -27,7 +20,7 @@ class IdentityLink(BaseModel):
 
 
 @router.get("/customers/{customer_id}", summary="A customer: identities on every channel, and contacts")
-async def get_customer(customer_id: UUID, service: Service) -> dict[str, Any]:
+async def get_customer(customer_id: UUID, service: Service, _: Caller) -> dict[str, Any]:
     return await service.customer(customer_id)
 
 
@@ -35,10 +28,10 @@ async def get_customer(customer_id: UUID, service: Service) -> dict[str, Any]:
     "/customers/{customer_id}/identities",
     summary="Link an identity to a customer (merging the customer it belonged to)",
 )
-async def link_identity(customer_id: UUID, link: IdentityLink, service: Service) -> dict[str, Any]:
+async def link_identity(customer_id: UUID, link: IdentityLink, service: Service, _: Supervisor) -> dict[str, Any]:
     return await service.link_identity(customer_id, link.channel, link.platform_id)
 
 
 @router.get("/contacts/{contact_id}", summary="A contact and its messages")
-async def get_contact(contact_id: UUID, service: Service) -> dict[str, Any]:
+async def get_contact(contact_id: UUID, service: Service, _: Caller) -> dict[str, Any]:
     return await service.contact(contact_id)
