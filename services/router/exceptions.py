@@ -4,6 +4,9 @@ RoutingError
 ├── UnknownAgent          404
 ├── UnknownOffer          404
 ├── UnknownAssignment     404
+├── UnknownContact        404
+├── UnknownCustomer       404
+├── UnknownQueue          404
 ├── NotYours              403: the offer or assignment belongs to another agent
 └── WrongState            409: the offer or assignment is no longer open
 """
@@ -31,6 +34,10 @@ class UnknownContact(RoutingError):
 
 class UnknownCustomer(RoutingError):
     """No customer has that id."""
+
+
+class UnknownQueue(RoutingError):
+    """No queue has that id."""
 
 
 class NotYours(RoutingError):

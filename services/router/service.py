@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
-from services.router.adapters import customers, repository
+from services.router.adapters import customers, repository, stats
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
 from services.router.domain.config import RoutingConfig
@@ -38,7 +38,7 @@ from services.router.domain.decisions import (
     PresenceRequested,
 )
 from services.router.domain.model import Assignment, ContactRef, Presence, RoutingState
-from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownOffer, WrongState
+from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownOffer, UnknownQueue, WrongState
 from services.router.views import assignment_view, offer_view
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,24 @@ class RoutingService:
         if found is None:
             raise UnknownContact(f"no contact {contact_id}")
         return found
+
+    def queues_now(self) -> list[dict[str, Any]]:
+        """Every queue with what waits in it now."""
+        now = self._clock()
+        return [stats.live(self.state, queue, now) for queue in self.state.queues.values()]
+
+    async def queue_stats(self, queue_id: str, *, window_minutes: int, answer_within_seconds: int) -> dict[str, Any]:
+        """A queue now and over the last ``window_minutes``, with the estimated wait of a new contact."""
+        queue = self.state.queues.get(queue_id)
+        if queue is None:
+            raise UnknownQueue(f"no queue {queue_id!r}")
+        now = self._clock()
+        current = stats.live(self.state, queue, now)
+        async with self._engine.connect() as conn:
+            history = await stats.window(
+                conn, queue_id, now=now, minutes=window_minutes, answer_within_seconds=answer_within_seconds
+            )
+        return {**current, **history, "estimated_wait_seconds": stats.estimated_wait(current, history["aht_seconds"])}
 
     async def set_presence(self, agent_id: str, presence: Presence) -> None:
         await self._run(PresenceRequested(agent_id, presence))

@@ -339,3 +339,40 @@ async def test_identities_link_into_one_customer_across_channels(
         ]:
             answer = await client.request(method, path, json=body, headers=SUPERVISOR)
             assert answer.status_code == status, (path, answer.text)
+
+
+async def test_queue_statistics_for_the_wallboard(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    app = create_app(settings)
+    async with serving(app) as client:
+        await _publish(broker.bootstrap, contact_event("answered"), contact_event("left"), contact_event("waits"))
+
+        async def offered() -> list[dict[str, Any]]:
+            found = (await client.get("/v1/agents/alice/offers", headers=AGENT["alice"])).json()
+            return list(found) if len(found) == 2 else []  # alice has two chat slots
+
+        first, second = await eventually(offered)
+        accepted = await client.post(f"/v1/offers/{first['offer_id']}/accept", headers=AGENT["alice"])
+        assignment = accepted.json()["assignment_id"]
+        await client.post(f"/v1/assignments/{assignment}/complete", headers=AGENT["alice"])
+        hangup = contact_event(second["conversation_key"].rsplit(":", 1)[1])
+        await _publish(broker.bootstrap, hangup.model_copy(update={"kind": ContactEventKind.ABANDONED}))
+
+        async def settled() -> dict[str, Any]:
+            found = (await client.get("/v1/queues/presales/stats", headers=AGENT["alice"])).json()
+            return dict(found) if found["abandoned"] == 1 and found["answered"] == 1 else {}
+
+        stats = await eventually(settled)
+        assert stats["waiting"] == 1  # the third contact, now offered to alice's freed slot
+        assert stats["abandonment_percent"] == 50.0
+        assert stats["asa_seconds"] is not None and stats["asa_seconds"] >= 0
+        assert stats["service_level"] == {"answer_within_seconds": 20, "percent": 50.0}
+        assert stats["aht_seconds"] is not None
+        assert stats["eligible_agents"]["available"] == 1  # alice; bob is away, chen lacks presales
+        queues = {q["queue_id"]: q for q in (await client.get("/v1/queues", headers=SUPERVISOR)).json()}
+        assert set(queues) == {"presales", "returns"}
+        assert queues["presales"]["waiting"] == 1
+        assert (await client.get("/v1/queues/nope/stats", headers=SUPERVISOR)).status_code == 404
+        assert (await client.get("/v1/queues/presales/stats")).status_code == 401
+        bad = await client.get("/v1/queues/presales/stats", params={"window_minutes": 0}, headers=SUPERVISOR)
+        assert bad.status_code == 422

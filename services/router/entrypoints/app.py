@@ -14,6 +14,7 @@ from services.router.bootstrap import running
 from services.router.config import RouterSettings
 from services.router.entrypoints.api import router as api_router
 from services.router.entrypoints.customers import router as customers_router
+from services.router.entrypoints.queues import router as queues_router
 
 _STATUS = {
     exceptions.UnknownAgent: (404, "unknown_agent"),
@@ -21,6 +22,7 @@ _STATUS = {
     exceptions.UnknownAssignment: (404, "unknown_assignment"),
     exceptions.UnknownContact: (404, "unknown_contact"),
     exceptions.UnknownCustomer: (404, "unknown_customer"),
+    exceptions.UnknownQueue: (404, "unknown_queue"),
     exceptions.NotYours: (403, "not_yours"),
     exceptions.WrongState: (409, "wrong_state"),
 }
@@ -54,4 +56,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     app.include_router(ops_router(checks))
     app.include_router(api_router)
     app.include_router(customers_router)
+    app.include_router(queues_router)
     return app

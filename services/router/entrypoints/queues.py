@@ -1,0 +1,28 @@
+"""Queues and their statistics, for wallboards and supervisors."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.router.entrypoints.auth import Caller
+from services.router.entrypoints.deps import Service
+
+router = APIRouter(prefix="/v1", tags=["queues"])
+
+
+@router.get("/queues", summary="Every queue with what waits in it now")
+async def list_queues(service: Service, _: Caller) -> list[dict[str, Any]]:
+    return service.queues_now()
+
+
+@router.get("/queues/{queue_id}/stats", summary="A queue now, and over a recent window")
+async def queue_stats(
+    queue_id: str,
+    service: Service,
+    _: Caller,
+    window_minutes: Annotated[int, Query(ge=1, le=10080, description="How far back the window reaches.")] = 60,
+    answer_within_seconds: Annotated[int, Query(ge=1, le=86400, description="The service-level threshold.")] = 20,
+) -> dict[str, Any]:
+    return await service.queue_stats(
+        queue_id, window_minutes=window_minutes, answer_within_seconds=answer_within_seconds
+    )
