@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels clean
+.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -46,3 +46,6 @@ clean:
 
 bench-channels: install  ## webhooks/s and latency per channel vs a bare endpoint (needs wrk)
 	$(BIN)/python -m bench.channels
+
+simulate: install  ## the decision core against Erlang C (a = 2.5 Erlangs, c = 3..6, 100,000 arrivals each)
+	$(BIN)/kefu simulate --erlangs 2.5 --agents 3 4 5 6 --arrivals 100000 --seed 1

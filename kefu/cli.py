@@ -25,6 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("escalation", help="run the escalation service")
     commands.add_parser("migrate", help="apply database migrations to KEFU_DATABASE_URL")
     commands.add_parser("contracts", help="regenerate contracts/schemas/ from the models")
+    config = commands.add_parser("config", help="check a configuration file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="print OK and warnings, or file:line: field errors")
+    validate.add_argument("file", type=Path)
+
+    from services.router import simulate
+
+    simulate.add_arguments(
+        commands.add_parser("simulate", help="drive the decision core with Poisson arrivals; compare with Erlang C")
+    )
 
     demo = commands.add_parser("demo", help="post a signed demo web chat message")
     demo.add_argument("text", nargs="?", default="你好，我想咨询一下这款空调的安装服务")
@@ -84,6 +94,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             for path in schemas.write():
                 print(path)
+        case "config":
+            from kefu import config_check
+
+            return config_check.main(args.file)
+        case "simulate":
+            from services.router import simulate
+
+            return simulate.main(args)
         case "demo":
             from kefu import demo
 

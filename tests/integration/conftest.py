@@ -82,7 +82,7 @@ routing:
         initial_presence: available}}
     - {{id: bob, name: Bob, groups: [tier1], skills: {{presales: 2}}, capacity: {{webchat: 1}},
         initial_presence: away}}
-    - {{id: chen, name: Chen, groups: [engineers], skills: {{technical: 5}}, capacity: {{webchat: 1}},
+    - {{id: chen, name: Chen, groups: [engineers], skills: {{technical: 5, returns: 2}}, capacity: {{webchat: 1}},
         initial_presence: available}}
 auth:
   tokens:
