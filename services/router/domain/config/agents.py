@@ -1,0 +1,47 @@
+"""Agents: skills, groups, capacity per channel, presence, wrap-up, missed offers, shift."""
+
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from contracts import Channel
+from services.router.domain.config.common import NOT_YET, Loc, Strict, raise_if
+from services.router.domain.config.queues import QueueConfig
+from services.router.domain.config.schedule import Shift
+from services.router.domain.model import Presence
+
+
+class AgentConfig(Strict):
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    name: str
+    groups: list[str] = Field(default_factory=list)
+    skills: dict[str, int] = Field(default_factory=dict)
+    capacity: dict[Channel, int] = Field(default_factory=dict)
+    initial_presence: Presence = Field(
+        default=Presence.OFFLINE, description="presence when the agent is first created; later kept"
+    )
+    phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work" + NOT_YET)
+    wrap_up_seconds: float = Field(default=0, ge=0, description="after-contact work before a new offer" + NOT_YET)
+    max_missed_offers: int | None = Field(default=None, ge=1, description="set away after this many" + NOT_YET)
+    shift: Shift | None = Field(default=None, description="sets presence automatically" + NOT_YET)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        problems: list[tuple[Loc, str]] = [
+            (("skills", skill), f"skill {skill!r}: proficiency must be 1-5, got {level}")
+            for skill, level in self.skills.items()
+            if not 1 <= level <= 5
+        ]
+        problems += [
+            (("capacity", str(channel)), f"capacity on {channel}: must not be negative")
+            for channel, slots in self.capacity.items()
+            if slots < 0
+        ]
+        raise_if(problems)
+        return self
+
+    def can_serve(self, queue: QueueConfig) -> bool:
+        """Whether this agent qualifies for ``queue`` at its widest (all bullseye steps applied)."""
+        if not any(self.capacity.get(ch, 0) > 0 for ch in queue.channels):
+            return False
+        return all(self.skills.get(s, 0) >= level for s, level in queue.loosest_requirement().items())

@@ -1,0 +1,156 @@
+"""The whole ``routing`` section and the checks that span its parts."""
+
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from contracts import Channel
+from services.router.domain.config.agents import AgentConfig
+from services.router.domain.config.common import NOT_YET, Loc, Strict, raise_if
+from services.router.domain.config.queues import QueueConfig
+from services.router.domain.config.rules import CustomerTier, RouteConfig, RuleConfig
+
+
+class RoutingConfig(Strict):
+    skills: dict[str, str] | None = Field(
+        default=None, description="skill id -> description; when given, every skill used must be declared here"
+    )
+    groups: dict[str, str] | None = Field(
+        default=None, description="group id -> description; when given, every agent group must be declared here"
+    )
+    default_queue: str
+    rules: list[RuleConfig] = Field(
+        default_factory=list, description="classification, first match wins, before routes" + NOT_YET
+    )
+    routes: list[RouteConfig] = Field(default_factory=list)
+    queues: list[QueueConfig] = Field(min_length=1)
+    agents: list[AgentConfig] = Field(
+        default_factory=list,
+        description="agents from the file; when there are none (all managed over the API) queues are not checked"
+        " for being servable",
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        problems = self._unique_ids() + self._unknown_queues() + self._unknown_names() + self._overflow_cycles()
+        if not problems and self.agents:
+            problems += [
+                (("queues", i, "skills" if q.skills else "channels"), _unservable(q))
+                for i, q in enumerate(self.queues)
+                if not any(agent.can_serve(q) for agent in self.agents)
+            ]
+        raise_if(problems)
+        return self
+
+    def _unique_ids(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        for field, ids in (("queues", [q.id for q in self.queues]), ("agents", [a.id for a in self.agents])):
+            for i, name in enumerate(ids):
+                if name in ids[:i]:
+                    what = field[:-1]
+                    problems.append(
+                        ((field, i, "id"), f"{what} ids must be unique: {name!r} is also {field}.{ids.index(name)}")
+                    )
+        return problems
+
+    def _unknown_queues(self) -> list[tuple[Loc, str]]:
+        ids = [q.id for q in self.queues]
+        used: list[tuple[Loc, str]] = [(("default_queue",), self.default_queue)]
+        used += [(("routes", i, "queue"), r.queue) for i, r in enumerate(self.routes)]
+        used += [(("rules", i, "queue"), r.queue) for i, r in enumerate(self.rules)]
+        used += [(("queues", i, "overflow", "to"), q.overflow.to) for i, q in enumerate(self.queues) if q.overflow]
+        return [(loc, f"unknown queue {name!r}; queues are {ids}") for loc, name in used if name not in ids]
+
+    def _unknown_names(self) -> list[tuple[Loc, str]]:
+        used_skills: list[tuple[Loc, str]] = []
+        for i, q in enumerate(self.queues):
+            used_skills += [(("queues", i, "skills", s), s) for s in q.skills]
+            for j, step in enumerate(q.bullseye):
+                used_skills += [(("queues", i, "bullseye", j, "relax", s), s) for s in step.relax]
+                used_skills += [(("queues", i, "bullseye", j, "drop", k), s) for k, s in enumerate(step.drop)]
+        for i, a in enumerate(self.agents):
+            used_skills += [(("agents", i, "skills", s), s) for s in a.skills]
+        problems: list[tuple[Loc, str]] = []
+        if self.skills is not None:
+            known = sorted(self.skills)
+            problems += [
+                (loc, f"unknown skill {s!r}; declared skills are {known}")
+                for loc, s in used_skills
+                if s not in self.skills
+            ]
+        if self.groups is not None:
+            known = sorted(self.groups)
+            problems += [
+                (("agents", i, "groups", k), f"unknown group {g!r}; declared groups are {known}")
+                for i, a in enumerate(self.agents)
+                for k, g in enumerate(a.groups)
+                if g not in self.groups
+            ]
+        return problems
+
+    def _overflow_cycles(self) -> list[tuple[Loc, str]]:
+        index = {q.id: i for i, q in enumerate(self.queues)}
+        target = {q.id: q.overflow.to for q in self.queues if q.overflow is not None}
+        reported: set[frozenset[str]] = set()
+        problems: list[tuple[Loc, str]] = []
+        for start in target:
+            path = [start]
+            while path[-1] in target and target[path[-1]] not in path:
+                path.append(target[path[-1]])
+            nxt = target.get(path[-1])
+            if nxt is None:
+                continue  # the chain ends in a queue without overflow (or an unknown one, reported elsewhere)
+            cycle = path[path.index(nxt) :]
+            if frozenset(cycle) not in reported:
+                reported.add(frozenset(cycle))
+                problems.append(
+                    (("queues", index[cycle[0]], "overflow", "to"), "overflow cycle: " + " -> ".join([*cycle, nxt]))
+                )
+        return problems
+
+    def warnings(self) -> list[tuple[Loc, str]]:
+        """Queues no rule, route or overflow ever sends a contact to (only escalations and transfers could)."""
+        target = {q.id: q.overflow.to for q in self.queues if q.overflow is not None}
+        reached: set[str] = set()
+        todo = [self.default_queue, *(r.queue for r in self.routes), *(r.queue for r in self.rules)]
+        while todo:
+            name = todo.pop()
+            if name not in reached:
+                reached.add(name)
+                todo += [target[name]] if name in target else []
+        return [
+            (("queues", i, "id"), f"queue {q.id!r} is unreachable: no rule, route or overflow sends contacts to it")
+            for i, q in enumerate(self.queues)
+            if q.id not in reached
+        ]
+
+    def queue_for(self, channel: Channel, account_id: str) -> str:
+        """The queue a new contact on ``channel``/``account_id`` waits in."""
+        for route in self.routes:
+            if route.channel == channel and route.account in (None, account_id):
+                return route.queue
+        return self.default_queue
+
+    def classify(
+        self,
+        *,
+        channel: Channel,
+        account_id: str,
+        text: str = "",
+        tier: CustomerTier | None = None,
+        language: str | None = None,
+    ) -> tuple[str, int]:
+        """The queue and priority of a new contact: the first matching rule, else the routes."""
+        priorities = {q.id: q.priority for q in self.queues}
+        for rule in self.rules:
+            if rule.match.matches(channel=channel, account_id=account_id, text=text, tier=tier, language=language):
+                return rule.queue, priorities[rule.queue] if rule.priority is None else rule.priority
+        queue = self.queue_for(channel, account_id)
+        return queue, priorities[queue]
+
+
+def _unservable(queue: QueueConfig) -> str:
+    need = queue.loosest_requirement()
+    skills = f"skills {need} (after every bullseye step)" if need else "no skills"
+    channels = [str(c) for c in queue.channels]
+    return f"no configured agent can ever serve queue {queue.id!r}: none has {skills} and a slot on {channels}"
