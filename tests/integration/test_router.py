@@ -229,6 +229,11 @@ async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKa
 
         listed = (await client.get(f"/v1/agents/{owner}/assignments", headers=AGENT[owner])).json()
         assert [a["assignment_id"] for a in listed] == [assignment["assignment_id"]]
+        shown = await client.get(f"/v1/assignments/{assignment['assignment_id']}", headers=AGENT[owner])
+        assert shown.json() == assignment
+        assert (
+            await client.get(f"/v1/assignments/{assignment['assignment_id']}", headers=AGENT[other])
+        ).status_code == 403
         complete = f"/v1/assignments/{assignment['assignment_id']}/complete"
         assert (await client.post(complete, headers=AGENT[other])).status_code == 403
         done = await client.post(complete, headers=AGENT[owner])

@@ -14,7 +14,7 @@ from services.router.adapters.feed import AgentFeed
 from services.router.domain.model import Agent, Presence
 from services.router.entrypoints.auth import Caller, Principal, Supervisor, forbidden, require_self_or_supervisor
 from services.router.entrypoints.deps import Service
-from services.router.exceptions import UnknownAgent
+from services.router.exceptions import UnknownAgent, UnknownAssignment
 from services.router.service import RoutingService
 from services.router.views import agent_view, assignment_view, offer_view
 
@@ -124,6 +124,15 @@ async def accept_offer(offer_id: UUID, service: Service, who: Caller) -> dict[st
 async def decline_offer(offer_id: UUID, service: Service, who: Caller) -> dict[str, str]:
     await service.decline(offer_id, _offeree(who))
     return {"offer_id": str(offer_id), "status": "declined"}
+
+
+@router.get("/assignments/{assignment_id}", summary="An open assignment (its agent, or a supervisor)")
+async def get_assignment(assignment_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
+    assignment = service.state.assignments.get(assignment_id)
+    if assignment is None:
+        raise UnknownAssignment(f"no open assignment {assignment_id}")
+    require_self_or_supervisor(who, assignment.agent_id)
+    return assignment_view(assignment)
 
 
 @router.post("/assignments/{assignment_id}/complete", summary="Complete an assignment, freeing the slot")
