@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels simulate clean
+.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -49,3 +49,6 @@ bench-channels: install  ## webhooks/s and latency per channel vs a bare endpoin
 
 simulate: install  ## the decision core against Erlang C (a = 2.5 Erlangs, c = 3..6, 100,000 arrivals each)
 	$(BIN)/kefu simulate --erlangs 2.5 --agents 3 4 5 6 --arrivals 100000 --seed 1
+
+bench-router: install  ## decision core vs PostgreSQL SKIP LOCKED at 15k agents / 500k waiting contacts
+	$(BIN)/python -m bench.router

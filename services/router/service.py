@@ -193,7 +193,7 @@ class RoutingService:
     async def tick(self) -> None:
         """Expire the offers whose time is up."""
         now = self._clock()
-        if any(o.expires_at <= now for o in self.state.offers.values()):
+        if next(self.state.index().expiring(now), None) is not None:
             await self._run(ClockTicked())
 
     async def _require_pending(self, offer_id: UUID) -> None:

@@ -10,6 +10,7 @@ with a free slot on its channel and every skill its queue requires, most profici
 equals; a freed agent takes the highest-priority, then oldest, contact it may serve.
 """
 
+import bisect
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -79,7 +80,7 @@ def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
             plan.route_contact(offer.contact.id)
             plan.fill_agent(agent_id)
         case ClockTicked():
-            expired = sorted((o for o in state.offers.values() if o.expires_at <= now), key=lambda o: o.expires_at)
+            expired = [state.offers[offer_id] for offer_id in state.index().expiring(now)]
             for offer in expired:
                 plan.close_offer(offer, OfferOutcome.EXPIRED)
             for offer in expired:
@@ -107,37 +108,52 @@ def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
 
 
 def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
-    """Make ``decisions`` true in ``state``."""
+    """Make ``decisions`` true in ``state`` and in its indexes."""
+    index = state.index()
     for decision in decisions:
         match decision:
             case Enqueued(contact=contact):
-                state.waiting[contact.id] = WaitingContact(contact)
+                waiting = state.waiting[contact.id] = WaitingContact(contact)
+                index.contact_added(waiting)
             case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, expires_at=expires_at):
                 waiting = state.waiting[contact.id]
                 waiting.offer_id = offer_id
                 waiting.offers_made += 1
-                state.offers[offer_id] = Offer(offer_id, contact, agent_id, expires_at)
-                state.agents[agent_id].load[contact.channel] += 1
+                offer = state.offers[offer_id] = Offer(offer_id, contact, agent_id, expires_at)
+                agent = state.agents[agent_id]
+                agent.load[contact.channel] += 1
+                index.contact_reserved(contact)
+                index.offer_added(offer)
+                index.agent_busier(agent, contact.channel)
             case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
                 del state.offers[offer_id]
+                index.offer_removed(offer_id)
                 if outcome is not OfferOutcome.ACCEPTED:
                     waiting = state.waiting[contact.id]
                     waiting.offer_id = None
                     waiting.declined_by.add(agent_id)
+                    index.contact_released(contact)
                     _release(state.agents[agent_id], contact.channel, at)
+                    index.agent_freed(state.agents[agent_id])
             case Assigned(assignment_id=assignment_id, contact=contact, agent_id=agent_id):
                 del state.waiting[contact.id]
+                index.contact_removed(contact)
                 state.assignments[assignment_id] = Assignment(assignment_id, contact, agent_id)
             case Abandoned(contact=contact):
                 del state.waiting[contact.id]
+                index.contact_removed(contact)
             case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
                 del state.assignments[assignment_id]
                 _release(state.agents[agent_id], contact.channel, at)
+                index.agent_freed(state.agents[agent_id])
             case PresenceSet(agent_id=agent_id, presence=presence, at=at):
                 agent = state.agents[agent_id]
                 if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
                     agent.idle_since = at
-                agent.presence = presence
+                if presence is not agent.presence:
+                    agent.presence = presence
+                    index.agent_freed(agent)
+    index.synced()
 
 
 def _release(agent: Agent, channel: Channel, at: datetime) -> None:
@@ -163,24 +179,29 @@ def _own_offer(state: RoutingState, offer_id: UUID, agent_id: str) -> Offer:
 
 
 class _Plan:
-    """Decisions so far, and the overlay of what they change, read as if already applied."""
+    """Decisions so far, and the overlay of what they change, read as if already applied.
+
+    The state's indexes reflect the state without the overlay; readers skip index entries the
+    overlay has used up, and look at the few contacts and agents the overlay has freed by hand.
+    """
 
     def __init__(self, state: RoutingState, now: datetime) -> None:
         self.state = state
+        self.index = state.index()
         self.now = now
         self.decisions: list[Decision] = []
         self._new: dict[UUID, WaitingContact] = {}
+        self._freed: dict[UUID, WaitingContact] = {}  # reserved in state, free again in the plan
         self._reserved: dict[UUID, bool] = {}
         self._declined: dict[UUID, set[str]] = {}
         self._offers_made: Counter[UUID] = Counter()
         self._load: Counter[tuple[str, Channel]] = Counter()
         self._presence: dict[str, Presence] = {}
+        # agents whose load or presence the plan changed and who have a free slot now, per (queue, channel),
+        # ordered like the index: they may be missing from it (busy or away in the state)
+        self._spare: dict[tuple[str, Channel], list[tuple[datetime, int, int, str]]] = {}
 
     # -- reading through the overlay --
-
-    def _waiting(self) -> Iterable[WaitingContact]:
-        yield from self.state.waiting.values()
-        yield from self._new.values()
 
     def _is_free(self, contact: WaitingContact) -> bool:
         return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
@@ -197,6 +218,26 @@ class _Plan:
     def _contact(self, contact_id: UUID) -> WaitingContact:
         return self._new.get(contact_id) or self.state.waiting[contact_id]
 
+    def _contact_order(self, contact: WaitingContact) -> int:
+        order = self.index.contact_order.get(contact.ref.id)
+        if order is None:  # enqueued by this plan: after every contact in the state, as ``apply`` will put it
+            order = self.index.next_contact_order + list(self._new).index(contact.ref.id)
+        return order
+
+    def _touch(self, agent: Agent, channels: Iterable[Channel]) -> None:
+        order = self.index.agent_order[agent.id]
+        for channel in channels:
+            usable = self._free_slots(agent, channel) > 0
+            for queue_id, proficiency in self.index.eligible[agent.id].items():
+                spare = self._spare.setdefault((queue_id, channel), [])
+                key = (agent.idle_since, -proficiency, order, agent.id)
+                at = bisect.bisect_left(spare, key)
+                present = at < len(spare) and spare[at] == key
+                if present and not usable:
+                    del spare[at]
+                elif usable and not present:
+                    spare.insert(at, key)
+
     # -- planning --
 
     def enqueue(self, contact: ContactRef) -> None:
@@ -205,14 +246,17 @@ class _Plan:
 
     def set_presence(self, agent: Agent, presence: Presence) -> None:
         self._presence[agent.id] = presence
+        self._touch(agent, agent.capacity)
         self.decisions.append(PresenceSet(agent.id, presence, self.now))
 
     def close_offer(self, offer: Offer, outcome: OfferOutcome) -> None:
         self.decisions.append(OfferClosed(offer.id, offer.contact, offer.agent_id, outcome, self.now))
         if outcome is not OfferOutcome.ACCEPTED:
             self._reserved[offer.contact.id] = False
+            self._freed[offer.contact.id] = self.state.waiting[offer.contact.id]
             self._declined.setdefault(offer.contact.id, set()).add(offer.agent_id)
             self._load[offer.agent_id, offer.contact.channel] -= 1
+            self._touch(self.state.agents[offer.agent_id], (offer.contact.channel,))
 
     def assign(self, offer: Offer) -> None:
         assignment_id = assignment_id_for(offer.id)
@@ -225,6 +269,7 @@ class _Plan:
     def complete(self, assignment_id: UUID, contact: ContactRef, agent_id: str) -> None:
         self.decisions.append(Completed(assignment_id, contact, agent_id, self.now))
         self._load[agent_id, contact.channel] -= 1
+        self._touch(self.state.agents[agent_id], (contact.channel,))
 
     def offer(self, contact: WaitingContact, agent: Agent) -> None:
         ref = contact.ref
@@ -235,38 +280,60 @@ class _Plan:
         self._offers_made[ref.id] += 1
         self._reserved[ref.id] = True
         self._load[agent.id, ref.channel] += 1
+        self._touch(agent, (ref.channel,))
 
     def route_contact(self, contact_id: UUID) -> None:
         """Offer the contact to the best eligible agent, if there is one."""
         contact = self._contact(contact_id)
-        required = self.state.queues[contact.ref.queue_id].skills
-        best: tuple[tuple[datetime, int], Agent] | None = None
-        for agent in self.state.agents.values():
-            if self._free_slots(agent, contact.ref.channel) <= 0 or self._has_declined(contact, agent.id):
-                continue
-            proficiency = agent.proficiency(required)
-            if proficiency is None:
-                continue
-            key = (agent.idle_since, -proficiency)
-            if best is None or key < best[0]:
-                best = (key, agent)
+        if not self._is_free(contact):
+            return  # taken meanwhile: an expiry in the same tick let a freed agent pick it up first
+        ref = contact.ref
+        agents, versions = self.state.agents, self.index.agent_version
+        best: tuple[tuple[datetime, int, int], Agent] | None = None
+        for idle_since, rank, order, version, agent_id in self.index.agents_for(ref.queue_id, ref.channel):
+            if versions[agent_id] != version:
+                continue  # superseded by a newer entry of the same agent
+            agent = agents[agent_id]
+            if self._free_slots(agent, ref.channel) > 0 and not self._has_declined(contact, agent_id):
+                best = ((idle_since, rank, order), agent)
+                break
+        for idle_since, rank, order, agent_id in self._spare.get((ref.queue_id, ref.channel), ()):
+            if not self._has_declined(contact, agent_id):
+                if best is None or (idle_since, rank, order) < best[0]:
+                    best = ((idle_since, rank, order), agents[agent_id])
+                break
         if best is not None:
             self.offer(contact, best[1])
 
     def fill_agent(self, agent_id: str) -> None:
         """Offer the agent the best contacts it may serve, while it has free slots."""
         agent = self.state.agents[agent_id]
+        queues = self.index.eligible[agent_id]
+        waiting, free = self.state.waiting, self.index.free
         while True:
-            best: tuple[tuple[int, datetime], WaitingContact] | None = None
-            for contact in self._waiting():
+            best: tuple[tuple[int, datetime, int], WaitingContact] | None = None
+            for channel in agent.capacity:
+                if self._free_slots(agent, channel) <= 0:
+                    continue
+                for queue_id in queues:
+                    for entry in self.index.contacts_for(queue_id, channel):
+                        if best is not None and entry[:3] >= best[0]:
+                            break  # this queue has nothing better than the best so far
+                        contact_id = entry[3]
+                        if free.get(contact_id) is not entry or self._reserved.get(contact_id, False):
+                            continue
+                        contact = waiting[contact_id]
+                        if not self._has_declined(contact, agent_id):
+                            best = (entry[:3], contact)
+                            break
+            # contacts the plan enqueued or freed are not in the index yet
+            for contact in (*self._new.values(), *self._freed.values()):
                 ref = contact.ref
                 if not self._is_free(contact) or self._has_declined(contact, agent_id):
                     continue
-                if self._free_slots(agent, ref.channel) <= 0:
+                if self._free_slots(agent, ref.channel) <= 0 or ref.queue_id not in queues:
                     continue
-                if agent.proficiency(self.state.queues[ref.queue_id].skills) is None:
-                    continue
-                key = (-ref.priority, ref.enqueued_at)
+                key = (-ref.priority, ref.enqueued_at, self._contact_order(contact))
                 if best is None or key < best[0]:
                     best = (key, contact)
             if best is None:
