@@ -35,10 +35,10 @@ from services.router.domain.decisions import (
     PresenceRequested,
     PresenceSet,
 )
+from services.router.domain.index import LazyHeap
 from services.router.domain.model import (
     Agent,
     ContactRef,
-    LazyHeap,
     Offer,
     Presence,
     Queue,

@@ -5,14 +5,15 @@ rebuilds it from PostgreSQL on start. ``RoutingState.index()`` adds the ordered 
 each decision O(log n) instead of a scan of every agent or waiting contact (see ``RoutingIndex``).
 """
 
-import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from services.router.domain.index import RoutingIndex
 
 from contracts import Channel
 
@@ -117,6 +118,8 @@ class RoutingState:
     def index(self) -> "RoutingIndex":
         """The indexes over this state, (re)built when missing or when the state changed behind ``apply``."""
         if self._index is None or self._index.fingerprint != self._fingerprint():
+            from services.router.domain.index import RoutingIndex  # the index module builds on this one
+
             self._index = RoutingIndex(self)
         return self._index
 
@@ -127,227 +130,3 @@ class RoutingState:
     def _fingerprint(self) -> tuple[int, int, int, int, int]:
         # cheap evidence that someone added or removed entries without ``apply`` (e.g. a rebuild)
         return id(self.queues), len(self.queues), len(self.agents), len(self.waiting), len(self.offers)
-
-
-# ---- indexes: derived from a RoutingState, kept up to date by ``apply`` ----
-
-E = TypeVar("E", bound=tuple[Any, ...])
-
-# (idle_since, -proficiency, agent order, version, agent id): longest idle, then most proficient, first
-AgentEntry = tuple[datetime, int, int, int, str]
-# (-priority, enqueued_at, arrival order, contact id): highest priority, then oldest, first
-ContactEntry = tuple[int, datetime, int, UUID]
-# (expires_at, offer order, offer id): soonest deadline first
-ExpiryEntry = tuple[datetime, int, UUID]
-
-
-class LazyHeap(Generic[E]):
-    """A binary heap that keeps a live entry on top; dead entries below it are skipped by readers.
-
-    Entries die in place (an agent got busy, a contact was offered) because removing one from the
-    middle of a heap costs O(n); ``settle`` pops the dead ones that reach the top, and ``push``
-    compacts the heap when it has doubled since the last compaction, so dead entries cost O(1)
-    amortized and never pile up.
-    """
-
-    __slots__ = ("_limit", "_live", "items")
-
-    def __init__(self, live: Callable[[E], bool]) -> None:
-        self.items: list[E] = []
-        self._live = live
-        self._limit = 64
-
-    def push(self, entry: E) -> None:
-        heapq.heappush(self.items, entry)
-        if len(self.items) > self._limit:
-            self.items = [e for e in self.items if self._live(e)]
-            heapq.heapify(self.items)
-            self._limit = 2 * len(self.items) + 64
-
-    def settle(self) -> None:
-        items = self.items
-        while items and not self._live(items[0]):
-            heapq.heappop(items)
-
-    def __iter__(self) -> Iterator[E]:
-        """Every entry in ascending order, dead ones included, without changing the heap.
-
-        A frontier of the children of what was already yielded: the k smallest cost O(k log k).
-        """
-        items = self.items
-        if not items:
-            return
-        yield items[0]
-        size = len(items)
-        frontier: list[tuple[E, int]] = []
-        i = 0
-        while True:
-            for child in (2 * i + 1, 2 * i + 2):
-                if child < size:
-                    heapq.heappush(frontier, (items[child], child))
-            if not frontier:
-                return
-            entry, i = heapq.heappop(frontier)
-            yield entry
-
-
-class RoutingIndex:
-    """Ordered views of a ``RoutingState`` for the decision core.
-
-    * per (queue, channel): the agents that are available, have a free slot on that channel and
-      meet the queue's skills, ordered by (idle_since, -proficiency, agent order);
-    * per (queue, channel): the free waiting contacts, ordered by (-priority, enqueued_at, arrival order);
-    * the pending offers by deadline.
-
-    The orders end in the position of the agent / contact / offer in the state's dicts, so ties are
-    broken exactly as a scan of those dicts would. The hooks (``agent_freed`` …) are called by
-    ``apply`` right after it changes the state; readers re-check each entry against the state.
-    """
-
-    def __init__(self, state: "RoutingState") -> None:
-        self._state = state
-        self.agent_order: dict[str, int] = {}
-        self.agent_version: dict[str, int] = {}
-        self.eligible: dict[str, dict[str, int]] = {}  # agent -> queue it may serve -> proficiency
-        self._agents: dict[tuple[str, Channel], LazyHeap[AgentEntry]] = {}
-        self.contact_order: dict[UUID, int] = {}
-        self.free: dict[UUID, ContactEntry] = {}  # a free contact's one live entry
-        self._contacts: dict[tuple[str, Channel], LazyHeap[ContactEntry]] = {}
-        self.offer_order: dict[UUID, int] = {}
-        self._expiry: LazyHeap[ExpiryEntry] = LazyHeap(lambda e: self.offer_order.get(e[2]) == e[1])
-        self.next_contact_order = 0
-        self._next_offer_order = 0
-        self._build_eligibility()
-        for order, agent in enumerate(state.agents.values()):
-            self.agent_order[agent.id] = order
-            self.agent_version[agent.id] = 0
-            self._push_agent(agent)
-        for waiting in state.waiting.values():
-            self.contact_added(waiting)
-        for offer in state.offers.values():
-            self.offer_added(offer)
-        self.fingerprint = state._fingerprint()
-
-    def _build_eligibility(self) -> None:
-        agents = self._state.agents
-        holders: dict[str, set[str]] = {}
-        for agent in agents.values():
-            self.eligible[agent.id] = {}
-            for skill, level in agent.skills.items():
-                if level > 0:
-                    holders.setdefault(skill, set()).add(agent.id)
-        for queue in self._state.queues.values():
-            # only agents holding every required skill can qualify: intersect instead of testing all agents
-            needed = [holders.get(skill, set()) for skill, minimum in queue.skills.items() if minimum > 0]
-            candidates = set.intersection(*needed) if needed else set(agents)
-            for agent_id in candidates:
-                proficiency = agents[agent_id].proficiency(queue.skills)
-                if proficiency is not None:
-                    self.eligible[agent_id][queue.id] = proficiency
-
-    # -- reading --
-
-    def agents_for(self, queue_id: str, channel: Channel) -> Iterator[AgentEntry]:
-        heap = self._agents.get((queue_id, channel))
-        return iter(heap) if heap is not None else iter(())
-
-    def contacts_for(self, queue_id: str, channel: Channel) -> Iterator[ContactEntry]:
-        heap = self._contacts.get((queue_id, channel))
-        return iter(heap) if heap is not None else iter(())
-
-    def expiring(self, now: datetime) -> Iterator[UUID]:
-        """Ids of the pending offers due at ``now``, soonest first (ties in the order they were made)."""
-        for expires_at, order, offer_id in self._expiry:
-            if expires_at > now:
-                return
-            if self.offer_order.get(offer_id) == order:
-                yield offer_id
-
-    # -- agents --
-
-    def _agent_heap(self, queue_id: str, channel: Channel) -> LazyHeap[AgentEntry]:
-        heap = self._agents.get((queue_id, channel))
-        if heap is None:
-            heap = self._agents[queue_id, channel] = LazyHeap(lambda e: self._agent_live(e, channel))
-        return heap
-
-    def _agent_live(self, entry: AgentEntry, channel: Channel) -> bool:
-        agent = self._state.agents.get(entry[4])
-        return (
-            agent is not None
-            and self.agent_version.get(agent.id) == entry[3]
-            and agent.presence is Presence.AVAILABLE
-            and agent.load[channel] < agent.capacity.get(channel, 0)
-        )
-
-    def _push_agent(self, agent: Agent) -> None:
-        if agent.presence is not Presence.AVAILABLE:
-            return
-        order, version = self.agent_order[agent.id], self.agent_version[agent.id]
-        for channel, slots in agent.capacity.items():
-            if agent.load[channel] >= slots:
-                continue
-            for queue_id, proficiency in self.eligible[agent.id].items():
-                self._agent_heap(queue_id, channel).push((agent.idle_since, -proficiency, order, version, agent.id))
-
-    def _settle_agent(self, agent: Agent, channels: Iterable[Channel]) -> None:
-        for channel in channels:
-            for queue_id in self.eligible[agent.id]:
-                heap = self._agents.get((queue_id, channel))
-                if heap is not None:
-                    heap.settle()
-
-    def agent_freed(self, agent: Agent) -> None:
-        """The agent's idle time, presence or free slots changed: its old entries die, new ones go in."""
-        self.agent_version[agent.id] += 1
-        self._push_agent(agent)
-        self._settle_agent(agent, agent.capacity)
-
-    def agent_busier(self, agent: Agent, channel: Channel) -> None:
-        """The agent took a slot on ``channel``; if that was its last, its entries there die."""
-        if agent.load[channel] >= agent.capacity.get(channel, 0):
-            self._settle_agent(agent, (channel,))
-
-    # -- contacts --
-
-    def _contact_heap(self, ref: ContactRef) -> LazyHeap[ContactEntry]:
-        heap = self._contacts.get((ref.queue_id, ref.channel))
-        if heap is None:
-            heap = self._contacts[ref.queue_id, ref.channel] = LazyHeap(lambda e: self.free.get(e[3]) is e)
-        return heap
-
-    def contact_added(self, waiting: WaitingContact) -> None:
-        self.contact_order[waiting.ref.id] = self.next_contact_order
-        self.next_contact_order += 1
-        if waiting.offer_id is None:
-            self.contact_released(waiting.ref)
-
-    def contact_released(self, ref: ContactRef) -> None:
-        """The contact is free again, in its original place."""
-        entry = (-ref.priority, ref.enqueued_at, self.contact_order[ref.id], ref.id)
-        self.free[ref.id] = entry
-        self._contact_heap(ref).push(entry)
-
-    def contact_reserved(self, ref: ContactRef) -> None:
-        del self.free[ref.id]
-        self._contact_heap(ref).settle()
-
-    def contact_removed(self, ref: ContactRef) -> None:
-        self.free.pop(ref.id, None)
-        del self.contact_order[ref.id]
-        self._contact_heap(ref).settle()
-
-    # -- offers --
-
-    def offer_added(self, offer: Offer) -> None:
-        self.offer_order[offer.id] = self._next_offer_order
-        self._expiry.push((offer.expires_at, self._next_offer_order, offer.id))
-        self._next_offer_order += 1
-
-    def offer_removed(self, offer_id: UUID) -> None:
-        del self.offer_order[offer_id]
-        self._expiry.settle()
-
-    def synced(self) -> None:
-        """``apply`` changed the state and this index alike."""
-        self.fingerprint = self._state._fingerprint()
