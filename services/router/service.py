@@ -20,7 +20,7 @@ from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
 from services.router.adapters import customers, repository, stats
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
-from services.router.domain.config import RoutingConfig
+from services.router.domain.config import AgentConfig, RoutingConfig
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
     Assigned,
@@ -37,7 +37,7 @@ from services.router.domain.decisions import (
     Offered,
     PresenceRequested,
 )
-from services.router.domain.model import Assignment, ContactRef, Presence, RoutingState
+from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
 from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownOffer, UnknownQueue, WrongState
 from services.router.views import assignment_view, offer_view
 
@@ -150,6 +150,31 @@ class RoutingService:
         if found is None:
             raise UnknownContact(f"no contact {contact_id}")
         return found
+
+    async def upsert_agent(self, config: AgentConfig) -> Agent:
+        """Create an agent, or update its name, groups, skills and capacity (presence and work are kept)."""
+        async with self._lock:
+            async with self._engine.begin() as conn:
+                await repository.upsert_agents(conn, [config], self._clock())
+            agent = self.state.agents.get(config.id)
+            if agent is None:
+                agent = Agent(
+                    id=config.id,
+                    name=config.name,
+                    groups=tuple(config.groups),
+                    skills=dict(config.skills),
+                    capacity=dict(config.capacity),
+                    presence=config.initial_presence,
+                    idle_since=self._clock(),
+                )
+                self.state.agents[agent.id] = agent
+            else:
+                agent.name, agent.groups = config.name, tuple(config.groups)
+                agent.skills, agent.capacity = dict(config.skills), dict(config.capacity)
+            self.state.reindex()  # which queues the agent may serve has changed
+        if agent.presence is Presence.AVAILABLE:
+            await self.set_presence(agent.id, Presence.AVAILABLE)  # new skills or slots may take waiting work
+        return agent
 
     def queues_now(self) -> list[dict[str, Any]]:
         """Every queue with what waits in it now."""

@@ -64,6 +64,7 @@ SITE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ALICE_TOKEN = "test-token-alice-000000"
 BOB_TOKEN = "test-token-bob-0000000"
 SUPERVISOR_TOKEN = "test-token-supervisor-0"
+ADMIN_TOKEN = "test-token-admin-000000"
 
 CONFIG = f"""
 channels:
@@ -89,4 +90,5 @@ auth:
     - {{token: {ALICE_TOKEN}, role: agent, agent_id: alice}}
     - {{token: {BOB_TOKEN}, role: agent, agent_id: bob}}
     - {{token: {SUPERVISOR_TOKEN}, role: supervisor}}
+    - {{token: {ADMIN_TOKEN}, role: admin}}
 """

@@ -17,7 +17,7 @@ from services.router.bootstrap import Router, running
 from services.router.config import RouterSettings
 from services.router.domain.model import Presence
 from services.router.entrypoints.app import create_app
-from tests.integration.conftest import ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
+from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, serving
 
 pytestmark = pytest.mark.integration
@@ -187,6 +187,7 @@ async def test_a_poison_message_is_dead_lettered_and_does_not_block(
 
 
 SUPERVISOR = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 AGENT = {
     "alice": {"authorization": f"Bearer {ALICE_TOKEN}"},
     "bob": {"authorization": f"Bearer {BOB_TOKEN}"},
@@ -381,3 +382,32 @@ async def test_queue_statistics_for_the_wallboard(database_url: str, broker: Emb
         assert (await client.get("/v1/queues/presales/stats")).status_code == 401
         bad = await client.get("/v1/queues/presales/stats", params={"window_minutes": 0}, headers=SUPERVISOR)
         assert bad.status_code == 422
+
+
+async def test_agents_are_managed_through_the_api(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    async with serving(create_app(settings)) as client:
+        await client.put("/v1/agents/alice/status", json={"presence": "away"}, headers=AGENT["alice"])
+        await _publish(broker.bootstrap, contact_event("presales-1"))
+
+        async def queued() -> bool:
+            found = (await client.get("/v1/queues", headers=SUPERVISOR)).json()
+            return any(q["waiting"] for q in found)
+
+        await eventually(queued)
+        body = {"name": "Dora", "skills": {"presales": 3}, "capacity": {"webchat": 2}, "initial_presence": "available"}
+        assert (await client.put("/v1/agents/dora", json=body, headers=SUPERVISOR)).status_code == 403
+        created = await client.put("/v1/agents/dora", json=body, headers=ADMIN)
+        assert created.status_code == 200, created.text
+        assert created.json()["presence"] == "available"
+        # the new agent takes the waiting contact at once
+        offers = (await client.get("/v1/agents/dora/offers", headers=SUPERVISOR)).json()
+        assert [o["agent_id"] for o in offers] == ["dora"]
+        updated = await client.put("/v1/agents/dora", json={**body, "name": "Dora Chen"}, headers=ADMIN)
+        assert updated.json()["name"] == "Dora Chen"
+        assert updated.json()["load"] == {"webchat": 1}
+        bad = await client.put("/v1/agents/dora", json={**body, "skills": {"presales": 9}}, headers=ADMIN)
+        assert bad.status_code == 422
+        assert "proficiency" in bad.json()["detail"]
+    async with running(settings) as restarted:
+        assert restarted.service.state.agents["dora"].name == "Dora Chen"

@@ -8,11 +8,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts import Channel
+from kefu.ops import ApiError
 from services.router.adapters.feed import AgentFeed
+from services.router.domain.config import AgentConfig
 from services.router.domain.model import Agent, Presence
-from services.router.entrypoints.auth import Caller, Principal, Supervisor, forbidden, require_self_or_supervisor
+from services.router.entrypoints.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
 from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent, UnknownAssignment
 from services.router.service import RoutingService
@@ -29,6 +32,17 @@ async def _feed(request: Request) -> AgentFeed:
 
 
 Feed = Annotated[AgentFeed, Depends(_feed)]
+
+
+class AgentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256, examples=["王丽 Alice Wang"])
+    groups: list[str] = Field(default_factory=list, examples=[["tier1"]])
+    skills: dict[str, int] = Field(
+        default_factory=dict, description="skill -> proficiency 1-5", examples=[{"presales": 4}]
+    )
+    capacity: dict[Channel, int] = Field(default_factory=dict, examples=[{"webchat": 3, "phone": 1}])
+    initial_presence: Presence = Field(default=Presence.OFFLINE, description="presence of a new agent")
 
 
 class StatusChange(BaseModel):
@@ -52,6 +66,18 @@ async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
 async def get_agent(agent_id: str, service: Service, who: Caller) -> dict[str, Any]:
     require_self_or_supervisor(who, agent_id)
     return agent_view(_agent(service, agent_id))
+
+
+@router.put("/agents/{agent_id}", summary="Create or update an agent (admins)")
+async def put_agent(agent_id: str, agent: AgentBody, service: Service, who: Caller) -> dict[str, Any]:
+    if who.role is not Role.ADMIN:
+        raise forbidden("agents are configuration: an admin token is needed")
+    try:
+        config = AgentConfig.model_validate({**agent.model_dump(exclude_unset=True), "id": agent_id})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise ApiError(422, "invalid_agent", problems) from exc
+    return agent_view(await service.upsert_agent(config))
 
 
 @router.put("/agents/{agent_id}/status", summary="Set an agent's presence")
