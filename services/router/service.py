@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
-from services.router.adapters import customers, repository, stats
+from services.router.adapters import customers, repository, stats, timeline
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
 from services.router.domain.config import AgentConfig, RoutingConfig
@@ -146,7 +146,7 @@ class RoutingService:
     async def contact(self, contact_id: UUID) -> dict[str, Any]:
         """A contact with its messages, oldest first."""
         async with self._engine.connect() as conn:
-            found = await repository.contact_view(conn, contact_id)
+            found = await timeline.contact_view(conn, contact_id)
         if found is None:
             raise UnknownContact(f"no contact {contact_id}")
         return found

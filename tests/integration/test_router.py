@@ -306,6 +306,7 @@ async def test_identities_link_into_one_customer_across_channels(
 
         first = await eventually(contact)
         assert [m["text"] for m in first["messages"]] == ["匿名咨询"]
+        assert [e["type"] for e in first["events"]][:2] == ["queued", "offered"]
         customer_id = first["customer_id"]
 
         # the visitor logs in on the same conversation: their member id now names the customer

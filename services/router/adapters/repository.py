@@ -109,42 +109,6 @@ async def insert_message(conn: AsyncConnection, contact_id: uuid.UUID, event: Co
     )
 
 
-async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str, Any] | None:
-    """A contact and its messages, oldest first."""
-    row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).mappings().first()
-    if row is None:
-        return None
-    history = await conn.execute(
-        select(messages.c.id, messages.c.text, messages.c.attachments, messages.c.metadata, messages.c.occurred_at)
-        .where(messages.c.contact_id == contact_id)
-        .order_by(messages.c.occurred_at, messages.c.received_at)
-    )
-    return {
-        "contact_id": str(row["id"]),
-        "conversation_key": row["conversation_key"],
-        "channel": row["channel"],
-        "account_id": row["account_id"],
-        "customer_id": str(row["customer_id"]) if row["customer_id"] else None,
-        "customer_platform_id": row["customer_platform_id"],
-        "customer_name": row["customer_name"],
-        "queue_id": row["queue_id"],
-        "priority": row["priority"],
-        "status": row["status"],
-        "enqueued_at": row["enqueued_at"].isoformat(),
-        "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
-        "messages": [
-            {
-                "message_id": str(m.id),
-                "text": m.text,
-                "attachments": m.attachments,
-                "metadata": m.metadata,
-                "occurred_at": m.occurred_at.isoformat(),
-            }
-            for m in history
-        ],
-    }
-
-
 async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], now: datetime) -> None:
     """Create or update the configured agents; presence of existing agents is kept."""
     for agent in configured:
