@@ -48,6 +48,11 @@ def read(path: Path) -> Source:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Source:
+    """Parse configuration ``text`` (named ``path`` in messages); its top level must be a mapping of sections."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()

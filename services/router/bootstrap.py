@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ContactEvent
 from kefu import db, kafka
-from kefu.config_file import load_section
+from kefu.config_file import ConfigError, load_section
 from kefu.outbox import OutboxRelay
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
-from services.router.domain.config import RoutingConfig
+from services.router.domain.config import parse_routing
 from services.router.entrypoints.auth import AuthConfig, TokenRegistry
 from services.router.service import RoutingService
 
@@ -40,7 +40,11 @@ class Router:
 @contextlib.asynccontextmanager
 async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     """Start the router's resources and background loops; stop them all on exit."""
-    config = load_section(settings.config_path, "routing", RoutingConfig)
+    try:
+        config_text = settings.config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{settings.config_path}: cannot read: {exc.strerror}"]) from exc
+    config = parse_routing(config_text, settings.config_path)
     tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
@@ -50,7 +54,7 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     service = RoutingService(engine=engine, config=config, feed=feed, on_commit=relay.wake)
     router = Router(settings, engine, producer, service, feed, tokens)
     try:
-        await service.start()
+        await service.start(config_text, settings.config_path)
         await producer.start()
         await consumer.start()
         router.tasks = [

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -17,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
-from services.router.adapters import customers, repository, stats, timeline
+from services.router.adapters import config_store, customers, repository, stats, timeline
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
-from services.router.domain.config import AgentConfig, RoutingConfig
+from services.router.domain.config import AgentConfig, RoutingConfig, parse_routing
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
     Assigned,
@@ -74,12 +75,23 @@ class RoutingService:
         self._clock = clock
         self._lock = asyncio.Lock()
         self.state = RoutingState(queues={q.id: q.to_domain() for q in config.queues})
+        self.config_version = 0
 
-    async def start(self) -> None:
-        """Apply the configured agents and rebuild the state from PostgreSQL."""
+    async def start(self, config_text: str, config_path: Path) -> None:
+        """Apply the routing configuration (the file if it changed, else the latest version) and rebuild the
+        state from PostgreSQL."""
         async with self._lock, self._engine.begin() as conn:
+            stored = await config_store.latest(conn)
+            if stored is None or await config_store.file_changed(conn, config_text):
+                self.config_version = await config_store.record(
+                    conn, source="file", text=config_text, applied_by=str(config_path)
+                )
+            else:
+                self._config = parse_routing(stored.text, Path(f"config version {stored.version}"))
+                self.config_version = stored.version
             await repository.upsert_agents(conn, self._config.agents, self._clock())
-            self.state = await repository.load_state(conn, self.state.queues, self._config.default_queue)
+            queues = {q.id: q.to_domain() for q in self._config.queues}
+            self.state = await repository.load_state(conn, queues, self._config.default_queue)
         log.info(
             "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
             len(self.state.agents),
@@ -175,6 +187,30 @@ class RoutingService:
         if agent.presence is Presence.AVAILABLE:
             await self.set_presence(agent.id, Presence.AVAILABLE)  # new skills or slots may take waiting work
         return agent
+
+    async def apply_config(self, config: RoutingConfig, text: str, applied_by: str) -> int:
+        """Make ``config`` the routing configuration, as a new version; return its number."""
+        async with self._lock:
+            queues = {q.id: q.to_domain() for q in config.queues}
+            in_use = {w.ref.queue_id for w in self.state.waiting.values()}
+            in_use |= {a.contact.queue_id for a in self.state.assignments.values()}
+            dropped = sorted(in_use - queues.keys())
+            if dropped:
+                raise WrongState(f"queue(s) {dropped} still hold contacts: move or finish them before removing")
+            async with self._engine.begin() as conn:
+                version = await config_store.record(conn, source="api", text=text, applied_by=applied_by)
+                await repository.upsert_agents(conn, config.agents, self._clock())
+                rebuilt = await repository.load_state(conn, queues, config.default_queue)
+            self._config, self.state, self.config_version = config, rebuilt, version
+        for agent in [a for a in self.state.agents.values() if a.presence is Presence.AVAILABLE]:
+            await self.set_presence(agent.id, Presence.AVAILABLE)  # new queues or skills may match waiting work
+        return version
+
+    async def current_config(self) -> config_store.Version:
+        async with self._engine.connect() as conn:
+            found = await config_store.latest(conn)
+        assert found is not None, "start() records the first version"
+        return found
 
     def queues_now(self) -> list[dict[str, Any]]:
         """Every queue with what waits in it now."""

@@ -17,7 +17,7 @@ from services.router.bootstrap import Router, running
 from services.router.config import RouterSettings
 from services.router.domain.model import Presence
 from services.router.entrypoints.app import create_app
-from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
+from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, serving
 
 pytestmark = pytest.mark.integration
@@ -412,3 +412,53 @@ async def test_agents_are_managed_through_the_api(database_url: str, broker: Emb
         assert "proficiency" in bad.json()["detail"]
     async with running(settings) as restarted:
         assert restarted.service.state.agents["dora"].name == "Dora Chen"
+
+
+async def test_the_routing_configuration_is_versioned_and_changed_through_the_api(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    file_text = CONFIG
+    routing_only = "routing:" + file_text.split("routing:", 1)[1].split("\nauth:", 1)[0]
+    to_returns = routing_only.replace(
+        "{channel: webchat, account: shop, queue: presales}", "{channel: webchat, account: shop, queue: returns}"
+    )
+    assert to_returns != routing_only
+    yaml_headers = {**ADMIN, "content-type": "application/yaml"}
+    async with serving(create_app(settings)) as client:
+        first = (await client.get("/v1/config", headers=SUPERVISOR)).json()
+        assert (first["version"], first["source"]) == (1, "file")
+
+        bad = routing_only.replace("channels: [webchat]", "channels: [fax]", 1)
+        refused = await client.put("/v1/config", content=bad, headers=yaml_headers)
+        assert refused.status_code == 422
+        assert "request body:" in refused.json()["detail"] and "channels" in refused.json()["detail"]
+        assert (
+            await client.put(
+                "/v1/config", content=to_returns, headers={**SUPERVISOR, "content-type": "application/yaml"}
+            )
+        ).status_code == 403
+        assert (
+            await client.put("/v1/config", content=to_returns, headers={**ADMIN, "content-type": "text/plain"})
+        ).status_code == 415
+
+        applied = await client.put("/v1/config", content=to_returns, headers=yaml_headers)
+        assert applied.status_code == 200, applied.text
+        assert applied.json()["version"] == 2
+        await _publish(broker.bootstrap, contact_event("after-change"))
+
+        async def routed() -> list[dict[str, Any]]:
+            return list((await client.get("/v1/agents/chen/offers", headers=SUPERVISOR)).json())
+
+        (offer,) = await eventually(routed)  # chen is the only available agent skilled in returns
+        assert offer["queue_id"] == "returns"
+        without_returns = (
+            to_returns.split("    - {id: returns", 1)[0] + "  agents:" + to_returns.split("  agents:", 1)[1]
+        )
+        without_returns = without_returns.replace("queue: returns}", "queue: presales}")
+        busy = await client.put("/v1/config", content=without_returns, headers=yaml_headers)
+        assert busy.status_code == 409, busy.text
+    async with running(settings) as restarted:
+        # the file did not change, so the version applied through the API survives the restart
+        assert restarted.service.config_version == 2
+        assert "returns" in restarted.service.state.queues

@@ -127,3 +127,14 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True)),
     Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
 )
+
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(16), nullable=False, comment="file (read at start) or api (PUT /v1/config)"),
+    Column("sha256", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("applied_by", String(256), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)

@@ -7,9 +7,18 @@ only way in): ``RoutingConfig.warnings()`` returns them. Fields the engine does 
 description; they are validated all the same, so a configuration written today keeps its meaning.
 """
 
+from pathlib import Path
+
+from kefu.config_file import parse, parse_section
 from services.router.domain.config.agents import AgentConfig
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.routing import RoutingConfig
 from services.router.domain.config.rules import CustomerTier, RouteConfig, RuleConfig
 
-__all__ = ["AgentConfig", "CustomerTier", "QueueConfig", "RouteConfig", "RoutingConfig", "RuleConfig"]
+
+def parse_routing(text: str, origin: Path) -> RoutingConfig:
+    """The ``routing`` section of configuration ``text``; ``ConfigError`` names file, line and field of each problem."""
+    return parse_section(parse(text, origin), "routing", RoutingConfig)
+
+
+__all__ = ["AgentConfig", "CustomerTier", "QueueConfig", "RouteConfig", "RoutingConfig", "RuleConfig", "parse_routing"]
