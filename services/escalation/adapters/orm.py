@@ -1,6 +1,6 @@
 """The escalation service's records in PostgreSQL (schema ``escalation``)."""
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 
 from kefu.db import metadata as schema_metadata
@@ -19,4 +19,41 @@ routing_events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("payload", Text, nullable=False),
     Index("ix_routing_events_contact", "contact_id", "occurred_at"),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("key", String(512), nullable=False, unique=True, comment="idempotent scheduling: one timer per key"),
+    Column("kind", String(64), nullable=False, comment="e.g. sla.first_response.warn, ack.level2"),
+    Column("contact_id", UUID(as_uuid=True)),
+    Column("case_id", UUID(as_uuid=True)),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False, server_default=text("'{}'")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Index("ix_timers_due", "due_at", postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL")),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", String(128), nullable=False, unique=True, comment="webhook-id: stable across retries"),
+    Column("target", String(128), nullable=False, comment="the configured notification target"),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("dead_at", DateTime(timezone=True), comment="gave up after the last retry: the dead-letter record"),
+    Index(
+        "ix_notifications_pending",
+        "next_attempt_at",
+        postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
+    ),
 )
