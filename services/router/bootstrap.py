@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ContactEvent
 from kefu import db, kafka
+from kefu.auth import AuthConfig, TokenRegistry
 from kefu.config_file import ConfigError, load_section
 from kefu.outbox import OutboxRelay
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
 from services.router.domain.config import parse_routing
-from services.router.entrypoints.auth import AuthConfig, TokenRegistry
 from services.router.service import RoutingService
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,7 @@ with a free slot on its channel and every skill its queue requires, most profici
 equals; a freed agent takes the highest-priority, then oldest, contact it may serve.
 """
 
-import bisect
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
@@ -111,48 +109,52 @@ def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
     """Make ``decisions`` true in ``state`` and in its indexes."""
     index = state.index()
     for decision in decisions:
-        match decision:
-            case Enqueued(contact=contact):
-                waiting = state.waiting[contact.id] = WaitingContact(contact)
-                index.contact_added(waiting)
-            case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, expires_at=expires_at):
+        if isinstance(decision, Offered):
+            contact, agent_id = decision.contact, decision.agent_id
+            waiting = state.waiting[contact.id]
+            waiting.offer_id = decision.offer_id
+            waiting.offers_made += 1
+            offer = state.offers[decision.offer_id] = Offer(decision.offer_id, contact, agent_id, decision.expires_at)
+            agent = state.agents[agent_id]
+            agent.load[contact.channel] += 1
+            index.contact_reserved(contact)
+            index.offer_added(offer)
+            index.agent_busier(agent, contact.channel)
+        elif isinstance(decision, Enqueued):
+            contact = decision.contact
+            waiting = state.waiting[contact.id] = WaitingContact(contact)
+            index.contact_added(waiting)
+        elif isinstance(decision, OfferClosed):
+            contact, agent_id = decision.contact, decision.agent_id
+            del state.offers[decision.offer_id]
+            index.offer_removed(decision.offer_id)
+            if decision.outcome is not OfferOutcome.ACCEPTED:
                 waiting = state.waiting[contact.id]
-                waiting.offer_id = offer_id
-                waiting.offers_made += 1
-                offer = state.offers[offer_id] = Offer(offer_id, contact, agent_id, expires_at)
-                agent = state.agents[agent_id]
-                agent.load[contact.channel] += 1
-                index.contact_reserved(contact)
-                index.offer_added(offer)
-                index.agent_busier(agent, contact.channel)
-            case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
-                del state.offers[offer_id]
-                index.offer_removed(offer_id)
-                if outcome is not OfferOutcome.ACCEPTED:
-                    waiting = state.waiting[contact.id]
-                    waiting.offer_id = None
-                    waiting.declined_by.add(agent_id)
-                    index.contact_released(contact)
-                    _release(state.agents[agent_id], contact.channel, at)
-                    index.agent_freed(state.agents[agent_id])
-            case Assigned(assignment_id=assignment_id, contact=contact, agent_id=agent_id):
-                del state.waiting[contact.id]
-                index.contact_removed(contact)
-                state.assignments[assignment_id] = Assignment(assignment_id, contact, agent_id)
-            case Abandoned(contact=contact):
-                del state.waiting[contact.id]
-                index.contact_removed(contact)
-            case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
-                del state.assignments[assignment_id]
-                _release(state.agents[agent_id], contact.channel, at)
+                waiting.offer_id = None
+                waiting.declined_by.add(agent_id)
+                index.contact_released(contact)
+                _release(state.agents[agent_id], contact.channel, decision.at)
                 index.agent_freed(state.agents[agent_id])
-            case PresenceSet(agent_id=agent_id, presence=presence, at=at):
-                agent = state.agents[agent_id]
-                if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
-                    agent.idle_since = at
-                if presence is not agent.presence:
-                    agent.presence = presence
-                    index.agent_freed(agent)
+        elif isinstance(decision, Assigned):
+            contact = decision.contact
+            del state.waiting[contact.id]
+            index.contact_removed(contact)
+            state.assignments[decision.assignment_id] = Assignment(decision.assignment_id, contact, decision.agent_id)
+        elif isinstance(decision, Completed):
+            del state.assignments[decision.assignment_id]
+            agent = state.agents[decision.agent_id]
+            _release(agent, decision.contact.channel, decision.at)
+            index.agent_freed(agent)
+        elif isinstance(decision, Abandoned):
+            del state.waiting[decision.contact.id]
+            index.contact_removed(decision.contact)
+        elif isinstance(decision, PresenceSet):
+            agent, presence = state.agents[decision.agent_id], decision.presence
+            if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
+                agent.idle_since = decision.at
+            if presence is not agent.presence:
+                agent.presence = presence
+                index.agent_freed(agent)
     index.synced()
 
 
@@ -185,6 +187,21 @@ class _Plan:
     overlay has used up, and look at the few contacts and agents the overlay has freed by hand.
     """
 
+    __slots__ = (
+        "_declined",
+        "_freed",
+        "_load",
+        "_new",
+        "_offers_made",
+        "_presence",
+        "_reserved",
+        "_touched",
+        "decisions",
+        "index",
+        "now",
+        "state",
+    )
+
     def __init__(self, state: RoutingState, now: datetime) -> None:
         self.state = state
         self.index = state.index()
@@ -194,12 +211,12 @@ class _Plan:
         self._freed: dict[UUID, WaitingContact] = {}  # reserved in state, free again in the plan
         self._reserved: dict[UUID, bool] = {}
         self._declined: dict[UUID, set[str]] = {}
-        self._offers_made: Counter[UUID] = Counter()
-        self._load: Counter[tuple[str, Channel]] = Counter()
+        self._offers_made: dict[UUID, int] = {}
+        self._load: dict[tuple[str, Channel], int] = {}
         self._presence: dict[str, Presence] = {}
-        # agents whose load or presence the plan changed and who have a free slot now, per (queue, channel),
-        # ordered like the index: they may be missing from it (busy or away in the state)
-        self._spare: dict[tuple[str, Channel], list[tuple[datetime, int, int, str]]] = {}
+        # agents whose load or presence the plan changed: they may be missing from the index (busy or away
+        # in the state) though they have a free slot in the plan, so readers look at them by hand
+        self._touched: dict[str, Agent] = {}
 
     # -- reading through the overlay --
 
@@ -212,7 +229,7 @@ class _Plan:
     def _free_slots(self, agent: Agent, channel: Channel) -> int:
         if self._presence.get(agent.id, agent.presence) is not Presence.AVAILABLE:
             return 0
-        used = agent.load[channel] + self._load[agent.id, channel]
+        used = agent.load[channel] + self._load.get((agent.id, channel), 0)
         return agent.capacity.get(channel, 0) - used
 
     def _contact(self, contact_id: UUID) -> WaitingContact:
@@ -224,19 +241,8 @@ class _Plan:
             order = self.index.next_contact_order + list(self._new).index(contact.ref.id)
         return order
 
-    def _touch(self, agent: Agent, channels: Iterable[Channel]) -> None:
-        order = self.index.agent_order[agent.id]
-        for channel in channels:
-            usable = self._free_slots(agent, channel) > 0
-            for queue_id, proficiency in self.index.eligible[agent.id].items():
-                spare = self._spare.setdefault((queue_id, channel), [])
-                key = (agent.idle_since, -proficiency, order, agent.id)
-                at = bisect.bisect_left(spare, key)
-                present = at < len(spare) and spare[at] == key
-                if present and not usable:
-                    del spare[at]
-                elif usable and not present:
-                    spare.insert(at, key)
+    def _touch(self, agent: Agent) -> None:
+        self._touched[agent.id] = agent
 
     # -- planning --
 
@@ -246,17 +252,19 @@ class _Plan:
 
     def set_presence(self, agent: Agent, presence: Presence) -> None:
         self._presence[agent.id] = presence
-        self._touch(agent, agent.capacity)
+        self._touch(agent)
         self.decisions.append(PresenceSet(agent.id, presence, self.now))
 
     def close_offer(self, offer: Offer, outcome: OfferOutcome) -> None:
         self.decisions.append(OfferClosed(offer.id, offer.contact, offer.agent_id, outcome, self.now))
         if outcome is not OfferOutcome.ACCEPTED:
-            self._reserved[offer.contact.id] = False
-            self._freed[offer.contact.id] = self.state.waiting[offer.contact.id]
-            self._declined.setdefault(offer.contact.id, set()).add(offer.agent_id)
-            self._load[offer.agent_id, offer.contact.channel] -= 1
-            self._touch(self.state.agents[offer.agent_id], (offer.contact.channel,))
+            contact_id, agent_id = offer.contact.id, offer.agent_id
+            self._reserved[contact_id] = False
+            self._freed[contact_id] = self.state.waiting[contact_id]
+            self._declined.setdefault(contact_id, set()).add(agent_id)
+            key = (agent_id, offer.contact.channel)
+            self._load[key] = self._load.get(key, 0) - 1
+            self._touch(self.state.agents[agent_id])
 
     def assign(self, offer: Offer) -> None:
         assignment_id = assignment_id_for(offer.id)
@@ -268,19 +276,21 @@ class _Plan:
 
     def complete(self, assignment_id: UUID, contact: ContactRef, agent_id: str) -> None:
         self.decisions.append(Completed(assignment_id, contact, agent_id, self.now))
-        self._load[agent_id, contact.channel] -= 1
-        self._touch(self.state.agents[agent_id], (contact.channel,))
+        key = (agent_id, contact.channel)
+        self._load[key] = self._load.get(key, 0) - 1
+        self._touch(self.state.agents[agent_id])
 
     def offer(self, contact: WaitingContact, agent: Agent) -> None:
         ref = contact.ref
-        attempt = contact.offers_made + self._offers_made[ref.id]
+        made = self._offers_made.get(ref.id, 0)
         queue = self.state.queues[ref.queue_id]
-        offer_id = offer_id_for(ref.id, attempt)
+        offer_id = offer_id_for(ref.id, contact.offers_made + made)
         self.decisions.append(Offered(offer_id, ref, agent.id, self.now, self.now + queue.offer_timeout))
-        self._offers_made[ref.id] += 1
+        self._offers_made[ref.id] = made + 1
         self._reserved[ref.id] = True
-        self._load[agent.id, ref.channel] += 1
-        self._touch(agent, (ref.channel,))
+        key = (agent.id, ref.channel)
+        self._load[key] = self._load.get(key, 0) + 1
+        self._touch(agent)
 
     def route_contact(self, contact_id: UUID) -> None:
         """Offer the contact to the best eligible agent, if there is one."""
@@ -288,20 +298,30 @@ class _Plan:
         if not self._is_free(contact):
             return  # taken meanwhile: an expiry in the same tick let a freed agent pick it up first
         ref = contact.ref
+        queue_id, channel = ref.queue_id, ref.channel
         agents, versions = self.state.agents, self.index.agent_version
         best: tuple[tuple[datetime, int, int], Agent] | None = None
-        for idle_since, rank, order, version, agent_id in self.index.agents_for(ref.queue_id, ref.channel):
-            if versions[agent_id] != version:
-                continue  # superseded by a newer entry of the same agent
-            agent = agents[agent_id]
-            if self._free_slots(agent, ref.channel) > 0 and not self._has_declined(contact, agent_id):
-                best = ((idle_since, rank, order), agent)
-                break
-        for idle_since, rank, order, agent_id in self._spare.get((ref.queue_id, ref.channel), ()):
-            if not self._has_declined(contact, agent_id):
-                if best is None or (idle_since, rank, order) < best[0]:
-                    best = ((idle_since, rank, order), agents[agent_id])
-                break
+        heap = self.index.agent_heap(queue_id, channel)
+        if heap is not None and heap.items:
+            for idle_since, rank, order, version, agent_id in heap:
+                if versions[agent_id] != version:
+                    continue  # superseded by a newer entry of the same agent
+                agent = agents[agent_id]
+                if self._free_slots(agent, channel) > 0 and not self._has_declined(contact, agent_id):
+                    best = ((idle_since, rank, order), agent)
+                    break
+        if self._touched:
+            # agents the plan freed or made busier, ordered like the index: the best usable one that may take it
+            eligible, agent_order = self.index.eligible, self.index.agent_order
+            for agent_id, agent in self._touched.items():
+                proficiency = eligible[agent_id].get(queue_id)
+                if proficiency is None or self._free_slots(agent, channel) <= 0:
+                    continue
+                if self._has_declined(contact, agent_id):
+                    continue
+                key = (agent.idle_since, -proficiency, agent_order[agent_id])
+                if best is None or key < best[0]:
+                    best = (key, agent)
         if best is not None:
             self.offer(contact, best[1])
 
@@ -309,33 +329,49 @@ class _Plan:
         """Offer the agent the best contacts it may serve, while it has free slots."""
         agent = self.state.agents[agent_id]
         queues = self.index.eligible[agent_id]
-        waiting, free = self.state.waiting, self.index.free
+        contact_heap = self.index.contact_heap
+        waiting, free, reserved = self.state.waiting, self.index.free, self._reserved
         while True:
-            best: tuple[tuple[int, datetime, int], WaitingContact] | None = None
+            best_key: tuple[int, datetime, int] | None = None
+            best: WaitingContact | None = None
             for channel in agent.capacity:
                 if self._free_slots(agent, channel) <= 0:
                     continue
                 for queue_id in queues:
-                    for entry in self.index.contacts_for(queue_id, channel):
-                        if best is not None and entry[:3] >= best[0]:
-                            break  # this queue has nothing better than the best so far
+                    heap = contact_heap(queue_id, channel)
+                    if heap is None or not heap.items:
+                        continue
+                    # a 4-tuple entry compares with a 3-tuple key as its first three items would (orders are unique)
+                    top = heap.items[0]
+                    if best_key is not None and top >= best_key:
+                        continue  # this queue has nothing better than the best so far
+                    contact_id = top[3]
+                    if free.get(contact_id) is top and not reserved.get(contact_id, False):
+                        contact = waiting[contact_id]
+                        if not self._has_declined(contact, agent_id):
+                            best_key, best = (top[0], top[1], top[2]), contact
+                            continue
+                    for entry in heap:  # the top is used up or declined: walk on in order
+                        if best_key is not None and entry >= best_key:
+                            break
                         contact_id = entry[3]
-                        if free.get(contact_id) is not entry or self._reserved.get(contact_id, False):
+                        if free.get(contact_id) is not entry or reserved.get(contact_id, False):
                             continue
                         contact = waiting[contact_id]
                         if not self._has_declined(contact, agent_id):
-                            best = (entry[:3], contact)
+                            best_key, best = (entry[0], entry[1], entry[2]), contact
                             break
             # contacts the plan enqueued or freed are not in the index yet
-            for contact in (*self._new.values(), *self._freed.values()):
-                ref = contact.ref
-                if not self._is_free(contact) or self._has_declined(contact, agent_id):
-                    continue
-                if self._free_slots(agent, ref.channel) <= 0 or ref.queue_id not in queues:
-                    continue
-                key = (-ref.priority, ref.enqueued_at, self._contact_order(contact))
-                if best is None or key < best[0]:
-                    best = (key, contact)
+            if self._new or self._freed:
+                for contact in (*self._new.values(), *self._freed.values()):
+                    ref = contact.ref
+                    if not self._is_free(contact) or self._has_declined(contact, agent_id):
+                        continue
+                    if self._free_slots(agent, ref.channel) <= 0 or ref.queue_id not in queues:
+                        continue
+                    key = (-ref.priority, ref.enqueued_at, self._contact_order(contact))
+                    if best_key is None or key < best_key:
+                        best_key, best = key, contact
             if best is None:
                 return
-            self.offer(best[1], agent)
+            self.offer(best, agent)

@@ -92,6 +92,7 @@ class RoutingIndex:
         self.agent_version: dict[str, int] = {}
         self.eligible: dict[str, dict[str, int]] = {}  # agent -> queue it may serve -> proficiency
         self._agents: dict[tuple[str, Channel], LazyHeap[AgentEntry]] = {}
+        self._dirty: dict[str, Agent] = {}  # agents ``apply`` freed: re-entered once, when it is done
         self.contact_order: dict[UUID, int] = {}
         self.free: dict[UUID, ContactEntry] = {}  # a free contact's one live entry
         self._contacts: dict[tuple[str, Channel], LazyHeap[ContactEntry]] = {}
@@ -129,6 +130,12 @@ class RoutingIndex:
 
     # -- reading --
 
+    def agent_heap(self, queue_id: str, channel: Channel) -> LazyHeap[AgentEntry] | None:
+        return self._agents.get((queue_id, channel))
+
+    def contact_heap(self, queue_id: str, channel: Channel) -> LazyHeap[ContactEntry] | None:
+        return self._contacts.get((queue_id, channel))
+
     def agents_for(self, queue_id: str, channel: Channel) -> Iterator[AgentEntry]:
         heap = self._agents.get((queue_id, channel))
         return iter(heap) if heap is not None else iter(())
@@ -150,45 +157,63 @@ class RoutingIndex:
     def _agent_heap(self, queue_id: str, channel: Channel) -> LazyHeap[AgentEntry]:
         heap = self._agents.get((queue_id, channel))
         if heap is None:
-            heap = self._agents[queue_id, channel] = LazyHeap(lambda e: self._agent_live(e, channel))
+            heap = self._agents[queue_id, channel] = LazyHeap(self._agent_live(channel))
         return heap
 
-    def _agent_live(self, entry: AgentEntry, channel: Channel) -> bool:
-        agent = self._state.agents.get(entry[4])
-        return (
-            agent is not None
-            and self.agent_version.get(agent.id) == entry[3]
-            and agent.presence is Presence.AVAILABLE
-            and agent.load[channel] < agent.capacity.get(channel, 0)
-        )
+    def _agent_live(self, channel: Channel) -> Callable[[AgentEntry], bool]:
+        state, versions, available = self._state, self.agent_version, Presence.AVAILABLE
+
+        def live(entry: AgentEntry) -> bool:
+            agent = state.agents.get(entry[4])
+            return (
+                agent is not None
+                and versions.get(entry[4]) == entry[3]
+                and agent.presence is available
+                and agent.load[channel] < agent.capacity.get(channel, 0)
+            )
+
+        return live
 
     def _push_agent(self, agent: Agent) -> None:
         if agent.presence is not Presence.AVAILABLE:
             return
-        order, version = self.agent_order[agent.id], self.agent_version[agent.id]
+        agent_id, idle_since, load = agent.id, agent.idle_since, agent.load
+        order, version = self.agent_order[agent_id], self.agent_version[agent_id]
+        queues = self.eligible[agent_id]
         for channel, slots in agent.capacity.items():
-            if agent.load[channel] >= slots:
+            if load[channel] >= slots:
                 continue
-            for queue_id, proficiency in self.eligible[agent.id].items():
-                self._agent_heap(queue_id, channel).push((agent.idle_since, -proficiency, order, version, agent.id))
+            for queue_id, proficiency in queues.items():
+                self._agent_heap(queue_id, channel).push((idle_since, -proficiency, order, version, agent_id))
 
     def _settle_agent(self, agent: Agent, channels: Iterable[Channel]) -> None:
+        # only the agent's own entries died, and every heap's top was live before: only heaps it tops need settling
+        agent_id, heaps = agent.id, self._agents
+        queues = self.eligible[agent_id]
         for channel in channels:
-            for queue_id in self.eligible[agent.id]:
-                heap = self._agents.get((queue_id, channel))
+            for queue_id in queues:
+                heap = heaps.get((queue_id, channel))
                 if heap is not None:
-                    heap.settle()
+                    items = heap.items
+                    if items and items[0][4] == agent_id:
+                        heap.settle()
 
     def agent_freed(self, agent: Agent) -> None:
-        """The agent's idle time, presence or free slots changed: its old entries die, new ones go in."""
-        self.agent_version[agent.id] += 1
-        self._push_agent(agent)
-        self._settle_agent(agent, agent.capacity)
+        """The agent's idle time, presence or free slots changed: old entries die, new ones go in at ``synced``."""
+        self._dirty[agent.id] = agent
 
     def agent_busier(self, agent: Agent, channel: Channel) -> None:
         """The agent took a slot on ``channel``; if that was its last, its entries there die."""
-        if agent.load[channel] >= agent.capacity.get(channel, 0):
+        if agent.id not in self._dirty and agent.load[channel] >= agent.capacity.get(channel, 0):
             self._settle_agent(agent, (channel,))
+
+    def _reenter_agents(self) -> None:
+        # once per ``apply``: an agent freed and given work again in one event is never pushed in between
+        for agent in self._dirty.values():
+            self.agent_version[agent.id] += 1
+            self._settle_agent(agent, agent.capacity)
+            self._push_agent(agent)
+        self._dirty.clear()
 
     # -- contacts --
 
@@ -211,13 +236,19 @@ class RoutingIndex:
         self._contact_heap(ref).push(entry)
 
     def contact_reserved(self, ref: ContactRef) -> None:
-        del self.free[ref.id]
-        self._contact_heap(ref).settle()
+        self._settle_contact(ref, self.free.pop(ref.id))
 
     def contact_removed(self, ref: ContactRef) -> None:
-        self.free.pop(ref.id, None)
+        entry = self.free.pop(ref.id, None)
         del self.contact_order[ref.id]
-        self._contact_heap(ref).settle()
+        if entry is not None:  # a reserved contact's entry died when it was reserved
+            self._settle_contact(ref, entry)
+
+    def _settle_contact(self, ref: ContactRef, entry: ContactEntry) -> None:
+        # only ``entry`` died, below a live top unless it is the top
+        heap = self._contacts.get((ref.queue_id, ref.channel))
+        if heap is not None and heap.items and heap.items[0] is entry:
+            heap.settle()
 
     # -- offers --
 
@@ -228,8 +259,12 @@ class RoutingIndex:
 
     def offer_removed(self, offer_id: UUID) -> None:
         del self.offer_order[offer_id]
-        self._expiry.settle()
+        items = self._expiry.items
+        if items and items[0][2] == offer_id:
+            self._expiry.settle()
 
     def synced(self) -> None:
         """``apply`` changed the state and this index alike."""
+        if self._dirty:
+            self._reenter_agents()
         self.fingerprint = self._state._fingerprint()

@@ -11,11 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts import Channel
+from kefu.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
 from kefu.ops import ApiError
 from services.router.adapters.feed import AgentFeed
 from services.router.domain.config import AgentConfig
 from services.router.domain.model import Agent, Presence
-from services.router.entrypoints.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
 from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent, UnknownAssignment
 from services.router.service import RoutingService

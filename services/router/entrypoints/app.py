@@ -37,6 +37,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings) as router:
             app.state.router = router
+            app.state.tokens = router.tokens
             yield
 
     app = FastAPI(title="kefu router", version="0.1.0", lifespan=lifespan)

@@ -5,10 +5,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from kefu.auth import Caller, Role, Supervisor, forbidden
 from kefu.config_file import ConfigError
 from kefu.ops import ApiError
 from services.router.domain.config import parse_routing
-from services.router.entrypoints.auth import Caller, Role, Supervisor, forbidden
 from services.router.entrypoints.deps import Service
 
 router = APIRouter(prefix="/v1", tags=["configuration"])

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Channel
-from services.router.entrypoints.auth import Caller, Supervisor
+from kefu.auth import Caller, Supervisor
 from services.router.entrypoints.deps import Service
 
 router = APIRouter(prefix="/v1", tags=["customers"])

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.router.entrypoints.auth import Caller
+from kefu.auth import Caller
 from services.router.entrypoints.deps import Service
 
 router = APIRouter(prefix="/v1", tags=["queues"])

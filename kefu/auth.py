@@ -1,4 +1,4 @@
-"""Bearer tokens with roles for the agent desktop and supervisor API.
+"""Bearer tokens with roles, for every service's API (the router's desktop and supervisor API, escalation cases).
 
 The ``auth`` section of the configuration file lists tokens, each with a role:
 
@@ -98,7 +98,7 @@ def forbidden(detail: str) -> ApiError:
 
 async def caller(request: Request) -> Principal:
     """The authenticated caller (a FastAPI dependency)."""
-    registry: TokenRegistry = request.app.state.router.tokens
+    registry: TokenRegistry = request.app.state.tokens
     return registry.principal(request.headers.get("authorization"))
 
 
