@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from kefu.auth import AuthConfig
 from kefu.config_file import load_section
 from services.channels.domain.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
-from services.router.entrypoints.auth import AuthConfig
 
 ALICE_DEMO = "Authorization: Bearer demo-token-alice-0001"
 
