@@ -13,12 +13,41 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("kefu_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox table of a service's schema: one row per event to publish, in commit order."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("topic", String(255), nullable=False),
+        Column("key", String(512), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+        Column("published_at", DateTime(timezone=True)),
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
 
 
 def outbox_row(topic: str, key: str, payload: str) -> dict[str, Any]:

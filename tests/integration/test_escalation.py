@@ -6,12 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from contracts import ROUTING_EVENTS, Channel, RoutingEvent, RoutingEventType
+from contracts import (
+    ESCALATIONS,
+    ROUTING_COMMANDS,
+    ROUTING_EVENTS,
+    Channel,
+    EscalationEvent,
+    RoutingCommand,
+    RoutingEvent,
+    RoutingEventType,
+)
 from kefu import kafka
 from kefu.embedded import EmbeddedKafka
 from services.escalation.config import EscalationSettings
 from services.escalation.entrypoints.app import create_app
-from tests.integration.support import eventually, serving
+from tests.integration.conftest import ALICE_TOKEN, SUPERVISOR_TOKEN
+from tests.integration.support import eventually, read_topic, serving
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +61,55 @@ async def test_routing_events_are_stored_once(database_url: str, broker: Embedde
         assert (await client.get("/v1/routing-events", params={"limit": 0})).status_code == 422
         assert (await client.get("/v1/routing-events", params={"contact_id": "nope"})).status_code == 422
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_escalation_cases_by_hand(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+    settings = EscalationSettings(
+        database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=config_path, consumer_group="esc-2"
+    )
+    alice = {"authorization": f"Bearer {ALICE_TOKEN}"}
+    supervisor = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+    contact_id = str(uuid.uuid4())
+    async with serving(create_app(settings)) as client:
+        body = {
+            "contact_id": contact_id,
+            "target": "engineers",
+            "reason": "设备反复报错 E4",
+            "evidence": {"message": "m1"},
+        }
+        assert (await client.post("/v1/escalations", json=body)).status_code == 401
+        opened = await client.post("/v1/escalations", json=body, headers=alice)
+        assert opened.status_code == 201, opened.text
+        case = opened.json()
+        assert (case["status"], case["target"], case["trigger"]) == ("open", "engineers", "manual:engineers")
+        assert [entry["action"] for entry in case["audit"]] == ["open"]
+        again = await client.post("/v1/escalations", json=body, headers=alice)
+        assert again.status_code == 409  # never twice for the same trigger
+        unknown = await client.post("/v1/escalations", json={**body, "target": "marketing"}, headers=alice)
+        assert unknown.status_code == 422
+
+        url = f"/v1/escalations/{case['case_id']}"
+        acked = await client.post(f"{url}/acknowledge", json={"note": "on it"}, headers=supervisor)
+        assert acked.json()["status"] == "acknowledged"
+        assert (await client.post(f"{url}/acknowledge", headers=supervisor)).status_code == 409
+        resolved = await client.post(f"{url}/resolve", headers=supervisor)
+        assert resolved.json()["status"] == "resolved"
+        assert [e["action"] for e in resolved.json()["audit"]] == ["open", "acknowledge", "resolve"]
+        assert (await client.post(f"{url}/cancel", headers=supervisor)).status_code == 409
+        assert (await client.post(f"{url}/reopen", headers=supervisor)).status_code == 422
+        assert (await client.get(f"/v1/escalations/{uuid.uuid4()}", headers=supervisor)).status_code == 404
+
+        listed = (await client.get("/v1/escalations", params={"status": "resolved"}, headers=supervisor)).json()
+        assert [c["case_id"] for c in listed] == [case["case_id"]]
+        assert (await client.get("/v1/escalations", params={"status": "open"}, headers=supervisor)).json() == []
+
+    events = [
+        EscalationEvent.model_validate_json(r.value)
+        for r in await read_topic(broker.bootstrap, ESCALATIONS, at_least=3)
+    ]
+    assert [e.status for e in events] == ["open", "acknowledged", "resolved"]
+    (command,) = [
+        RoutingCommand.model_validate_json(r.value)
+        for r in await read_topic(broker.bootstrap, ROUTING_COMMANDS, at_least=1)
+    ]
+    assert (str(command.contact_id), command.target_group, command.type) == (contact_id, "engineers", "escalate")

@@ -1,9 +1,22 @@
 """The escalation service's records in PostgreSQL (schema ``escalation``)."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 
 from kefu.db import metadata as schema_metadata
+from kefu.outbox import outbox_table
 
 metadata = schema_metadata("escalation")
 
@@ -57,3 +70,34 @@ notifications = Table(
         postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
     ),
 )
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("contact_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("trigger", String(128), nullable=False, comment="what fired; one case per contact and trigger"),
+    Column("target", String(64), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False, comment="JSON: the message or timer that fired"),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("contact_id", "trigger", name="uq_cases_contact_trigger"),
+)
+
+case_audit = Table(
+    "case_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("case_id", UUID(as_uuid=True), ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+)
+
+outbox = outbox_table(metadata)

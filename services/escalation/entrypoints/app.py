@@ -13,6 +13,7 @@ from kefu.ops import Check, install_error_handlers, ops_router
 from services.escalation.adapters.store import routing_history
 from services.escalation.bootstrap import Escalation, running
 from services.escalation.config import EscalationSettings
+from services.escalation.entrypoints.cases import router as cases_router
 
 
 def create_app(settings: EscalationSettings | None = None) -> FastAPI:
@@ -23,6 +24,7 @@ def create_app(settings: EscalationSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings) as escalation:
             app.state.escalation = escalation
+            app.state.tokens = escalation.tokens
             yield
 
     app = FastAPI(title="kefu escalation", version="0.1.0", lifespan=lifespan)
@@ -36,6 +38,7 @@ def create_app(settings: EscalationSettings | None = None) -> FastAPI:
         }
 
     app.include_router(ops_router(checks))
+    app.include_router(cases_router)
 
     @app.get("/v1/routing-events", summary="Routing events received, oldest first")
     async def list_routing_events(

@@ -1,7 +1,6 @@
 """The router's durable truth in PostgreSQL (schema ``router``)."""
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -15,6 +14,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from kefu.db import metadata as schema_metadata
+from kefu.outbox import outbox_table
 
 metadata = schema_metadata("router")
 
@@ -116,17 +116,7 @@ applied_events = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("topic", String(255), nullable=False),
-    Column("key", String(512), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
-    Column("published_at", DateTime(timezone=True)),
-    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-)
+outbox = outbox_table(metadata)
 
 config_versions = Table(
     "config_versions",

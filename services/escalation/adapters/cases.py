@@ -1,0 +1,178 @@
+"""Escalation cases in PostgreSQL: each change in one transaction with its audit entry and the events it
+announces (``kefu.escalations.v1``, and the routing command that moves the contact) through the outbox."""
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import ESCALATIONS, ROUTING_COMMANDS, EscalationEvent, RoutingCommand
+from contracts.escalations import EscalationStatus
+from contracts.routing import RoutingCommandType
+from kefu.outbox import add, outbox_row
+from services.escalation.adapters.orm import case_audit, cases, outbox
+from services.escalation.domain.cases import Action, move
+
+
+class UnknownCase(LookupError):
+    """No case has that id."""
+
+
+async def open_case(
+    conn: AsyncConnection,
+    *,
+    contact_id: uuid.UUID,
+    trigger: str,
+    target: str,
+    level: int,
+    priority: int,
+    reason: str,
+    evidence: dict[str, Any],
+    actor: str,
+    now: datetime,
+) -> uuid.UUID | None:
+    """Open a case, unless this contact was already escalated for ``trigger`` (then None)."""
+    case_id = uuid.uuid4()
+    created = await conn.execute(
+        insert(cases)
+        .values(
+            id=case_id,
+            contact_id=contact_id,
+            trigger=trigger,
+            target=target,
+            level=level,
+            status=EscalationStatus.OPEN.value,
+            priority=priority,
+            reason=reason,
+            evidence=json.dumps(evidence, ensure_ascii=False),
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_cases_contact_trigger")
+        .returning(cases.c.id)
+    )
+    if created.first() is None:
+        return None
+    await _audit(conn, case_id, actor, "open", reason, now)
+    command = RoutingCommand(
+        command_id=uuid.uuid4(),
+        type=RoutingCommandType.ESCALATE,
+        issued_at=now,
+        contact_id=contact_id,
+        target_group=target,
+        priority=priority,
+        reason=f"{trigger}: {reason}",
+    )
+    await add(
+        conn,
+        outbox,
+        [
+            _event_row(case_id, contact_id, trigger, target, level, EscalationStatus.OPEN, reason, now),
+            outbox_row(ROUTING_COMMANDS, str(contact_id), command.model_dump_json()),
+        ],
+    )
+    return case_id
+
+
+async def act(
+    conn: AsyncConnection, case_id: uuid.UUID, action: Action, *, actor: str, note: str, now: datetime
+) -> None:
+    """Acknowledge, resolve or cancel a case (``CaseClosed`` if it does not apply, ``UnknownCase``)."""
+    row = (await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())).mappings().first()
+    if row is None:
+        raise UnknownCase(f"no escalation case {case_id}")
+    status = move(EscalationStatus(row["status"]), action)
+    await conn.execute(update(cases).where(cases.c.id == case_id).values(status=status.value, updated_at=now))
+    await _audit(conn, case_id, actor, action.value, note, now)
+    await add(
+        conn,
+        outbox,
+        [_event_row(case_id, row["contact_id"], row["trigger"], row["target"], row["level"], status, note, now)],
+    )
+
+
+async def get(conn: AsyncConnection, case_id: uuid.UUID) -> dict[str, Any]:
+    """A case with its audit trail, oldest entry first."""
+    row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
+    if row is None:
+        raise UnknownCase(f"no escalation case {case_id}")
+    trail = await conn.execute(
+        select(case_audit.c.at, case_audit.c.actor, case_audit.c.action, case_audit.c.detail)
+        .where(case_audit.c.case_id == case_id)
+        .order_by(case_audit.c.id)
+    )
+    return {
+        **_view(row),
+        "audit": [{"at": a.at.isoformat(), "actor": a.actor, "action": a.action, "detail": a.detail} for a in trail],
+    }
+
+
+async def search(
+    conn: AsyncConnection,
+    *,
+    status: EscalationStatus | None,
+    contact_id: uuid.UUID | None,
+    target: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Cases matching every given filter, newest first."""
+    query = select(cases).order_by(cases.c.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(cases.c.status == status.value)
+    if contact_id is not None:
+        query = query.where(cases.c.contact_id == contact_id)
+    if target is not None:
+        query = query.where(cases.c.target == target)
+    return [_view(row) for row in (await conn.execute(query)).mappings()]
+
+
+def _view(row: Any) -> dict[str, Any]:
+    return {
+        "case_id": str(row["id"]),
+        "contact_id": str(row["contact_id"]),
+        "trigger": row["trigger"],
+        "target": row["target"],
+        "level": row["level"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "reason": row["reason"],
+        "evidence": json.loads(row["evidence"]),
+        "created_by": row["created_by"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+async def _audit(
+    conn: AsyncConnection, case_id: uuid.UUID, actor: str, action: str, detail: str, now: datetime
+) -> None:
+    await conn.execute(insert(case_audit).values(case_id=case_id, at=now, actor=actor, action=action, detail=detail))
+
+
+def _event_row(
+    case_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    trigger: str,
+    target: str,
+    level: int,
+    status: EscalationStatus,
+    reason: str,
+    now: datetime,
+) -> dict[str, Any]:
+    event = EscalationEvent(
+        event_id=uuid.uuid4(),
+        case_id=case_id,
+        contact_id=contact_id,
+        trigger=trigger,
+        target=target,
+        level=level,
+        status=status,
+        occurred_at=now,
+        reason=reason,
+    )
+    return outbox_row(ESCALATIONS, str(contact_id), event.model_dump_json())

@@ -1,0 +1,111 @@
+"""Escalation cases: manual escalation from an agent desktop, the case list, and acknowledge / resolve / cancel."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.escalations import EscalationStatus
+from kefu.auth import Caller
+from kefu.ops import ApiError
+from services.escalation.adapters import cases
+from services.escalation.bootstrap import Escalation
+from services.escalation.domain.cases import Action, CaseClosed
+
+router = APIRouter(prefix="/v1", tags=["escalations"])
+
+TARGETS = ("engineers", "tam", "crisis", "supervisors")
+"""Who may take over; the escalation policy maps each to router groups and queues."""
+MANUAL_PRIORITY = 50
+
+
+class ManualEscalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact_id: uuid.UUID = Field(description="The contact to escalate.")
+    target: str = Field(description=f"Who must take over: one of {', '.join(TARGETS)}.", examples=["engineers"])
+    reason: str = Field(min_length=1, max_length=1024, examples=["客户设备反复报错 E4，一线无法解决"])
+    evidence: dict[str, Any] = Field(default_factory=dict, description="Anything that shows why (message ids…).")
+    priority: int = Field(default=MANUAL_PRIORITY, ge=0, le=1000)
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=1024, description="Goes into the audit trail.")
+
+
+def _escalation(request: Request) -> Escalation:
+    escalation: Escalation = request.app.state.escalation
+    return escalation
+
+
+@router.post("/escalations", status_code=201, summary="Escalate a contact by hand (agents and supervisors)")
+async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dict[str, Any]:
+    if body.target not in TARGETS:
+        raise ApiError(422, "unknown_target", f"target must be one of {', '.join(TARGETS)}, not {body.target!r}")
+    escalation = _escalation(request)
+    async with escalation.engine.begin() as conn:
+        case_id = await cases.open_case(
+            conn,
+            contact_id=body.contact_id,
+            trigger=f"manual:{body.target}",
+            target=body.target,
+            level=1,
+            priority=body.priority,
+            reason=body.reason,
+            evidence=body.evidence,
+            actor=who.name,
+            now=datetime.now(UTC),
+        )
+        if case_id is None:
+            raise ApiError(
+                409, "already_escalated", f"contact {body.contact_id} was already escalated to {body.target}"
+            )
+        found = await cases.get(conn, case_id)
+    escalation.relay.wake()
+    return found
+
+
+@router.get("/escalations", summary="Escalation cases, newest first")
+async def list_cases(
+    request: Request,
+    _: Caller,
+    status: EscalationStatus | None = None,
+    contact_id: uuid.UUID | None = None,
+    target: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    async with _escalation(request).engine.connect() as conn:
+        return await cases.search(conn, status=status, contact_id=contact_id, target=target, limit=limit)
+
+
+@router.get("/escalations/{case_id}", summary="A case with its audit trail")
+async def get_case(case_id: uuid.UUID, request: Request, _: Caller) -> dict[str, Any]:
+    async with _escalation(request).engine.connect() as conn:
+        return await _found(cases.get(conn, case_id))
+
+
+@router.post("/escalations/{case_id}/{action}", summary="Acknowledge, resolve or cancel a case")
+async def act(
+    case_id: uuid.UUID, action: Action, request: Request, who: Caller, body: Note | None = None
+) -> dict[str, Any]:
+    escalation = _escalation(request)
+    async with escalation.engine.begin() as conn:
+        try:
+            await cases.act(
+                conn, case_id, action, actor=who.name, note=body.note if body else "", now=datetime.now(UTC)
+            )
+        except CaseClosed as exc:
+            raise ApiError(409, "case_closed", str(exc)) from exc
+        found = await _found(cases.get(conn, case_id))
+    escalation.relay.wake()
+    return found
+
+
+async def _found(lookup: Any) -> dict[str, Any]:
+    try:
+        found: dict[str, Any] = await lookup
+    except cases.UnknownCase as exc:
+        raise ApiError(404, "unknown_case", str(exc)) from exc
+    return found
