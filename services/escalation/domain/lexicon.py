@@ -1,4 +1,4 @@
-"""The crisis lexicon: configured words and patterns, compiled once into one regex, matched with evidence.
+"""The crisis lexicon: configured words and patterns, compiled once (one regex for words, one for patterns).
 
 Matching rules, in the order they apply:
 
@@ -11,15 +11,15 @@ Matching rules, in the order they apply:
 * **Exclusions** are longer phrases that contain a term but are harmless (``曝光度``, ``曝光补偿`` in camera talk,
   ``fire extinguisher``): a hit lying inside an occurrence of an exclusion is ignored.
 * **Negation, within one clause**: a hit is ignored when a negation cue comes *before* it in the same clause and close
-  to it: at most 4 characters in between for a Chinese cue (``没有起火``, ``不是要起诉``, ``没有人受伤``), at most 3 words
-  for an English one (``no fire``, ``not going to sue``, ``nobody was injured``). A clause ends at punctuation, a
-  newline or a contrast word (但/但是/可是/不过/but/however), so ``it caught fire, not a joke`` and ``不是开玩笑，
+  to it: at most 4 characters in between for a Chinese cue (``没有起火``, ``不是要起诉``, ``没有人受伤``), at most
+  3 words for an English one (``no fire``, ``not going to sue``, ``nobody was injured``). A clause ends at punctuation,
+  a newline or a contrast word (但/但是/可是/不过/but/however), so ``it caught fire, not a joke`` and ``不是开玩笑，
   起火了`` still match. Idioms that start like a cue but negate nothing (没想到, 不小心, not only, no doubt) are not
   cues. The rule errs towards matching: a crisis missed costs more than a crisis group reading one message.
 """
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 _ASCII_WORD = "A-Za-z0-9_"
@@ -120,8 +120,14 @@ class Lexicon:
         if problems:
             raise LexiconError(problems)
         alternatives.sort(key=lambda item: item[0])
+        literals = [r for key, r in alternatives if key < 0]
+        patterns = [r for key, r in alternatives if key == 0]
+        # sre tries every alternative at every position; a first-character class in front lets it skip most positions
+        first = {c for lst in lists.values() for t in lst.terms if t.strip() for c in (t[0].lower(), t[0].upper())}
+        head = "(?=[" + "".join(re.escape(c) for c in sorted(first)) + "])" if first else ""
         try:
-            self._regex = re.compile("|".join(r for _, r in alternatives) or r"(?!)", re.IGNORECASE)
+            self._literals = re.compile(head + "(?:" + "|".join(literals) + ")" if literals else r"(?!)", re.I)
+            self._patterns = re.compile("|".join(patterns), re.I) if patterns else None
         except re.error as exc:  # each pattern compiled alone, so this is a clash between them (a group name)
             raise LexiconError([((), f"the patterns do not compile together: {exc.msg}")]) from None
         self._entries = entries
@@ -143,9 +149,9 @@ class Lexicon:
                 return index, hit
         return None
 
-    def _hits(self, text: str) -> Iterable[Hit]:
+    def _hits(self, text: str) -> Iterator[Hit]:
         pos = 0
-        while (m := self._regex.search(text, pos)) is not None:
+        while (m := self._next_match(text, pos)) is not None:
             start, end = m.span()
             pos = max(end, start + 1)  # an empty pattern match must still move on
             entry = self._entries[int((m.lastgroup or "t0")[1:])]
@@ -155,6 +161,13 @@ class Lexicon:
             if self._negation and _negated(text[max(0, start - _LOOKBACK) : start]):
                 continue
             yield Hit(entry.category, entry.term, m.group(), start, end)
+
+    def _next_match(self, text: str, pos: int) -> re.Match[str] | None:
+        literal = self._literals.search(text, pos)
+        pattern = self._patterns.search(text, pos) if self._patterns is not None else None
+        if literal is None or pattern is None:
+            return literal or pattern
+        return pattern if pattern.start() < literal.start() else literal
 
     @staticmethod
     def _excluded(text: str, start: int, entry: _Entry) -> bool:

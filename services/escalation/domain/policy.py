@@ -12,7 +12,16 @@ from datetime import date
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from services.escalation.domain.lexicon import Lexicon, LexiconError, LexiconList
 
@@ -232,8 +241,11 @@ class EscalationPolicy(Strict):
             if trigger is not None:
                 refs.append((("triggers", name, "target"), trigger.target))
         if self.triggers.manual is not None:
-            refs += [(("triggers", "manual", "allowed_targets", i), t) for i, t in enumerate(self.triggers.manual.allowed_targets)]
-        problems = [(loc, f"unknown target {t!r}; declared targets are {known}") for loc, t in refs if t not in self.targets]
+            allowed = enumerate(self.triggers.manual.allowed_targets)
+            refs += [(("triggers", "manual", "allowed_targets", i), t) for i, t in allowed]
+        problems = [
+            (loc, f"unknown target {t!r}; declared targets are {known}") for loc, t in refs if t not in self.targets
+        ]
         problems += self._cycles()
         if problems:
             raise Problems(problems)

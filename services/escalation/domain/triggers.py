@@ -1,0 +1,220 @@
+"""The policy engine: given a contact's facts, the policy and ``now``, which escalations fire and which timers to set.
+
+Pure and idempotent: the caller passes the triggers already fired for the contact (``ContactFacts.fired``), and a
+trigger in that set never fires again. A timer is a wake-up call, not a decision: when it comes due the caller
+evaluates again at that ``now``, so a contact answered meanwhile simply produces nothing. Timer keys are stable, so
+scheduling the same timer twice is one row (``escalation.timers.key`` is unique).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from services.escalation.domain.policy import EscalationPolicy
+from services.escalation.domain.sla import SlaFacts, sla_clocks
+
+CLOSED = frozenset({"resolved", "closed", "abandoned"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    text: str
+    at: datetime
+    from_customer: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFacts:
+    """What the engine knows about one contact; every time is timezone-aware."""
+
+    contact_id: UUID
+    queue: str
+    tier: str
+    queued_at: datetime
+    status: str = "waiting"
+    owning_tam: str | None = None
+    category: str | None = None
+    messages: Sequence[Message] = ()
+    transfers: int = 0
+    first_answered_at: datetime | None = None
+    customer_contacts: Sequence[datetime] = ()  # when each contact of this customer began, on any channel
+    fired: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """A decision: move the contact to ``queue``/``group`` (``agent`` when one person owns it) at ``priority``."""
+
+    trigger: str
+    target: str
+    level: int
+    group: str
+    queue: str
+    priority: int
+    evidence: str
+    agent: str | None = None
+    warning_only: bool = False  # an SLA warning notifies; it moves nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    kind: str
+    key: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    escalations: list[Escalation] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+
+
+def evaluate(facts: ContactFacts, policy: EscalationPolicy, now: datetime) -> Evaluation:
+    """Every trigger of ``policy`` on ``facts`` at ``now``: escalations, highest priority first, and timers to set."""
+    if facts.status in CLOSED:
+        return Evaluation()
+    out = Evaluation()
+    _crisis(facts, policy, out)
+    _key_account(facts, policy, now, out)
+    _technical(facts, policy, now, out)
+    _repeat_contact(facts, policy, now, out)
+    _sla(facts, policy, now, out)
+    out.escalations.sort(key=lambda e: (e.warning_only, -e.priority))
+    out.timers.extend(t for e in out.escalations if (t := ack_timer(facts.contact_id, e, policy, now)) is not None)
+    return out
+
+
+def manual(facts: ContactFacts, policy: EscalationPolicy, *, target: str, reason: str) -> Escalation:
+    """An agent's request to escalate to ``target``; ValueError when the policy does not allow it."""
+    allowed = policy.triggers.manual.allowed_targets if policy.triggers.manual else []
+    if target not in allowed:
+        raise ValueError(f"manual escalation to {target!r} is not allowed; allowed targets are {allowed}")
+    trigger = f"manual.{target}"
+    if trigger in facts.fired:
+        raise ValueError(f"the contact was already escalated to {target!r} manually")
+    return _decide(policy, facts, trigger, target, reason or "requested by an agent")
+
+
+def ack_timer(contact_id: UUID, escalation: Escalation, policy: EscalationPolicy, opened_at: datetime) -> Timer | None:
+    """The timer after which an unacknowledged ``escalation`` climbs a level; None without a timeout configured."""
+    level = policy.levels.get(escalation.target)
+    if level is None or escalation.warning_only:
+        return None
+    kind = f"ack.level{escalation.level}"
+    return Timer(
+        kind, f"{contact_id}/{escalation.trigger}/{kind}", opened_at + timedelta(seconds=level.ack_timeout_seconds)
+    )
+
+
+def climb(facts: ContactFacts, escalation: Escalation, policy: EscalationPolicy) -> Escalation | None:
+    """The next level of an escalation nobody acknowledged in time, or None at the top."""
+    nxt = policy.climb(escalation.target)
+    if nxt is None or facts.status in CLOSED:
+        return None
+    evidence = f"level {escalation.level} ({escalation.target}) not acknowledged in time"
+    return _decide(policy, facts, escalation.trigger, nxt, evidence, level=escalation.level + 1)
+
+
+def _decide(
+    policy: EscalationPolicy, facts: ContactFacts, trigger: str, target: str, evidence: str, *, level: int = 1
+) -> Escalation:
+    t = policy.targets[target]
+    agent = facts.owning_tam if target == "tam" else None
+    group = t.group if agent is not None or t.fallback_group is None else t.fallback_group
+    return Escalation(trigger, target, level, group, t.queue, t.priority, evidence, agent)
+
+
+def _fires(facts: ContactFacts, trigger: str, target: str, policy: EscalationPolicy) -> bool:
+    # a contact already in the target's queue has been handed over, by a rule or by hand
+    return trigger not in facts.fired and facts.queue != policy.targets[target].queue
+
+
+def _crisis(facts: ContactFacts, policy: EscalationPolicy, out: Evaluation) -> None:
+    crisis = policy.triggers.crisis
+    if crisis is None or not _fires(facts, "crisis", crisis.target, policy):
+        return
+    customer = [m for m in facts.messages if m.from_customer]
+    found = crisis.compiled.search_any(m.text for m in customer)
+    if found is not None:
+        index, hit = found
+        message = customer[index]
+        evidence = (
+            f"{hit.category}: {hit.matched!r} in the message of {message.at.isoformat()}: {hit.snippet(message.text)}"
+        )
+        out.escalations.append(_decide(policy, facts, "crisis", crisis.target, evidence))
+
+
+def _key_account(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
+    trigger = policy.triggers.key_account
+    if trigger is None or facts.tier != "key_account" or not _fires(facts, "key_account", trigger.target, policy):
+        return
+    due = facts.queued_at + timedelta(minutes=trigger.hold_minutes)
+    if now >= due:
+        evidence = f"key-account contact held by tier 1 for {trigger.hold_minutes:g} min"
+        out.escalations.append(_decide(policy, facts, "key_account", trigger.target, evidence))
+    else:
+        out.timers.append(Timer("key_account.hold", f"{facts.contact_id}/key_account.hold", due))
+
+
+def _technical(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
+    trigger = policy.triggers.technical
+    if trigger is None or not _fires(facts, "technical", trigger.target, policy):
+        return
+    text = trigger.technical_text()
+    technical = facts.category in trigger.categories or (
+        text is not None and any(text.search(m.text) for m in facts.messages if m.from_customer)
+    )
+    if not technical:
+        return
+    if trigger.max_transfers is not None and facts.transfers >= trigger.max_transfers:
+        evidence = f"technical contact transferred {facts.transfers} times (limit {trigger.max_transfers})"
+        out.escalations.append(_decide(policy, facts, "technical", trigger.target, evidence))
+    elif trigger.unresolved_minutes is not None:
+        due = facts.queued_at + timedelta(minutes=trigger.unresolved_minutes)
+        if now >= due:
+            evidence = f"technical contact unresolved by tier 1 after {trigger.unresolved_minutes:g} min"
+            out.escalations.append(_decide(policy, facts, "technical", trigger.target, evidence))
+        else:
+            out.timers.append(Timer("technical.unresolved", f"{facts.contact_id}/technical.unresolved", due))
+
+
+def _repeat_contact(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
+    trigger = policy.triggers.repeat_contact
+    if trigger is None or not _fires(facts, "repeat_contact", trigger.target, policy):
+        return
+    since = now - timedelta(hours=trigger.within_hours)
+    count = sum(1 for at in facts.customer_contacts if since <= at <= now)
+    if count >= trigger.contacts:
+        evidence = f"{count} contacts from this customer within {trigger.within_hours:g} h"
+        out.escalations.append(_decide(policy, facts, "repeat_contact", trigger.target, evidence))
+
+
+def _sla(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
+    trigger = policy.triggers.sla
+    if trigger is None:
+        return
+    customer = [m.at for m in facts.messages if m.from_customer]
+    agent = [m.at for m in facts.messages if not m.from_customer]
+    sla = SlaFacts(
+        queue=facts.queue,
+        tier=facts.tier,
+        queued_at=facts.queued_at,
+        first_answered_at=facts.first_answered_at,
+        last_customer_message_at=max(customer, default=None),
+        last_agent_message_at=max(agent, default=None),
+    )
+    for clock in sla_clocks(sla, trigger):
+        for stage, due in (("warn", clock.warn_at), ("breach", clock.breach_at)):
+            name = f"sla.{clock.kind}.{stage}"
+            if name in facts.fired:
+                continue
+            if now < due:
+                key = f"{facts.contact_id}/{name}/{clock.started_at.isoformat()}"
+                out.timers.append(Timer(name, key, due))
+            elif stage == "breach" or now < clock.breach_at:  # past the breach a warning is moot
+                evidence = f"{clock.kind} {stage}: due {due.isoformat()} (clock started {clock.started_at.isoformat()})"
+                decision = _decide(policy, facts, name, trigger.target, evidence)
+                if stage == "warn":
+                    decision = replace(decision, warning_only=True)
+                out.escalations.append(decision)
