@@ -1,6 +1,5 @@
 """The crisis lexicon: Chinese substrings, English words, exclusions, negation in the clause, and speed."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -100,11 +99,8 @@ def _messages(n: int) -> list[str]:
     return [f"{base[i % len(base)]} ({i})" for i in range(n)]
 
 
-def test_speed_on_ten_thousand_messages(lexicon: Lexicon) -> None:
+def test_ten_thousand_messages_find_exactly_the_crisis_ones(lexicon: Lexicon) -> None:
+    # speed is measured by bench, not asserted here (shared machines are noisy)
     messages = _messages(10_000)
-    started = time.perf_counter()
     hits = sum(1 for m in messages if lexicon.search(m) is not None)
-    elapsed = time.perf_counter() - started
-    print(f"lexicon: {len(messages) / elapsed:,.0f} messages/s, {hits} with a hit")
     assert hits == 2_000  # the journalist/lawyer and the 漏电/受伤/12315 messages
-    assert len(messages) / elapsed > 20_000
