@@ -336,7 +336,7 @@ def test_thousands_of_nested_levels_are_refused_quickly() -> None:
     started = time.perf_counter()
     with pytest.raises(MimeTooComplex):
         parse_mime(nested(5000), LIMITS)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
 
 
 def test_too_many_parts_are_refused_before_they_are_all_built() -> None:
@@ -346,7 +346,7 @@ def test_too_many_parts_are_refused_before_they_are_all_built() -> None:
     started = time.perf_counter()
     with pytest.raises(MimeTooComplex, match="more than 100 MIME parts"):
         parse_mime(message(FROM, body=body, content_type=content_type), LIMITS)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
 
 
 def test_an_attachment_over_the_limit_is_413() -> None:
