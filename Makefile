@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router simulate clean
+.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router bench-escalation simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -52,3 +52,6 @@ simulate: install  ## the decision core against Erlang C (a = 2.5 Erlangs, c = 3
 
 bench-router: install  ## decision core vs PostgreSQL SKIP LOCKED at 15k agents / 500k waiting contacts
 	$(BIN)/python -m bench.router
+
+bench-escalation: install  ## escalation timers: fired/s and due-to-fire delay at 100k pending
+	$(BIN)/python -m bench.escalation_timers
