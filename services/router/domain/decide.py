@@ -62,8 +62,7 @@ def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
     plan = _Plan(state, now)
     match event:
         case ContactArrived(contact=contact):
-            plan.enqueue(contact)
-            plan.route_contact(contact.id)
+            plan.route_waiting(plan.enqueue(contact))
         case PresenceRequested(agent_id=agent_id, presence=presence):
             plan.set_presence(_agent(state, agent_id), presence)
             if presence is Presence.AVAILABLE:
@@ -221,10 +220,14 @@ class _Plan:
     # -- reading through the overlay --
 
     def _is_free(self, contact: WaitingContact) -> bool:
+        if not self._reserved:  # most events reserve nothing before they look: spare hashing the id
+            return contact.offer_id is None
         return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
 
     def _has_declined(self, contact: WaitingContact, agent_id: str) -> bool:
-        return agent_id in contact.declined_by or agent_id in self._declined.get(contact.ref.id, ())
+        if agent_id in contact.declined_by:
+            return True
+        return bool(self._declined) and agent_id in self._declined.get(contact.ref.id, ())
 
     def _free_slots(self, agent: Agent, channel: Channel) -> int:
         if self._presence.get(agent.id, agent.presence) is not Presence.AVAILABLE:
@@ -246,9 +249,10 @@ class _Plan:
 
     # -- planning --
 
-    def enqueue(self, contact: ContactRef) -> None:
-        self._new[contact.id] = WaitingContact(contact)
+    def enqueue(self, contact: ContactRef) -> WaitingContact:
+        waiting = self._new[contact.id] = WaitingContact(contact)
         self.decisions.append(Enqueued(contact))
+        return waiting
 
     def set_presence(self, agent: Agent, presence: Presence) -> None:
         self._presence[agent.id] = presence
@@ -294,7 +298,9 @@ class _Plan:
 
     def route_contact(self, contact_id: UUID) -> None:
         """Offer the contact to the best eligible agent, if there is one."""
-        contact = self._contact(contact_id)
+        self.route_waiting(self._contact(contact_id))
+
+    def route_waiting(self, contact: WaitingContact) -> None:
         if not self._is_free(contact):
             return  # taken meanwhile: an expiry in the same tick let a freed agent pick it up first
         ref = contact.ref
@@ -346,7 +352,7 @@ class _Plan:
                     if best_key is not None and top >= best_key:
                         continue  # this queue has nothing better than the best so far
                     contact_id = top[3]
-                    if free.get(contact_id) is top and not reserved.get(contact_id, False):
+                    if free.get(contact_id) is top and not (reserved and reserved.get(contact_id, False)):
                         contact = waiting[contact_id]
                         if not self._has_declined(contact, agent_id):
                             best_key, best = (top[0], top[1], top[2]), contact

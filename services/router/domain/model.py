@@ -117,11 +117,12 @@ class RoutingState:
 
     def index(self) -> "RoutingIndex":
         """The indexes over this state, (re)built when missing or when the state changed behind ``apply``."""
-        if self._index is None or self._index.fingerprint != self._fingerprint():
+        index = self._index
+        if index is None or index.fingerprint != self._fingerprint():
             from services.router.domain.index import RoutingIndex  # the index module builds on this one
 
-            self._index = RoutingIndex(self)
-        return self._index
+            index = self._index = RoutingIndex(self)
+        return index
 
     def reindex(self) -> None:
         """Drop the indexes: call after changing agents' skills, capacity or presence other than through ``apply``."""
