@@ -3,13 +3,15 @@
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
@@ -117,3 +119,30 @@ async def assert_refused_then_still_serving(
     good_url, good_body, good_headers = good
     ok = await client.post(good_url, content=good_body, headers=good_headers)
     assert ok.is_success, ok.text
+
+
+@contextlib.contextmanager
+def server_in_thread(app: Any, port: int, *, lifespan: str = "off", name: str = "test-server") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``127.0.0.1:port`` in a thread (a real HTTP peer); yield its base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,  # type: ignore[arg-type]
+        ws="none",
+        timeout_graceful_shutdown=1,  # a hanging handler must not hold up the teardown
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, f"{name} did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -4,7 +4,6 @@ once the messages are on the broker; every bad input a clear 4xx with nothing pu
 the broker or the WeCom API is down."""
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,18 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent
-from kefu.embedded import EmbeddedKafka, free_port, wait_for_port
+from kefu.embedded import EmbeddedKafka, free_port
 from services.channels.adapters.store import load_cursor
 from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
 from services.channels.config import ChannelsSettings
 from services.channels.entrypoints.app import create_app
-from tests.integration.support import read_topic, serving
+from tests.integration.support import read_topic, server_in_thread, serving
 
 pytestmark = pytest.mark.integration
 
@@ -95,18 +93,8 @@ class FakeWecom:
 @pytest.fixture
 def wecom() -> Iterator[FakeWecom]:
     fake = FakeWecom(port=free_port())
-    config = uvicorn.Config(
-        fake.app(), host="127.0.0.1", port=fake.port, log_config=None, access_log=False, lifespan="off", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="fake-wecom", daemon=True)
-    thread.start()
-    wait_for_port("127.0.0.1", fake.port)
-    try:
+    with server_in_thread(fake.app(), fake.port, name="fake-wecom"):
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def kf_message(msgid: str, text: str, *, origin: int = 3, msgtype: str = "text") -> dict[str, Any]:

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import json
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -22,10 +20,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from kefu import db
-from kefu.embedded import free_port, wait_for_port
+from kefu.embedded import free_port
 from services.escalation.adapters.notifier import Notifier, enqueue
 from services.escalation.adapters.orm import notifications
-from tests.integration.support import eventually
+from tests.integration.support import eventually, server_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -81,25 +79,8 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     fake = Receiver(port=free_port())
-    config = uvicorn.Config(
-        fake.app(),
-        host="127.0.0.1",
-        port=fake.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        timeout_graceful_shutdown=1,  # a hanging handler must not hold up the teardown
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="webhook-receiver", daemon=True)
-    thread.start()
-    wait_for_port("127.0.0.1", fake.port)
-    try:
+    with server_in_thread(fake.app(), fake.port, name="webhook-receiver"):
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -2,14 +2,11 @@
 never a 5xx (503 aside, which only a missing broker may cause) and never a stack trace."""
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +16,7 @@ from kefu.settings import EXAMPLE_CONFIG
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
 from services.channels.entrypoints.app import create_app
+from tests.integration.support import server_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +50,8 @@ def service_url(database_url: str, broker: EmbeddedKafka) -> Iterator[str]:
     settings_ = ChannelsSettings(
         database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=EXAMPLE_CONFIG, port=port
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings_), port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "channels service did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with server_in_thread(create_app(settings_), port, lifespan="on", name="channels") as url:
+        yield url
 
 
 def _paths() -> list[str]:
