@@ -21,7 +21,7 @@ import httpx
 from bench.requests import SignedRequest, all_requests
 from contracts import ALL_TOPICS
 from kefu import kafka, migrate
-from kefu.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from kefu.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, wait_for_port
 from kefu.settings import EXAMPLE_CONFIG
 
 
@@ -68,16 +68,12 @@ def run_wrk(name: str, url: str, request: SignedRequest, *, seconds: int, connec
 
 def _serve(args: list[str], env: dict[str, str], port: int) -> "subprocess.Popen[bytes]":
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    with httpx.Client() as client:
-        for _ in range(300):
-            try:
-                if client.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                pass
-            asyncio.run(asyncio.sleep(0.05))
-    process.kill()
-    raise SystemExit(f"{' '.join(args)} did not start")
+    try:
+        wait_for_port("127.0.0.1", port, timeout=15)
+    except TimeoutError:
+        process.kill()
+        raise SystemExit(f"{' '.join(args)} did not start") from None
+    return process
 
 
 def main() -> int:

@@ -472,7 +472,7 @@ _PARSE_ERRORS = (
 
 
 class _TooManyParts(Exception):
-    pass
+    """Raised inside the parser to stop building a message that has gone over its part budget."""
 
 
 class _PartBudget:
