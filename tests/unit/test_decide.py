@@ -30,6 +30,7 @@ from services.router.domain.decisions import (
 )
 from services.router.domain.model import Agent, ContactRef, Presence, Queue, RoutingState
 from services.router.exceptions import NotYours, UnknownAgent, UnknownAssignment, UnknownOffer
+from tests.unit.histories import event_on_existing
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=30)
@@ -217,8 +218,6 @@ def histories(draw: st.DrawFn) -> tuple[RoutingState, list[tuple[str, int]]]:
 
 
 def _event(state: RoutingState, kind: str, n: int, step: int, now: datetime) -> Event | None:
-    offers = sorted(state.offers.values(), key=lambda o: o.id)
-    assignments = sorted(state.assignments.values(), key=lambda a: a.id)
     match kind:
         case "arrive":
             queue = "presales" if n % 2 else "returns"
@@ -226,20 +225,8 @@ def _event(state: RoutingState, kind: str, n: int, step: int, now: datetime) -> 
             return ContactArrived(_contact(10_000 + step, queue=queue, at=now, channel=channel))
         case "presence":
             return PresenceRequested(AGENTS[n % 3], list(Presence)[n % 3])
-        case "accept" if offers:
-            offer = offers[n % len(offers)]
-            return OfferAccepted(offer.id, offer.agent_id)
-        case "decline" if offers:
-            offer = offers[n % len(offers)]
-            return OfferDeclined(offer.id, offer.agent_id)
-        case "tick":
-            return ClockTicked()
-        case "abandon" if state.waiting:
-            return ContactAbandoned(sorted(state.waiting)[n % len(state.waiting)])
-        case "complete" if assignments:
-            assignment = assignments[n % len(assignments)]
-            return AssignmentCompleted(assignment.id, assignment.agent_id)
-    return None
+        case _:
+            return event_on_existing(state, kind, n)
 
 
 def _check_invariants(state: RoutingState, decisions: list[object]) -> None:

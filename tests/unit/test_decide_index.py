@@ -45,6 +45,7 @@ from services.router.domain.model import (
     RoutingState,
     WaitingContact,
 )
+from tests.unit.histories import event_on_existing
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 SKILLS = ["presales", "returns", "repair"]
@@ -248,8 +249,6 @@ def histories(draw: st.DrawFn) -> tuple[RoutingState, list[tuple[str, int, int]]
 
 
 def _event(state: RoutingState, kind: str, n: int, step: int, now: datetime) -> Event | None:
-    offers = sorted(state.offers.values(), key=lambda o: o.id)
-    assignments = sorted(state.assignments.values(), key=lambda a: a.id)
     agents = list(state.agents)
     match kind:
         case "arrive":
@@ -258,20 +257,8 @@ def _event(state: RoutingState, kind: str, n: int, step: int, now: datetime) -> 
             return ContactArrived(ref)
         case "presence":
             return PresenceRequested(agents[n % len(agents)], list(Presence)[n % 3])
-        case "accept" if offers:
-            offer = offers[n % len(offers)]
-            return OfferAccepted(offer.id, offer.agent_id)
-        case "decline" if offers:
-            offer = offers[n % len(offers)]
-            return OfferDeclined(offer.id, offer.agent_id)
-        case "tick":
-            return ClockTicked()
-        case "abandon" if state.waiting:
-            return ContactAbandoned(sorted(state.waiting)[n % len(state.waiting)])
-        case "complete" if assignments:
-            assignment = assignments[n % len(assignments)]
-            return AssignmentCompleted(assignment.id, assignment.agent_id)
-    return None
+        case _:
+            return event_on_existing(state, kind, n)
 
 
 def _rebuilt(state: RoutingState) -> RoutingState:
