@@ -72,6 +72,9 @@ class ContactRef:
     queue_id: str
     priority: int
     enqueued_at: datetime
+    # sticky routing: wait for this agent (the customer's last agent, or its key account's TAM) until ``prefer_until``
+    preferred_agent: str | None = None
+    prefer_until: datetime | None = None
 
 
 @dataclass(slots=True)
