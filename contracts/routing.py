@@ -21,6 +21,8 @@ class RoutingEventType(StrEnum):
     COMPLETED = "completed"
     ABANDONED = "abandoned"
     TRANSFERRED = "transferred"
+    REQUEUED = "requeued"
+    CLOSED = "closed"
 
 
 class RoutingEvent(Contract):
@@ -44,6 +46,19 @@ class RoutingEvent(Contract):
     priority: int = Field(default=0, description="The contact's priority when it happened.", examples=[5])
     reason: str | None = Field(
         default=None, max_length=1024, description="Why, where the step has a reason.", examples=["declined"]
+    )
+    customer_id: UUID | None = Field(default=None, description="The router's customer record, when known.")
+    customer_tier: str | None = Field(
+        default=None, max_length=64, description="The customer's tier (standard, vip, key_account).", examples=["vip"]
+    )
+    owning_tam: str | None = Field(
+        default=None, max_length=128, description="The agent id of a key account's TAM.", examples=["chen"]
+    )
+    category: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The classification rule that placed the contact (its name), if one did.",
+        examples=["technical"],
     )
 
 

@@ -1,6 +1,7 @@
 """The router's durable truth in PostgreSQL (schema ``router``)."""
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -29,6 +30,8 @@ agents = Table(
     Column("presence", String(16), nullable=False),
     Column("presence_since", DateTime(timezone=True), nullable=False),
     Column("idle_since", DateTime(timezone=True), nullable=False),
+    Column("missed_offers", Integer, nullable=False, server_default=text("0"), comment="offers let expire in a row"),
+    Column("busy_until", DateTime(timezone=True), comment="end of wrap-up: no new offer before"),
 )
 
 customers = Table(
@@ -38,6 +41,8 @@ customers = Table(
     Column("external_id", String(256), unique=True, comment="the business's own id (e.g. a web chat login)"),
     Column("display_name", String(256)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("tier", String(32), nullable=False, server_default=text("'standard'"), comment="standard, vip, key_account"),
+    Column("owning_tam", String(128), comment="agent id of a key account's technical account manager"),
 )
 
 customer_identities = Table(
@@ -64,6 +69,11 @@ contacts = Table(
     Column("status", String(16), nullable=False),
     Column("enqueued_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True)),
+    Column("preferred_agent", String(128), comment="sticky routing: waits for this agent until prefer_until"),
+    Column("prefer_until", DateTime(timezone=True)),
+    Column("tier", String(32)),
+    Column("owning_tam", String(128)),
+    Column("category", String(128), comment="the classification rule that placed it"),
     Index(
         "uq_contacts_open_conversation",
         "conversation_key",
@@ -106,6 +116,8 @@ assignments = Table(
     Column("status", String(16), nullable=False),
     Column("assigned_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    Column("disposition", String(128), comment="what the agent recorded on completion, or transferred"),
+    Column("resolved", Boolean, comment="first-contact resolution as the agent recorded it"),
 )
 
 applied_events = Table(

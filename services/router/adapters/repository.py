@@ -90,6 +90,11 @@ async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactE
             priority=ref.priority,
             status="queued",
             enqueued_at=ref.enqueued_at,
+            preferred_agent=ref.preferred_agent,
+            prefer_until=ref.prefer_until,
+            tier=ref.tier,
+            owning_tam=ref.owning_tam,
+            category=ref.category,
         )
     )
 
@@ -154,6 +159,12 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
             queue_id,
             row["priority"],
             row["enqueued_at"],
+            preferred_agent=row["preferred_agent"],
+            prefer_until=row["prefer_until"],
+            customer_id=row["customer_id"],
+            tier=row["tier"],
+            owning_tam=row["owning_tam"],
+            category=row["category"],
         )
         if row["status"] != "assigned":
             state.waiting[row["id"]] = WaitingContact(refs[row["id"]])
@@ -307,5 +318,9 @@ def _event(
         assignment_id=assignment_id,
         priority=contact.priority,
         reason=reason,
+        customer_id=contact.customer_id,
+        customer_tier=contact.tier,
+        owning_tam=contact.owning_tam,
+        category=contact.category,
     )
     return outbox_row(ROUTING_EVENTS, str(contact.id), event.model_dump_json())

@@ -75,6 +75,11 @@ class ContactRef:
     # sticky routing: wait for this agent (the customer's last agent, or its key account's TAM) until ``prefer_until``
     preferred_agent: str | None = None
     prefer_until: datetime | None = None
+    # who the customer is, for escalation and reporting (carried on every routing event of the contact)
+    customer_id: UUID | None = None
+    tier: str | None = None
+    owning_tam: str | None = None
+    category: str | None = None
 
 
 @dataclass(slots=True)
