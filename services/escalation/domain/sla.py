@@ -1,21 +1,17 @@
 """SLA clocks: when a contact's first response, next response and resolution warn and breach.
 
 Pure: the caller passes the contact's times. With business hours, only open time counts: a clock started on Friday
-evening runs on Monday morning. Open intervals are built in the configured IANA zone and compared as instants, so
-a DST change shortens or lengthens that day's hours by exactly what the wall clock says; a range starting in the
-spring-forward gap opens as if the clock had not jumped yet (02:30 becomes 03:30).
+evening runs on Monday morning. The hours are a ``kefu.calendar.BusinessCalendar``, the router's too, so time zones,
+DST and holidays mean the same thing in both services; a clock that cannot finish within ``MAX_DAYS`` of open days
+is a configuration mistake and raises.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
-from services.escalation.domain.policy import BusinessHours, SlaTrigger, Weekday
-
-_WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_MAX_DAYS = 3 * 366  # a clock that cannot finish within three years of open days is a configuration mistake
+from kefu.calendar import MAX_DAYS, BusinessCalendar
+from services.escalation.domain.policy import BusinessHours, SlaTrigger
 
 
 class SlaKind(StrEnum):
@@ -82,15 +78,10 @@ def add_open_time(start: datetime, seconds: float, hours: BusinessHours | None) 
         raise ValueError("start must be timezone-aware")
     if hours is None:
         return start + timedelta(seconds=seconds)
-    left = timedelta(seconds=seconds)
-    for opens, closes in _open_intervals(start, hours):
-        begin = max(opens, start)
-        if begin >= closes:
-            continue
-        if begin + left <= closes:
-            return (begin + left).astimezone(start.tzinfo)
-        left -= closes - begin
-    raise ValueError(f"business hours in {hours.time_zone} do not open for {seconds} s within {_MAX_DAYS} days")
+    due = calendar_of(hours).after_open_seconds(start, seconds)
+    if due is None:
+        raise ValueError(f"business hours in {hours.time_zone} do not open for {seconds} s within {MAX_DAYS} days")
+    return due
 
 
 def open_seconds_between(start: datetime, end: datetime, hours: BusinessHours | None) -> float:
@@ -99,30 +90,9 @@ def open_seconds_between(start: datetime, end: datetime, hours: BusinessHours | 
         return 0.0
     if hours is None:
         return (end - start).total_seconds()
-    total = 0.0
-    for opens, closes in _open_intervals(start, hours):
-        if opens >= end:
-            break
-        total += max(0.0, (min(closes, end) - max(opens, start)).total_seconds())
-    return total
+    return calendar_of(hours).open_seconds(start, end)
 
 
-def _open_intervals(start: datetime, hours: BusinessHours) -> Iterator[tuple[datetime, datetime]]:
-    """Open intervals as UTC instants, in order, from the local day containing ``start``."""
-    zone = ZoneInfo(hours.time_zone)
-    closed = set(hours.holidays)
-    day = start.astimezone(zone).date()
-    for _ in range(_MAX_DAYS):
-        if day not in closed:
-            for text in hours.weekly.get(_WEEKDAYS[day.weekday()], []):
-                first, last = text.split("-")
-                yield _instant(day, first, zone), _instant(day, last, zone)
-        day += timedelta(days=1)
-
-
-def _instant(day: date, hhmm: str, zone: ZoneInfo) -> datetime:
-    h, m = int(hhmm[:2]), int(hhmm[3:])
-    if h == 24:
-        day, h = day + timedelta(days=1), 0
-    # fold=0: a wall time inside a spring-forward gap (02:30 in Berlin) lands one hour later (03:30), as PEP 495 says
-    return datetime.combine(day, time(h, m), tzinfo=zone).astimezone(UTC)
+def calendar_of(hours: BusinessHours) -> BusinessCalendar:
+    """The shared business calendar for the policy's hours (the policy model stays a plain description)."""
+    return BusinessCalendar.build(hours.time_zone, hours.weekly, holidays=hours.holidays)
