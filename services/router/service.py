@@ -8,7 +8,7 @@ in-memory state and pushed to desktops. A failed transaction leaves memory untou
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,7 +21,7 @@ from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
 from services.router.adapters import config_store, customers, repository, stats, timeline
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
-from services.router.domain.config import AgentConfig, RoutingConfig, parse_routing
+from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, parse_routing
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
     Assigned,
@@ -39,7 +39,14 @@ from services.router.domain.decisions import (
     PresenceRequested,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
-from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownOffer, UnknownQueue, WrongState
+from services.router.exceptions import (
+    UnknownAgent,
+    UnknownContact,
+    UnknownCustomer,
+    UnknownOffer,
+    UnknownQueue,
+    WrongState,
+)
 from services.router.views import assignment_view, offer_view
 
 log = logging.getLogger(__name__)
@@ -123,11 +130,7 @@ class RoutingService:
                     outcome = "appended"
                 else:
                     customer_id = await customers.resolve(conn, event.channel, event.customer)
-                    queue_id = self._config.queue_for(event.channel, event.account_id)
-                    queue = self.state.queues[queue_id]
-                    ref = ContactRef(
-                        event.event_id, event.conversation_key, event.channel, queue_id, queue.priority, now
-                    )
+                    ref = await self._new_contact(conn, event, customer_id, now)
                     await repository.insert_contact(conn, ref, event, customer_id)
                     await repository.insert_message(conn, ref.id, event)
                     decisions = decide(self.state, ContactArrived(ref), now)
@@ -303,6 +306,66 @@ class RoutingService:
                     "occurred_at": event.occurred_at.isoformat(),
                 }
                 self._feed.publish(assignment.agent_id, "assignment.message", payload)
+
+    async def set_customer_profile(self, customer_id: UUID, profile: customers.Profile) -> dict[str, Any]:
+        """Set a customer's tier and owning TAM (an existing agent); return the customer."""
+        if profile.owning_tam is not None and profile.owning_tam not in self.state.agents:
+            raise UnknownAgent(f"owning_tam: no agent {profile.owning_tam!r}")
+        async with self._engine.begin() as conn:
+            if not await customers.set_profile(conn, customer_id, profile):
+                raise UnknownCustomer(f"no customer {customer_id}")
+            found = await customers.view(conn, customer_id)
+        assert found is not None
+        return found
+
+    # ---- contact creation: classification and sticky preference ----
+
+    async def _new_contact(
+        self, conn: AsyncConnection, event: ContactEvent, customer_id: UUID, now: datetime
+    ) -> ContactRef:
+        """The first message of a conversation as a contact: classified by the rules (queue, priority, category)
+        and, with sticky routing on, waiting a while for the agent who knows the customer."""
+        profile = await customers.profile(conn, customer_id)
+        placed = self._config.classify(
+            channel=event.channel,
+            account_id=event.account_id,
+            text=event.message.text,
+            tier=profile.tier,
+            language=event.customer.language,
+        )
+        preferred, wait = await self._preference(conn, customer_id, profile, now)
+        return ContactRef(
+            event.event_id,
+            event.conversation_key,
+            event.channel,
+            placed.queue,
+            placed.priority,
+            now,
+            preferred_agent=preferred,
+            prefer_until=now + timedelta(seconds=wait) if preferred is not None else None,
+            customer_id=customer_id,
+            tier=profile.tier.value,
+            owning_tam=profile.owning_tam,
+            category=placed.category,
+        )
+
+    async def _preference(
+        self, conn: AsyncConnection, customer_id: UUID, profile: customers.Profile, now: datetime
+    ) -> tuple[str | None, float]:
+        """The agent a new contact should wait for, and for how many seconds: a key account's owning TAM, else
+        the agent of the customer's last assignment within the window; nobody when sticky routing is off."""
+        sticky = self._config.sticky
+        if sticky is None:
+            return None, 0.0
+        key_account = profile.tier is CustomerTier.KEY_ACCOUNT and profile.owning_tam in self.state.agents
+        if key_account and sticky.key_account_wait_seconds > 0:
+            return profile.owning_tam, sticky.key_account_wait_seconds
+        if sticky.wait_seconds > 0:
+            since = now - timedelta(minutes=sticky.window_minutes)
+            last = await customers.last_agent(conn, customer_id, since=since)
+            if last in self.state.agents:
+                return last, sticky.wait_seconds
+        return None, 0.0
 
 
 async def _offer_status(conn: AsyncConnection, offer_id: UUID) -> str | None:

@@ -1,6 +1,8 @@
 """Routing configuration validation: every refusal names the file, the line and the field; warnings do not refuse."""
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -8,7 +10,7 @@ from contracts import Channel
 from kefu.config_check import main, validate_file
 from kefu.config_file import ConfigError, load_section
 from kefu.settings import EXAMPLE_CONFIG
-from services.router.domain.config import CustomerTier, RoutingConfig
+from services.router.domain.config import CustomerTier, RoutingConfig, Shift
 
 ROUTING_EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "routing.yaml"
 
@@ -199,23 +201,23 @@ def test_the_command_prints_ok_or_the_errors(tmp_path: Path, capsys: pytest.Capt
 
 
 @pytest.mark.parametrize(
-    ("text", "tier", "language", "queue", "priority"),
+    ("text", "tier", "language", "queue", "priority", "category"),
     [
-        ("我家的空调起火了，冒烟", None, "zh-CN", "crisis", 100),
-        ("There was smoke coming out of the dryer", None, "en", "crisis", 100),
-        ("想咨询一下", CustomerTier.KEY_ACCOUNT, "zh-CN", "key-accounts", 60),
-        ("空调开机显示故障码E4", None, "zh-CN", "technical", 30),
-        ("I want a refund for order 42", None, "en", "returns", 20),
-        ("Which fridge is the quietest?", None, "en-GB", "presales-en", 10),
-        ("这款冰箱有什么颜色？", None, "zh-CN", "presales", 10),
+        ("我家的空调起火了，冒烟", None, "zh-CN", "crisis", 100, "crisis lexicon (media, legal, safety)"),
+        ("There was smoke coming out of the dryer", None, "en", "crisis", 100, "crisis lexicon (media, legal, safety)"),
+        ("想咨询一下", CustomerTier.KEY_ACCOUNT, "zh-CN", "key-accounts", 60, "key accounts go to their TAMs"),
+        ("空调开机显示故障码E4", None, "zh-CN", "technical", 30, "technical faults"),
+        ("I want a refund for order 42", None, "en", "returns", 20, "returns, refunds and warranty"),
+        ("Which fridge is the quietest?", None, "en-GB", "presales-en", 10, "English speakers after the rules above"),
+        ("这款冰箱有什么颜色？", None, "zh-CN", "presales", 10, None),
     ],
 )
 def test_the_example_rules_classify_chinese_and_english(
-    text: str, tier: CustomerTier | None, language: str, queue: str, priority: int
+    text: str, tier: CustomerTier | None, language: str, queue: str, priority: int, category: str | None
 ) -> None:
     routing = load_section(ROUTING_EXAMPLE, "routing", RoutingConfig)
     got = routing.classify(channel=Channel.WEBCHAT, account_id="shop", text=text, tier=tier, language=language)
-    assert got == (queue, priority)
+    assert got == (queue, priority, category)
 
 
 def test_per_channel_offer_timeouts_give_the_engine_the_longest() -> None:
@@ -223,3 +225,30 @@ def test_per_channel_offer_timeouts_give_the_engine_the_longest() -> None:
     presales = next(q for q in routing.queues if q.id == "presales")
     assert presales.offer_timeout_for(Channel.PHONE) == 20
     assert presales.to_domain().offer_timeout.total_seconds() == 120
+
+
+def test_sticky_routing_is_off_unless_configured_and_its_values_are_checked(tmp_path: Path) -> None:
+    assert load_section(_write(tmp_path, VALID), "routing", RoutingConfig).sticky is None
+    on = VALID.replace("  default_queue: presales\n", "  default_queue: presales\n  sticky: {wait_seconds: 30}\n")
+    sticky = load_section(_write(tmp_path, on), "routing", RoutingConfig).sticky
+    assert sticky is not None
+    assert (sticky.window_minutes, sticky.wait_seconds, sticky.key_account_wait_seconds) == (1440, 30, 120)
+    bad = VALID.replace("  default_queue: presales\n", "  default_queue: presales\n  sticky: {window_minutes: 0}\n")
+    (error,) = _refused(tmp_path, bad)
+    assert f":{_line(bad, 'sticky')}: routing.sticky.window_minutes: " in error
+
+
+def test_hours_and_shifts_become_business_calendars(tmp_path: Path) -> None:
+    text = VALID.replace("holidays: CN", "holidays: [CN, 2026-11-11]\n        makeup_workdays: [2026-11-14]")
+    routing = load_section(_write(tmp_path, text), "routing", RoutingConfig)
+    hours = routing.queues[1].hours
+    assert hours is not None
+    shanghai = ZoneInfo("Asia/Shanghai")
+    calendar = hours.calendar()
+    assert calendar.is_open(datetime(2026, 11, 9, 10, 0, tzinfo=shanghai))  # a Monday
+    assert not calendar.is_open(datetime(2026, 11, 11, 10, 0, tzinfo=shanghai))  # closed by date
+    assert calendar.is_open(datetime(2026, 11, 14, 10, 0, tzinfo=shanghai))  # make-up Saturday, Monday's hours
+    assert not calendar.is_open(datetime(2026, 10, 5, 10, 0, tzinfo=shanghai))  # National Day (CN)
+    shift = Shift(time_zone="Europe/Berlin", weekly={"sun": ["22:00-24:00"]})
+    assert shift.calendar().is_open(datetime(2026, 11, 15, 23, 30, tzinfo=ZoneInfo("Europe/Berlin")))
+    assert not shift.calendar().is_open(datetime(2026, 11, 16, 0, 0, tzinfo=ZoneInfo("Europe/Berlin")))

@@ -6,14 +6,23 @@ arrival; ``link`` joins any two by hand. Linking merges the two customers' ident
 """
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import Channel, Customer
-from services.router.adapters.orm import contacts, customer_identities, customers
+from services.router.adapters.orm import assignments, contacts, customer_identities, customers
+from services.router.domain.config import CustomerTier
+
+
+class Profile(NamedTuple):
+    """What routing knows of a customer beyond their identities."""
+
+    tier: CustomerTier
+    owning_tam: str | None
 
 
 async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
@@ -106,6 +115,8 @@ async def view(conn: AsyncConnection, customer_id: uuid.UUID) -> dict[str, Any] 
         "customer_id": str(row["id"]),
         "external_id": row["external_id"],
         "display_name": row["display_name"],
+        "tier": row["tier"],
+        "owning_tam": row["owning_tam"],
         "identities": [{"channel": i.channel, "platform_id": i.platform_id} for i in identities],
         "contacts": [
             {
@@ -118,6 +129,40 @@ async def view(conn: AsyncConnection, customer_id: uuid.UUID) -> dict[str, Any] 
             for c in history
         ],
     }
+
+
+async def profile(conn: AsyncConnection, customer_id: uuid.UUID) -> Profile:
+    """The customer's tier and owning TAM (a customer without a row yet is a standard one)."""
+    row = (
+        await conn.execute(select(customers.c.tier, customers.c.owning_tam).where(customers.c.id == customer_id))
+    ).first()
+    return Profile(CustomerTier(row.tier), row.owning_tam) if row else Profile(CustomerTier.STANDARD, None)
+
+
+async def set_profile(conn: AsyncConnection, customer_id: uuid.UUID, new: Profile) -> bool:
+    """Set the customer's tier and owning TAM; False if there is no such customer."""
+    result = await conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_id)
+        .values(tier=new.tier.value, owning_tam=new.owning_tam)
+        .returning(customers.c.id)
+    )
+    return result.first() is not None
+
+
+async def last_agent(conn: AsyncConnection, customer_id: uuid.UUID, *, since: datetime) -> str | None:
+    """The agent of the customer's latest assignment (on any of their channels) still open or ended after
+    ``since``: the one a returning customer is likely to want again."""
+    ended = assignments.c.completed_at
+    found = await conn.execute(
+        select(assignments.c.agent_id)
+        .join(contacts, contacts.c.id == assignments.c.contact_id)
+        .where(contacts.c.customer_id == customer_id, or_(ended.is_(None), ended >= since))
+        .order_by(ended.desc().nulls_first(), assignments.c.assigned_at.desc())
+        .limit(1)
+    )
+    agent_id: str | None = found.scalar_one_or_none()
+    return agent_id
 
 
 async def _by_external_id(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:

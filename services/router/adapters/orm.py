@@ -32,6 +32,7 @@ agents = Table(
     Column("idle_since", DateTime(timezone=True), nullable=False),
     Column("missed_offers", Integer, nullable=False, server_default=text("0"), comment="offers let expire in a row"),
     Column("busy_until", DateTime(timezone=True), comment="end of wrap-up: no new offer before"),
+    Column("shift", JSONB, comment="weekly schedule that sets presence; none: presence is set by hand"),
 )
 
 customers = Table(

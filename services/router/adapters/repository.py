@@ -123,6 +123,7 @@ async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], no
             "groups": agent.groups,
             "skills": agent.skills,
             "capacity": {str(ch): n for ch, n in agent.capacity.items()},
+            "shift": agent.shift.model_dump(mode="json") if agent.shift is not None else None,
         }
         statement = insert(agents).values(
             **values, presence=agent.initial_presence.value, presence_since=now, idle_since=now
@@ -130,7 +131,7 @@ async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], no
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[agents.c.id],
-                set_={k: statement.excluded[k] for k in ("name", "groups", "skills", "capacity")},
+                set_={k: statement.excluded[k] for k in ("name", "groups", "skills", "capacity", "shift")},
             )
         )
 

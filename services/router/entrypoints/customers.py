@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Channel
 from kefu.auth import Caller, Supervisor
+from kefu.ops import ApiError
+from services.router.adapters.customers import Profile
+from services.router.domain.config import CustomerTier
 from services.router.entrypoints.deps import Service
+from services.router.exceptions import UnknownAgent
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -19,7 +23,19 @@ class IdentityLink(BaseModel):
     platform_id: str = Field(min_length=1, max_length=256, description="Its id there.", examples=["oX1a2b3c"])
 
 
-@router.get("/customers/{customer_id}", summary="A customer: identities on every channel, and contacts")
+class ProfileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier: CustomerTier = Field(description="The customer's tier; key accounts prefer their TAM.", examples=["vip"])
+    owning_tam: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The agent id of the key account's technical account manager; none when absent.",
+        examples=["huang.lei"],
+    )
+
+
+@router.get("/customers/{customer_id}", summary="A customer: profile, identities on every channel, and contacts")
 async def get_customer(customer_id: UUID, service: Service, _: Caller) -> dict[str, Any]:
     return await service.customer(customer_id)
 
@@ -30,6 +46,18 @@ async def get_customer(customer_id: UUID, service: Service, _: Caller) -> dict[s
 )
 async def link_identity(customer_id: UUID, link: IdentityLink, service: Service, _: Supervisor) -> dict[str, Any]:
     return await service.link_identity(customer_id, link.channel, link.platform_id)
+
+
+@router.put(
+    "/customers/{customer_id}/profile",
+    summary="Set a customer's tier and owning TAM (supervisors)",
+    responses={422: {"description": "a malformed body, or an owning_tam that is no agent"}},
+)
+async def put_profile(customer_id: UUID, body: ProfileBody, service: Service, _: Supervisor) -> dict[str, Any]:
+    try:
+        return await service.set_customer_profile(customer_id, Profile(body.tier, body.owning_tam))
+    except UnknownAgent as exc:
+        raise ApiError(422, "unknown_agent", str(exc)) from exc
 
 
 @router.get("/contacts/{contact_id}", summary="A contact and its messages")

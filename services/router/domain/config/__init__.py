@@ -12,8 +12,9 @@ from pathlib import Path
 from kefu.config_file import parse, parse_section
 from services.router.domain.config.agents import AgentConfig
 from services.router.domain.config.queues import QueueConfig
-from services.router.domain.config.routing import RoutingConfig
+from services.router.domain.config.routing import Classification, RoutingConfig, StickyConfig
 from services.router.domain.config.rules import CustomerTier, RouteConfig, RuleConfig
+from services.router.domain.config.schedule import Hours, Shift
 
 
 def parse_routing(text: str, origin: Path) -> RoutingConfig:
@@ -21,4 +22,16 @@ def parse_routing(text: str, origin: Path) -> RoutingConfig:
     return parse_section(parse(text, origin), "routing", RoutingConfig)
 
 
-__all__ = ["AgentConfig", "CustomerTier", "QueueConfig", "RouteConfig", "RoutingConfig", "RuleConfig", "parse_routing"]
+__all__ = [
+    "AgentConfig",
+    "Classification",
+    "CustomerTier",
+    "Hours",
+    "QueueConfig",
+    "RouteConfig",
+    "RoutingConfig",
+    "RuleConfig",
+    "Shift",
+    "StickyConfig",
+    "parse_routing",
+]

@@ -23,7 +23,9 @@ class AgentConfig(Strict):
     phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work" + NOT_YET)
     wrap_up_seconds: float = Field(default=0, ge=0, description="after-contact work before a new offer" + NOT_YET)
     max_missed_offers: int | None = Field(default=None, ge=1, description="set away after this many" + NOT_YET)
-    shift: Shift | None = Field(default=None, description="sets presence automatically" + NOT_YET)
+    shift: Shift | None = Field(
+        default=None, description="sets presence automatically: available when it starts, offline when it ends"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:

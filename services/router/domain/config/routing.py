@@ -1,14 +1,34 @@
 """The whole ``routing`` section and the checks that span its parts."""
 
-from typing import Self
+from typing import NamedTuple, Self
 
 from pydantic import Field, model_validator
 
 from contracts import Channel
 from services.router.domain.config.agents import AgentConfig
-from services.router.domain.config.common import NOT_YET, Loc, Strict, raise_if
+from services.router.domain.config.common import Loc, Strict, raise_if
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.rules import CustomerTier, RouteConfig, RuleConfig
+
+
+class Classification(NamedTuple):
+    """Where a new contact waits, how urgent it is, and the rule that said so (its category)."""
+
+    queue: str
+    priority: int
+    category: str | None
+
+
+class StickyConfig(Strict):
+    """Sticky routing: a contact first waits a little for the agent who knows the customer."""
+
+    window_minutes: float = Field(
+        default=1440, gt=0, description="a customer whose last assignment ended this recently is returning"
+    )
+    wait_seconds: float = Field(default=60, ge=0, description="how long a returning customer waits for the last agent")
+    key_account_wait_seconds: float = Field(
+        default=120, ge=0, description="how long a key account's contact waits for its owning TAM"
+    )
 
 
 class RoutingConfig(Strict):
@@ -19,10 +39,11 @@ class RoutingConfig(Strict):
         default=None, description="group id -> description; when given, every agent group must be declared here"
     )
     default_queue: str
-    rules: list[RuleConfig] = Field(
-        default_factory=list, description="classification, first match wins, before routes" + NOT_YET
-    )
+    rules: list[RuleConfig] = Field(default_factory=list, description="classification, first match wins, before routes")
     routes: list[RouteConfig] = Field(default_factory=list)
+    sticky: StickyConfig | None = Field(
+        default=None, description="prefer the customer's last agent or owning TAM for a while; off when absent"
+    )
     queues: list[QueueConfig] = Field(min_length=1)
     agents: list[AgentConfig] = Field(
         default_factory=list,
@@ -139,14 +160,15 @@ class RoutingConfig(Strict):
         text: str = "",
         tier: CustomerTier | None = None,
         language: str | None = None,
-    ) -> tuple[str, int]:
-        """The queue and priority of a new contact: the first matching rule, else the routes."""
+    ) -> Classification:
+        """The queue, priority and category of a new contact: the first matching rule, else the routes."""
         priorities = {q.id: q.priority for q in self.queues}
         for rule in self.rules:
             if rule.match.matches(channel=channel, account_id=account_id, text=text, tier=tier, language=language):
-                return rule.queue, priorities[rule.queue] if rule.priority is None else rule.priority
+                priority = priorities[rule.queue] if rule.priority is None else rule.priority
+                return Classification(rule.queue, priority, rule.name)
         queue = self.queue_for(channel, account_id)
-        return queue, priorities[queue]
+        return Classification(queue, priorities[queue], None)
 
 
 def _unservable(queue: QueueConfig) -> str:

@@ -72,7 +72,7 @@ class RuleMatch(Strict):
 
 
 class RuleConfig(Strict):
-    name: str
+    name: str = Field(min_length=1, max_length=128, description="the category of the contacts it places")
     match: RuleMatch
     queue: str
     priority: int | None = Field(default=None, description="the contact's priority; the queue's when absent")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, model_validator
 
+from kefu.calendar import BusinessCalendar, Weekday
 from services.router.domain.config.common import Loc, Problems, Strict, raise_if
 
 
@@ -44,7 +45,6 @@ def _time_range(text: str) -> str:
 
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
 TimeRange = Annotated[str, AfterValidator(_time_range)]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Level = Annotated[int, Field(ge=1, le=5)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -68,15 +68,20 @@ class WeeklySchedule(Strict):
         raise_if(problems)
         return self
 
+    def calendar(self) -> BusinessCalendar:
+        """These hours as the shared business calendar, which answers is-open and next-open questions."""
+        return BusinessCalendar.build(self.time_zone, self.weekly)
+
 
 class Shift(WeeklySchedule):
-    """When an agent works; it will set presence automatically."""
+    """When an agent works: the shift loop makes them available when it starts and offline when it ends."""
 
 
 class Hours(WeeklySchedule):
-    holidays: Literal["CN"] | list[date] = Field(
+    holidays: Literal["CN"] | list[Literal["CN"] | date] = Field(
         default_factory=list,
-        description="closed days: CN for Chinese public holidays (make-up working days open), or a list of dates",
+        description="closed days: CN for Chinese public holidays (their official make-up working days open with mon"
+        " hours), a list of dates, or both ([CN, 2026-12-24])",
     )
     makeup_workdays: list[date] = Field(default_factory=list, description="weekend days that are open with mon hours")
     after_hours: Literal["hold", "overflow", "close"] = Field(
@@ -89,3 +94,9 @@ class Hours(WeeklySchedule):
         if self.after_hours == "close" and not self.close_message:
             raise Problems([(("close_message",), "after_hours: close needs a close_message for the customer")])
         return self
+
+    def calendar(self) -> BusinessCalendar:
+        """These hours with their holidays and make-up working days, as the shared business calendar."""
+        return BusinessCalendar.build(
+            self.time_zone, self.weekly, holidays=self.holidays, makeup_workdays=self.makeup_workdays
+        )
