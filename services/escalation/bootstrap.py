@@ -1,22 +1,28 @@
-"""Wires the escalation service: engine, producer, routing-event consumer, case outbox relay, API tokens."""
+"""Wires the escalation service: the policy, engine, producer, the two event consumers, the timer runner,
+the case outbox relay, the notifier and the API tokens; started and stopped in one place."""
 
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import httpx
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import ROUTING_EVENTS, RoutingEvent
+from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent
 from kefu import db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
 from kefu.config_file import load_section
 from kefu.outbox import OutboxRelay
+from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
-from services.escalation.adapters.store import record_routing_event
+from services.escalation.adapters.timers import TimerRunner, TimerStore
 from services.escalation.config import EscalationSettings
+from services.escalation.domain.policy import EscalationPolicy
+from services.escalation.service import Escalator
 
 log = logging.getLogger(__name__)
 
@@ -28,36 +34,87 @@ class Escalation:
     producer: AIOKafkaProducer
     tokens: TokenRegistry
     relay: OutboxRelay
+    escalator: Escalator
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def load_policy(settings: EscalationSettings) -> EscalationPolicy:
+    """The ``escalation`` section of ``settings.policy_path``; ConfigError names file, line and field."""
+    return load_section(settings.policy_path, "escalation", EscalationPolicy)
+
+
+def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
+    """Each webhook's signing secret from the environment variable it names; one without is dead-lettered."""
+    secrets: dict[str, str] = {}
+    for target in policy.targets.values():
+        for hook in target.notify:
+            secret = os.environ.get(hook.secret)
+            if secret:
+                secrets[hook.name] = secret
+            else:
+                log.warning(
+                    "webhook %s: %s is not set; its notifications will be dead-lettered", hook.name, hook.secret
+                )
+    return secrets
 
 
 @contextlib.asynccontextmanager
 async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
-    """Start consuming routing events and relaying case events; stop everything on exit."""
+    """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit."""
+    policy = load_policy(settings)
     tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
-    consumer = kafka.create_consumer(settings.kafka_bootstrap, ROUTING_EVENTS, group_id=settings.consumer_group)
-    escalation = Escalation(settings, engine, producer, tokens, OutboxRelay(engine, outbox, producer))
+    consumers = [
+        kafka.create_consumer(settings.kafka_bootstrap, topic, group_id=settings.consumer_group)
+        for topic in (CONTACTS, ROUTING_EVENTS)
+    ]
+    http = httpx.AsyncClient(follow_redirects=False)
+    relay = OutboxRelay(engine, outbox, producer)
+    notifier = Notifier(
+        engine,
+        http,
+        webhook_secrets(policy),
+        max_attempts=settings.notify_max_attempts,
+        read_timeout=settings.notify_timeout_seconds,
+        lease=settings.notify_timeout_seconds + 60,
+    )
+
+    def outbound() -> None:
+        relay.wake()
+        notifier.wake()
+
+    runner = TimerRunner(engine, committed=outbound)
+
+    def committed() -> None:
+        outbound()
+        runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
+
+    escalator = Escalator(engine, policy, TimerStore(engine), committed=committed)
+    escalation = Escalation(settings, engine, producer, tokens, relay, escalator)
+    contacts, routing = consumers
     try:
         await producer.start()
-        await consumer.start()
+        for consumer in consumers:
+            await consumer.start()
         escalation.tasks = [
-            asyncio.create_task(_consume(consumer, producer, engine), name="consume"),
-            asyncio.create_task(escalation.relay.run(), name="outbox"),
+            asyncio.create_task(
+                kafka.consume(contacts, producer, ContactEvent, escalator.handle_contact), name="contacts"
+            ),
+            asyncio.create_task(
+                kafka.consume(routing, producer, RoutingEvent, escalator.handle_routing), name="routing"
+            ),
+            asyncio.create_task(runner.run(escalator.on_timer), name="timers"),
+            asyncio.create_task(relay.run(), name="outbox"),
+            asyncio.create_task(notifier.run(), name="notifier"),
         ]
         yield escalation
     finally:
         for task in escalation.tasks:
             task.cancel()
         await asyncio.gather(*escalation.tasks, return_exceptions=True)
-        await consumer.stop()
+        for consumer in consumers:
+            await consumer.stop()
         await producer.stop()
+        await http.aclose()
         await engine.dispose()
-
-
-async def _consume(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, engine: AsyncEngine) -> None:
-    async def handle(event: RoutingEvent) -> None:
-        await record_routing_event(engine, event)
-
-    await kafka.consume(consumer, producer, RoutingEvent, handle)

@@ -81,7 +81,7 @@ async def test_escalation_cases_by_hand(database_url: str, broker: EmbeddedKafka
         opened = await client.post("/v1/escalations", json=body, headers=alice)
         assert opened.status_code == 201, opened.text
         case = opened.json()
-        assert (case["status"], case["target"], case["trigger"]) == ("open", "engineers", "manual:engineers")
+        assert (case["status"], case["target"], case["trigger"]) == ("open", "engineers", "manual.engineers")
         assert [entry["action"] for entry in case["audit"]] == ["open"]
         again = await client.post("/v1/escalations", json=body, headers=alice)
         assert again.status_code == 409  # never twice for the same trigger

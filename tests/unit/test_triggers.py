@@ -9,6 +9,7 @@ import pytest
 from kefu.config_file import load_section
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.domain.triggers import ContactFacts, Message, climb, evaluate, manual
+from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "escalation.yaml"
 CONTACT = UUID("00000000-0000-0000-0000-000000000001")
@@ -117,9 +118,9 @@ def test_manual_and_climbing_levels(policy: EscalationPolicy) -> None:
     facts = _facts()
     decision = manual(facts, policy, target="engineers", reason="customer asked for an engineer")
     assert (decision.trigger, decision.target, decision.level) == ("manual.engineers", "engineers", 1)
-    with pytest.raises(ValueError, match="not allowed"):
+    with pytest.raises(TargetNotAllowed, match="must be one of engineers, tam, supervisors, crisis"):
         manual(facts, policy, target="ceo", reason="")
-    with pytest.raises(ValueError, match="already escalated"):
+    with pytest.raises(AlreadyEscalated, match="already escalated"):
         manual(_facts(fired=frozenset({"manual.engineers"})), policy, target="engineers", reason="")
     second = climb(facts, decision, policy)
     assert second is not None and (second.target, second.level) == ("supervisors", 2)

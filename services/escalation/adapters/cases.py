@@ -3,6 +3,7 @@ announces (``kefu.escalations.v1``, and the routing command that moves the conta
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,14 +23,23 @@ class UnknownCase(LookupError):
     """No case has that id."""
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Where a case sends its contact: the target, its router group and queue, at what level and priority."""
+
+    target: str
+    group: str
+    queue: str | None
+    level: int
+    priority: int
+
+
 async def open_case(
     conn: AsyncConnection,
     *,
     contact_id: uuid.UUID,
     trigger: str,
-    target: str,
-    level: int,
-    priority: int,
+    move: Move,
     reason: str,
     evidence: dict[str, Any],
     actor: str,
@@ -43,10 +53,10 @@ async def open_case(
             id=case_id,
             contact_id=contact_id,
             trigger=trigger,
-            target=target,
-            level=level,
+            target=move.target,
+            level=move.level,
             status=EscalationStatus.OPEN.value,
-            priority=priority,
+            priority=move.priority,
             reason=reason,
             evidence=json.dumps(evidence, ensure_ascii=False),
             created_by=actor,
@@ -59,24 +69,64 @@ async def open_case(
     if created.first() is None:
         return None
     await _audit(conn, case_id, actor, "open", reason, now)
+    await _announce(conn, case_id, contact_id, trigger, move, EscalationStatus.OPEN, reason, now)
+    return case_id
+
+
+async def climb(conn: AsyncConnection, case_id: uuid.UUID, move: Move, *, reason: str, now: datetime) -> None:
+    """Move an open case up a level: a new target and priority, an audit entry, and the contact moved again."""
+    row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().one()
+    await conn.execute(
+        update(cases)
+        .where(cases.c.id == case_id)
+        .values(target=move.target, level=move.level, priority=move.priority, updated_at=now)
+    )
+    await _audit(conn, case_id, "policy", "climb", reason, now)
+    await _announce(conn, case_id, row["contact_id"], row["trigger"], move, EscalationStatus.OPEN, reason, now)
+
+
+async def find(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> dict[str, Any] | None:
+    """The case of ``contact_id`` for ``trigger``, locked until the transaction ends; None when there is none."""
+    row = (
+        (
+            await conn.execute(
+                select(cases).where(cases.c.contact_id == contact_id, cases.c.trigger == trigger).with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _view(row)
+
+
+async def _announce(
+    conn: AsyncConnection,
+    case_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    trigger: str,
+    move: Move,
+    status: EscalationStatus,
+    reason: str,
+    now: datetime,
+) -> None:
     command = RoutingCommand(
         command_id=uuid.uuid4(),
         type=RoutingCommandType.ESCALATE,
         issued_at=now,
         contact_id=contact_id,
-        target_group=target,
-        priority=priority,
-        reason=f"{trigger}: {reason}",
+        target_group=move.group,
+        target_queue_id=move.queue,
+        priority=move.priority,
+        reason=f"{trigger}: {reason}"[:1024],
     )
     await add(
         conn,
         outbox,
         [
-            _event_row(case_id, contact_id, trigger, target, level, EscalationStatus.OPEN, reason, now),
+            _event_row(case_id, contact_id, trigger, move.target, move.level, status, reason, now),
             outbox_row(ROUTING_COMMANDS, str(contact_id), command.model_dump_json()),
         ],
     )
-    return case_id
 
 
 async def act(
@@ -173,6 +223,6 @@ def _event_row(
         level=level,
         status=status,
         occurred_at=now,
-        reason=reason,
+        reason=reason[:1024],
     )
     return outbox_row(ESCALATIONS, str(contact_id), event.model_dump_json())

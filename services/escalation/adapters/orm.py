@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -13,7 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from kefu.db import metadata as schema_metadata
 from kefu.outbox import outbox_table
@@ -98,6 +99,37 @@ case_audit = Table(
     Column("actor", String(256), nullable=False),
     Column("action", String(32), nullable=False),
     Column("detail", Text, nullable=False, server_default=text("''")),
+)
+
+contact_facts = Table(
+    "contact_facts",
+    metadata,
+    Column("contact_id", UUID(as_uuid=True), primary_key=True, comment="the router's contact id"),
+    Column("conversation_key", String(512), nullable=False, comment="maps later messages to the open contact"),
+    Column("customer_key", String(300), comment="customer:<router id>, ext:<external id> or <channel>:<platform id>"),
+    Column("queue", String(128), nullable=False, server_default=text("''"), comment="'' until the router queues it"),
+    Column("tier", String(64), nullable=False, server_default=text("'standard'")),
+    Column("status", String(32), nullable=False, server_default=text("'waiting'")),
+    Column("owning_tam", String(128)),
+    Column("category", String(128)),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("first_answered_at", DateTime(timezone=True)),
+    Column("transfers", Integer, nullable=False, server_default=text("0")),
+    Column("fired", ARRAY(String(128)), nullable=False, server_default=text("'{}'"), comment="triggers fired once"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index("ix_contact_facts_conversation", "conversation_key"),
+    Index("ix_contact_facts_customer", "customer_key", "queued_at"),
+)
+
+contact_messages = Table(
+    "contact_messages",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True, comment="applied once: the contact event's id"),
+    Column("contact_id", UUID(as_uuid=True), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("from_customer", Boolean, nullable=False, server_default=text("true")),
+    Index("ix_contact_messages_contact", "contact_id", "at"),
 )
 
 outbox = outbox_table(metadata)

@@ -5,30 +5,29 @@ from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import RoutingEvent
 from services.escalation.adapters.orm import routing_events
 
 
-async def record_routing_event(engine: AsyncEngine, event: RoutingEvent) -> bool:
-    """Store ``event`` once; False if it was already stored (a redelivery)."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            insert(routing_events)
-            .values(
-                event_id=event.event_id,
-                type=event.type.value,
-                contact_id=event.contact_id,
-                agent_id=event.agent_id,
-                queue_id=event.queue_id,
-                occurred_at=event.occurred_at,
-                payload=event.model_dump_json(),
-            )
-            .on_conflict_do_nothing()
-            .returning(routing_events.c.event_id)
+async def record_routing_event(conn: AsyncConnection, event: RoutingEvent) -> bool:
+    """Store ``event`` once, in the caller's transaction; False if it was already stored (a redelivery)."""
+    result = await conn.execute(
+        insert(routing_events)
+        .values(
+            event_id=event.event_id,
+            type=event.type.value,
+            contact_id=event.contact_id,
+            agent_id=event.agent_id,
+            queue_id=event.queue_id,
+            occurred_at=event.occurred_at,
+            payload=event.model_dump_json(),
         )
-        return result.first() is not None
+        .on_conflict_do_nothing()
+        .returning(routing_events.c.event_id)
+    )
+    return result.first() is not None
 
 
 async def routing_history(engine: AsyncEngine, *, contact_id: UUID | None, limit: int) -> list[dict[str, Any]]:

@@ -184,8 +184,11 @@ class TimerRunner:
         max_idle: float = 30.0,
         retry_base: float = 1.0,
         retry_max: float = 300.0,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        # called after each commit that fired timers: their handlers' outbox rows are visible only from then on
+        self._committed = committed
         self._batch = batch
         self._max_idle = max_idle
         self._retry_base = retry_base
@@ -282,6 +285,8 @@ class TimerRunner:
 
     def _fired(self, rows: Iterable[Timer]) -> None:
         now = time.time()
+        if self._committed is not None and rows:
+            self._committed()
         for timer in rows:
             self._backoff.pop(timer.id, None)
             FIRED.labels(timer.kind).inc()

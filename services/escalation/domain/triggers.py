@@ -13,6 +13,7 @@ from uuid import UUID
 
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.domain.sla import SlaFacts, sla_clocks
+from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
 
 CLOSED = frozenset({"resolved", "closed", "abandoned"})
 
@@ -62,6 +63,7 @@ class Timer:
     kind: str
     key: str
     due_at: datetime
+    trigger: str | None = None  # an acknowledgement timer's: the case it watches is (contact, trigger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +87,19 @@ def evaluate(facts: ContactFacts, policy: EscalationPolicy, now: datetime) -> Ev
     return out
 
 
+def manual_targets(policy: EscalationPolicy) -> list[str]:
+    """The targets an agent may escalate to by hand: the manual trigger's list, else every declared target."""
+    return list(policy.triggers.manual.allowed_targets) if policy.triggers.manual else sorted(policy.targets)
+
+
 def manual(facts: ContactFacts, policy: EscalationPolicy, *, target: str, reason: str) -> Escalation:
-    """An agent's request to escalate to ``target``; ValueError when the policy does not allow it."""
-    allowed = policy.triggers.manual.allowed_targets if policy.triggers.manual else []
+    """An agent's request to escalate to ``target`` (``TargetNotAllowed``, ``AlreadyEscalated``)."""
+    allowed = manual_targets(policy)
     if target not in allowed:
-        raise ValueError(f"manual escalation to {target!r} is not allowed; allowed targets are {allowed}")
+        raise TargetNotAllowed(f"target must be one of {', '.join(allowed)}, not {target!r}")
     trigger = f"manual.{target}"
     if trigger in facts.fired:
-        raise ValueError(f"the contact was already escalated to {target!r} manually")
+        raise AlreadyEscalated(f"contact {facts.contact_id} was already escalated to {target} by hand")
     return _decide(policy, facts, trigger, target, reason or "requested by an agent")
 
 
@@ -102,9 +109,8 @@ def ack_timer(contact_id: UUID, escalation: Escalation, policy: EscalationPolicy
     if level is None or escalation.warning_only:
         return None
     kind = f"ack.level{escalation.level}"
-    return Timer(
-        kind, f"{contact_id}/{escalation.trigger}/{kind}", opened_at + timedelta(seconds=level.ack_timeout_seconds)
-    )
+    due = opened_at + timedelta(seconds=level.ack_timeout_seconds)
+    return Timer(kind, f"{contact_id}/{escalation.trigger}/{kind}", due, trigger=escalation.trigger)
 
 
 def climb(facts: ContactFacts, escalation: Escalation, policy: EscalationPolicy) -> Escalation | None:

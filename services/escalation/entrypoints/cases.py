@@ -13,21 +13,23 @@ from kefu.ops import ApiError
 from services.escalation.adapters import cases
 from services.escalation.bootstrap import Escalation
 from services.escalation.domain.cases import Action, CaseClosed
+from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
 
 router = APIRouter(prefix="/v1", tags=["escalations"])
-
-TARGETS = ("engineers", "tam", "crisis", "supervisors")
-"""Who may take over; the escalation policy maps each to router groups and queues."""
-MANUAL_PRIORITY = 50
 
 
 class ManualEscalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     contact_id: uuid.UUID = Field(description="The contact to escalate.")
-    target: str = Field(description=f"Who must take over: one of {', '.join(TARGETS)}.", examples=["engineers"])
+    target: str = Field(
+        max_length=64,
+        description="Who must take over: a target the policy allows by hand (its manual trigger's allowed_targets, "
+        "else any declared target); an unknown one gets a 422 naming the allowed ones.",
+        examples=["engineers"],
+    )
     reason: str = Field(min_length=1, max_length=1024, examples=["客户设备反复报错 E4，一线无法解决"])
     evidence: dict[str, Any] = Field(default_factory=dict, description="Anything that shows why (message ids…).")
-    priority: int = Field(default=MANUAL_PRIORITY, ge=0, le=1000)
+    priority: int | None = Field(default=None, ge=0, le=1000, description="The target's priority when absent.")
 
 
 class Note(BaseModel):
@@ -42,29 +44,22 @@ def _escalation(request: Request) -> Escalation:
 
 @router.post("/escalations", status_code=201, summary="Escalate a contact by hand (agents and supervisors)")
 async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dict[str, Any]:
-    if body.target not in TARGETS:
-        raise ApiError(422, "unknown_target", f"target must be one of {', '.join(TARGETS)}, not {body.target!r}")
     escalation = _escalation(request)
-    async with escalation.engine.begin() as conn:
-        case_id = await cases.open_case(
-            conn,
+    try:
+        case_id = await escalation.escalator.escalate_by_hand(
             contact_id=body.contact_id,
-            trigger=f"manual:{body.target}",
             target=body.target,
-            level=1,
-            priority=body.priority,
             reason=body.reason,
             evidence=body.evidence,
+            priority=body.priority,
             actor=who.name,
-            now=datetime.now(UTC),
         )
-        if case_id is None:
-            raise ApiError(
-                409, "already_escalated", f"contact {body.contact_id} was already escalated to {body.target}"
-            )
-        found = await cases.get(conn, case_id)
-    escalation.relay.wake()
-    return found
+    except TargetNotAllowed as exc:
+        raise ApiError(422, "unknown_target", str(exc)) from exc
+    except AlreadyEscalated as exc:
+        raise ApiError(409, "already_escalated", str(exc)) from exc
+    async with escalation.engine.connect() as conn:
+        return await cases.get(conn, case_id)
 
 
 @router.get("/escalations", summary="Escalation cases, newest first")

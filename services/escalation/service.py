@@ -1,0 +1,232 @@
+"""The escalation service's handlers: contact and routing events, due timers and requests by hand.
+
+Each handler is one transaction: the facts change, the policy engine runs on the new facts, and what it decides
+(cases, routing commands and case events through the outbox, notifications, timers) commits with it or not at
+all. Redelivered events are applied once (their ids are keys), a trigger fires once per contact
+(``contact_facts.fired``, and a unique case per contact and trigger), so replaying a topic changes nothing.
+
+A timer is a wake-up call: when it comes due the engine runs again at its due time (or later) inside the
+timer's transaction, so a contact answered meanwhile produces nothing. An acknowledgement timer climbs its case
+a level when nobody acknowledged it.
+"""
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts import ContactEvent, RoutingEvent
+from contracts.escalations import EscalationStatus
+from services.escalation.adapters import cases, facts
+from services.escalation.adapters.notifier import enqueue
+from services.escalation.adapters.store import record_routing_event
+from services.escalation.adapters.timers import Timer, TimerStore
+from services.escalation.domain import triggers
+from services.escalation.domain.policy import EscalationPolicy
+from services.escalation.domain.triggers import ContactFacts, Escalation, evaluate
+from services.escalation.exceptions import AlreadyEscalated
+
+log = logging.getLogger(__name__)
+
+POLICY = "policy"
+"""The actor the audit trail names for what the policy engine did."""
+
+
+def move(escalation: Escalation) -> cases.Move:
+    """Where ``escalation`` sends the contact."""
+    return cases.Move(escalation.target, escalation.group, escalation.queue, escalation.level, escalation.priority)
+
+
+class Escalator:
+    """Applies events and timers to contact facts and acts on the policy's decisions."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: EscalationPolicy,
+        timers: TimerStore,
+        *,
+        committed: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self.policy = policy
+        self._timers = timers
+        self._committed = committed  # wakes the outbox relay, the notifier and the timer runner
+        self._clock = clock
+
+    async def handle_contact(self, event: ContactEvent) -> None:
+        """A customer message: record it once on its contact, then evaluate the contact."""
+        async with self._engine.begin() as conn:
+            contact_id = await facts.apply_message(conn, event)
+            if contact_id is not None:
+                await self._evaluate(conn, contact_id, self._clock())
+        self._committed()
+
+    async def handle_routing(self, event: RoutingEvent) -> None:
+        """A routing step: fold it once into the contact's facts, then evaluate the contact."""
+        async with self._engine.begin() as conn:
+            if not await record_routing_event(conn, event):
+                return
+            await facts.apply_routing(conn, event)
+            if event.type.value in triggers.CLOSED:
+                # nothing can fire for a closed contact; its wake-up calls would find nothing to do
+                await self._timers.cancel_for_contact(event.contact_id, conn=conn)
+            else:
+                await self._evaluate(conn, event.contact_id, self._clock())
+        self._committed()
+
+    async def on_timer(self, timer: Timer, conn: AsyncConnection) -> None:
+        """A due timer, inside the runner's transaction: evaluate again, or climb an unacknowledged case."""
+        if timer.contact_id is None:
+            log.warning("timer %s has no contact; nothing to do", timer.key)
+            return
+        # the database said it is due; this clock may lag a little, and before the due time nothing would fire
+        now = max(self._clock(), timer.due_at)
+        trigger = timer.payload.get("trigger")
+        if timer.kind.startswith("ack.") and isinstance(trigger, str):
+            await self._climb(conn, timer.contact_id, trigger, now)
+        else:
+            await self._evaluate(conn, timer.contact_id, now)
+
+    async def escalate_by_hand(
+        self,
+        *,
+        contact_id: uuid.UUID,
+        target: str,
+        reason: str,
+        evidence: dict[str, Any],
+        priority: int | None,
+        actor: str,
+    ) -> uuid.UUID:
+        """Open a manual case (``TargetNotAllowed``, ``AlreadyEscalated``); return its id."""
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            known = await facts.load(conn, contact_id)
+            # a contact this service has not seen yet (its events still on the way) can be escalated all the same
+            decision = triggers.manual(
+                known or ContactFacts(contact_id, queue="", tier="standard", queued_at=now),
+                self.policy,
+                target=target,
+                reason=reason,
+            )
+            if priority is not None:
+                decision = replace(decision, priority=priority)
+            case_id = await self._open(conn, contact_id, decision, now, actor=actor, evidence=evidence)
+            if case_id is None:
+                raise AlreadyEscalated(f"contact {contact_id} was already escalated to {target}")
+            if known is not None:
+                await facts.mark_fired(conn, contact_id, [decision.trigger])
+        self._committed()
+        return case_id
+
+    async def _evaluate(self, conn: AsyncConnection, contact_id: uuid.UUID, now: datetime) -> None:
+        repeat = self.policy.triggers.repeat_contact
+        since = None if repeat is None else now - timedelta(hours=repeat.within_hours)
+        known = await facts.load(conn, contact_id, customer_contacts_since=since)
+        if known is None:
+            return
+        result = evaluate(known, self.policy, now)
+        for decision in result.escalations:
+            if decision.warning_only:
+                await self._notify(
+                    conn,
+                    decision.target,
+                    f"{contact_id}/{decision.trigger}",
+                    _payload("sla.warning", contact_id, decision, now),
+                )
+            else:
+                await self._open(
+                    conn, contact_id, decision, now, actor=POLICY, evidence={"evidence": decision.evidence}
+                )
+        await facts.mark_fired(conn, contact_id, [d.trigger for d in result.escalations])
+        await self._schedule(conn, contact_id, result.timers)
+
+    async def _open(
+        self,
+        conn: AsyncConnection,
+        contact_id: uuid.UUID,
+        decision: Escalation,
+        now: datetime,
+        *,
+        actor: str,
+        evidence: dict[str, Any],
+    ) -> uuid.UUID | None:
+        reason = decision.evidence
+        if decision.agent is not None:
+            reason = f"{reason} (owning TAM {decision.agent})"
+        case_id = await cases.open_case(
+            conn,
+            contact_id=contact_id,
+            trigger=decision.trigger,
+            move=move(decision),
+            reason=reason,
+            evidence=evidence,
+            actor=actor,
+            now=now,
+        )
+        if case_id is None:
+            return None
+        payload = {**_payload("escalation.opened", contact_id, decision, now), "case_id": str(case_id)}
+        await self._notify(conn, decision.target, f"{case_id}/{decision.level}", payload)
+        timer = triggers.ack_timer(contact_id, decision, self.policy, now)
+        await self._schedule(conn, contact_id, [timer] if timer is not None else [])
+        return case_id
+
+    async def _climb(self, conn: AsyncConnection, contact_id: uuid.UUID, trigger: str, now: datetime) -> None:
+        known = await facts.load(conn, contact_id)  # facts before the case: the order every handler locks in
+        case = await cases.find(conn, contact_id, trigger)
+        if case is None or case["status"] != EscalationStatus.OPEN:
+            return  # acknowledged, resolved or cancelled in time
+        current = Escalation(
+            trigger, case["target"], case["level"], case["target"], "", case["priority"], case["reason"]
+        )
+        facts_now = known or ContactFacts(contact_id, queue="", tier="standard", queued_at=now)
+        nxt = triggers.climb(facts_now, current, self.policy)
+        case_id = uuid.UUID(case["case_id"])
+        if nxt is None:
+            # the top level (or a closed contact): say it again, louder, but nobody is left to climb to
+            payload = {**_payload("escalation.unacknowledged", contact_id, current, now), "case_id": str(case_id)}
+            await self._notify(conn, current.target, f"{case_id}/{current.level}/unacknowledged", payload)
+            return
+        await cases.climb(conn, case_id, move(nxt), reason=nxt.evidence, now=now)
+        payload = {**_payload("escalation.climbed", contact_id, nxt, now), "case_id": str(case_id)}
+        await self._notify(conn, nxt.target, f"{case_id}/{nxt.level}", payload)
+        timer = triggers.ack_timer(contact_id, nxt, self.policy, now)
+        await self._schedule(conn, contact_id, [timer] if timer is not None else [])
+
+    async def _notify(self, conn: AsyncConnection, target: str, message_id: str, payload: dict[str, Any]) -> None:
+        """One notification per webhook of ``target``; the message id makes a replay notify once."""
+        configured = self.policy.targets.get(target)
+        for hook in configured.notify if configured is not None else []:
+            await enqueue(
+                conn, target=hook.name, url=str(hook.url), payload=payload, message_id=f"{message_id}/{hook.name}"
+            )
+
+    async def _schedule(self, conn: AsyncConnection, contact_id: uuid.UUID, timers: Sequence[triggers.Timer]) -> None:
+        for timer in timers:
+            payload = {} if timer.trigger is None else {"trigger": timer.trigger}
+            await self._timers.schedule(
+                timer.key, timer.kind, timer.due_at, contact_id=contact_id, payload=payload, conn=conn
+            )
+
+
+def _payload(kind: str, contact_id: uuid.UUID, decision: Escalation, now: datetime) -> dict[str, Any]:
+    """The body of a notification: what happened, to which contact, who must act and why."""
+    return {
+        "type": kind,
+        "contact_id": str(contact_id),
+        "trigger": decision.trigger,
+        "target": decision.target,
+        "level": decision.level,
+        "priority": decision.priority,
+        "group": decision.group,
+        "queue": decision.queue,
+        "agent": decision.agent,
+        "reason": decision.evidence,
+        "at": now.isoformat(),
+    }
