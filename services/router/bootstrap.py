@@ -22,6 +22,8 @@ from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
 from services.router.domain.config import parse_routing
 from services.router.service import RoutingService
+from services.router.shifts import ShiftKeeper
+from services.router.shifts import run as keep_shifts
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
             ),
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="offer-timeouts"),
+            asyncio.create_task(keep_shifts(ShiftKeeper(service), settings.shift_check_seconds), name="shifts"),
         ]
         for task in router.tasks:
             task.add_done_callback(_report_crash)

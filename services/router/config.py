@@ -9,3 +9,6 @@ class RouterSettings(ServiceSettings):
     port: int = Field(default=8001, ge=1, le=65535)
     consumer_group: str = Field(default="kefu-router", description="Kafka consumer group of the contacts consumer.")
     offer_tick_seconds: float = Field(default=0.5, gt=0, description="How often expired offers are looked for.")
+    shift_check_seconds: float = Field(
+        default=30, gt=0, description="How often agents' shifts are compared with the clock to set their presence."
+    )

@@ -8,7 +8,7 @@ in-memory state and pushed to desktops. A failed transaction leaves memory untou
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
-from services.router.adapters import config_store, customers, repository, stats, timeline
+from services.router.adapters import config_store, customers, repository, shifts, stats, timeline
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, parse_routing
-from services.router.domain.decide import apply, decide
+from services.router.domain.decide import apply, decide, is_due
 from services.router.domain.decisions import (
     Assigned,
     AssignmentCompleted,
@@ -30,6 +30,7 @@ from services.router.domain.decisions import (
     Completed,
     ContactAbandoned,
     ContactArrived,
+    ContactMoved,
     Decision,
     Event,
     OfferAccepted,
@@ -57,6 +58,9 @@ DECISION_SECONDS = Histogram(
     "Time to decide, persist and apply one event",
     buckets=(0.001, 0.005, 0.02, 0.1, 1),
 )
+
+
+DEFAULT_ANSWER_WITHIN_SECONDS = 20
 
 
 def utcnow() -> datetime:
@@ -186,6 +190,8 @@ class RoutingService:
             else:
                 agent.name, agent.groups = config.name, tuple(config.groups)
                 agent.skills, agent.capacity = dict(config.skills), dict(config.capacity)
+            agent.phone_exclusive, agent.max_missed = config.phone_exclusive, config.max_missed_offers
+            agent.wrap_up = timedelta(seconds=config.wrap_up_seconds)
             self.state.reindex()  # which queues the agent may serve has changed
         if agent.presence is Presence.AVAILABLE:
             await self.set_presence(agent.id, Presence.AVAILABLE)  # new skills or slots may take waiting work
@@ -220,11 +226,15 @@ class RoutingService:
         now = self._clock()
         return [stats.live(self.state, queue, now) for queue in self.state.queues.values()]
 
-    async def queue_stats(self, queue_id: str, *, window_minutes: int, answer_within_seconds: int) -> dict[str, Any]:
+    async def queue_stats(
+        self, queue_id: str, *, window_minutes: int, answer_within_seconds: int | None
+    ) -> dict[str, Any]:
         """A queue now and over the last ``window_minutes``, with the estimated wait of a new contact."""
         queue = self.state.queues.get(queue_id)
         if queue is None:
             raise UnknownQueue(f"no queue {queue_id!r}")
+        if answer_within_seconds is None:
+            answer_within_seconds = round(queue.service_level_seconds or DEFAULT_ANSWER_WITHIN_SECONDS)
         now = self._clock()
         current = stats.live(self.state, queue, now)
         async with self._engine.connect() as conn:
@@ -248,16 +258,62 @@ class RoutingService:
         await self._require_pending(offer_id)
         await self._run(OfferDeclined(offer_id, agent_id))
 
-    async def complete(self, assignment_id: UUID, agent_id: str | None) -> None:
+    async def complete(
+        self,
+        assignment_id: UUID,
+        agent_id: str | None,
+        *,
+        disposition: str | None = None,
+        resolved: bool | None = None,
+    ) -> None:
         """Complete an open assignment: as its agent, or (``agent_id`` None) as a supervisor."""
         assignment = self.state.assignments.get(assignment_id)
         acting = agent_id if agent_id is not None else (assignment.agent_id if assignment else "")
-        await self._run(AssignmentCompleted(assignment_id, acting))
+        await self._run(AssignmentCompleted(assignment_id, acting, disposition, resolved))
+
+    async def transfer(self, assignment_id: UUID, agent_id: str | None, target: "TransferTarget") -> ContactRef:
+        """Transfer an open assignment to a queue or an agent: the contact waits again, its history kept.
+
+        ``agent_id`` is the transferring agent (None: a supervisor). To an agent, the contact waits for that agent
+        for ``target.wait_seconds``, then anyone eligible in the queue takes it.
+        """
+        assignment = self.state.assignments.get(assignment_id)
+        if assignment is None:
+            raise UnknownAssignment(f"no open assignment {assignment_id}")
+        if agent_id is not None and assignment.agent_id != agent_id:
+            raise NotYours(f"assignment {assignment_id} belongs to another agent")
+        if target.agent_id is not None and target.agent_id not in self.state.agents:
+            raise UnknownAgent(f"no agent {target.agent_id!r}")
+        queue_id = target.queue_id or assignment.contact.queue_id
+        until = self._clock() + timedelta(seconds=target.wait_seconds) if target.agent_id else None
+        reason = target.reason or (f"transferred to {target.agent_id}" if target.agent_id else f"transferred to {queue_id}")
+        moved = ContactMoved(
+            assignment.contact.id,
+            queue_id,
+            reason,
+            priority=target.priority,
+            agent_id=agent_id,
+            preferred_agent=target.agent_id,
+            prefer_until=until,
+        )
+        await self._run(moved)
+        return self._where(assignment.contact.id)
+
+    async def move(self, contact_id: UUID, queue_id: str, reason: str, priority: int | None = None) -> ContactRef:
+        """Move a waiting or assigned contact to ``queue_id`` (a supervisor, or an escalation command)."""
+        await self._run(ContactMoved(contact_id, queue_id, reason, priority=priority))
+        return self._where(contact_id)
+
+    def _where(self, contact_id: UUID) -> ContactRef:
+        waiting = self.state.waiting.get(contact_id)
+        if waiting is not None:
+            return waiting.ref
+        return next(a.contact for a in self.state.assignments.values() if a.contact.id == contact_id)
 
     async def tick(self) -> None:
-        """Expire the offers whose time is up."""
-        now = self._clock()
-        if next(self.state.index().expiring(now), None) is not None:
+        """Act on whatever came due: offers expire, wrap-ups end, queues open or close, bullseye steps widen,
+        overflows and preferences end."""
+        if is_due(self.state, self._clock()):
             await self._run(ClockTicked())
 
     async def _require_pending(self, offer_id: UUID) -> None:
@@ -317,6 +373,11 @@ class RoutingService:
             found = await customers.view(conn, customer_id)
         assert found is not None
         return found
+
+    async def stored_shifts(self) -> dict[str, dict[str, Any]]:
+        """Agent id -> shift (as stored JSON) for every agent with one."""
+        async with self._engine.connect() as conn:
+            return await shifts.stored(conn)
 
     # ---- contact creation: classification and sticky preference ----
 
