@@ -1,8 +1,9 @@
 """Escalation cases: manual escalation from an agent desktop, the case list, and acknowledge / resolve / cancel."""
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,7 @@ from services.escalation.domain.cases import Action, CaseClosed
 from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
 
 router = APIRouter(prefix="/v1", tags=["escalations"])
+T = TypeVar("T")
 
 
 class ManualEscalation(BaseModel):
@@ -87,10 +89,9 @@ async def act(
 ) -> dict[str, Any]:
     escalation = _escalation(request)
     async with escalation.engine.begin() as conn:
+        note = body.note if body else ""
         try:
-            await cases.act(
-                conn, case_id, action, actor=who.name, note=body.note if body else "", now=datetime.now(UTC)
-            )
+            await _found(cases.act(conn, case_id, action, actor=who.name, note=note, now=datetime.now(UTC)))
         except CaseClosed as exc:
             raise ApiError(409, "case_closed", str(exc)) from exc
         found = await _found(cases.get(conn, case_id))
@@ -98,9 +99,9 @@ async def act(
     return found
 
 
-async def _found(lookup: Any) -> dict[str, Any]:
+async def _found(lookup: Awaitable[T]) -> T:
+    """The lookup's result; an unknown case is a 404 that names it."""
     try:
-        found: dict[str, Any] = await lookup
+        return await lookup
     except cases.UnknownCase as exc:
         raise ApiError(404, "unknown_case", str(exc)) from exc
-    return found
