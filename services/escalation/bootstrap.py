@@ -22,7 +22,7 @@ from services.escalation.adapters.orm import outbox
 from services.escalation.adapters.timers import TimerRunner, TimerStore
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
-from services.escalation.service import Escalator
+from services.escalation.service import Committed, Escalator
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,11 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
 
     runner = TimerRunner(engine, committed=outbound)
 
-    def committed() -> None:
-        outbound()
-        runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
+    def committed(tx: Committed) -> None:
+        if tx.outbound:
+            outbound()
+        if tx.new_timers:
+            runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
     escalator = Escalator(engine, policy, TimerStore(engine), committed=committed)
     escalation = Escalation(settings, engine, producer, tokens, relay, escalator)

@@ -13,7 +13,7 @@ a level when nobody acknowledged it.
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from contracts.escalations import EscalationStatus
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
 from services.escalation.adapters.store import record_routing_event
-from services.escalation.adapters.timers import Timer, TimerStore
+from services.escalation.adapters.timers import Timer, TimerStore, timer_row
 from services.escalation.domain import triggers
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.domain.triggers import ContactFacts, Escalation, evaluate
@@ -41,6 +41,15 @@ def move(escalation: Escalation) -> cases.Move:
     return cases.Move(escalation.target, escalation.group, escalation.queue, escalation.level, escalation.priority)
 
 
+@dataclass
+class Committed:
+    """What one transaction wrote that someone must be woken for, once it has committed."""
+
+    conn: AsyncConnection
+    outbound: bool = False  # case events, routing commands or notifications: the relay and the notifier
+    new_timers: int = 0  # timers created: one may be due before the runner's next look
+
+
 class Escalator:
     """Applies events and timers to contact facts and acts on the policy's decisions."""
 
@@ -50,26 +59,28 @@ class Escalator:
         policy: EscalationPolicy,
         timers: TimerStore,
         *,
-        committed: Callable[[], None] = lambda: None,
+        committed: Callable[[Committed], None] = lambda _: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
         self.policy = policy
         self._timers = timers
-        self._committed = committed  # wakes the outbox relay, the notifier and the timer runner
+        self._committed = committed  # wakes the outbox relay and the notifier, or the timer runner, as needed
         self._clock = clock
 
     async def handle_contact(self, event: ContactEvent) -> None:
         """A customer message: record it once on its contact, then evaluate the contact."""
         async with self._engine.begin() as conn:
+            tx = Committed(conn)
             contact_id = await facts.apply_message(conn, event)
             if contact_id is not None:
-                await self._evaluate(conn, contact_id, self._clock())
-        self._committed()
+                await self._evaluate(tx, contact_id, self._clock())
+        self._committed(tx)
 
     async def handle_routing(self, event: RoutingEvent) -> None:
         """A routing step: fold it once into the contact's facts, then evaluate the contact."""
         async with self._engine.begin() as conn:
+            tx = Committed(conn)
             if not await record_routing_event(conn, event):
                 return
             await facts.apply_routing(conn, event)
@@ -77,11 +88,14 @@ class Escalator:
                 # nothing can fire for a closed contact; its wake-up calls would find nothing to do
                 await self._timers.cancel_for_contact(event.contact_id, conn=conn)
             else:
-                await self._evaluate(conn, event.contact_id, self._clock())
-        self._committed()
+                await self._evaluate(tx, event.contact_id, self._clock())
+        self._committed(tx)
 
     async def on_timer(self, timer: Timer, conn: AsyncConnection) -> None:
-        """A due timer, inside the runner's transaction: evaluate again, or climb an unacknowledged case."""
+        """A due timer, inside the runner's transaction: evaluate again, or climb an unacknowledged case.
+
+        The runner wakes the outbox relay and the notifier after its commit, and looks for its own next timer.
+        """
         if timer.contact_id is None:
             log.warning("timer %s has no contact; nothing to do", timer.key)
             return
@@ -89,9 +103,9 @@ class Escalator:
         now = max(self._clock(), timer.due_at)
         trigger = timer.payload.get("trigger")
         if timer.kind.startswith("ack.") and isinstance(trigger, str):
-            await self._climb(conn, timer.contact_id, trigger, now)
+            await self._climb(Committed(conn), timer.contact_id, trigger, now)
         else:
-            await self._evaluate(conn, timer.contact_id, now)
+            await self._evaluate(Committed(conn), timer.contact_id, now)
 
     async def escalate_by_hand(
         self,
@@ -106,6 +120,7 @@ class Escalator:
         """Open a manual case (``TargetNotAllowed``, ``AlreadyEscalated``); return its id."""
         now = self._clock()
         async with self._engine.begin() as conn:
+            tx = Committed(conn)
             known = await facts.load(conn, contact_id)
             # a contact this service has not seen yet (its events still on the way) can be escalated all the same
             decision = triggers.manual(
@@ -116,39 +131,37 @@ class Escalator:
             )
             if priority is not None:
                 decision = replace(decision, priority=priority)
-            case_id = await self._open(conn, contact_id, decision, now, actor=actor, evidence=evidence)
+            case_id = await self._open(tx, contact_id, decision, now, actor=actor, evidence=evidence)
             if case_id is None:
                 raise AlreadyEscalated(f"contact {contact_id} was already escalated to {target}")
             if known is not None:
                 await facts.mark_fired(conn, contact_id, [decision.trigger])
-        self._committed()
+        self._committed(tx)
         return case_id
 
-    async def _evaluate(self, conn: AsyncConnection, contact_id: uuid.UUID, now: datetime) -> None:
+    async def _evaluate(self, tx: Committed, contact_id: uuid.UUID, now: datetime) -> None:
         repeat = self.policy.triggers.repeat_contact
         since = None if repeat is None else now - timedelta(hours=repeat.within_hours)
-        known = await facts.load(conn, contact_id, customer_contacts_since=since)
+        known = await facts.load(tx.conn, contact_id, customer_contacts_since=since)
         if known is None:
             return
         result = evaluate(known, self.policy, now)
         for decision in result.escalations:
             if decision.warning_only:
                 await self._notify(
-                    conn,
+                    tx,
                     decision.target,
                     f"{contact_id}/{decision.trigger}",
                     _payload("sla.warning", contact_id, decision, now),
                 )
             else:
-                await self._open(
-                    conn, contact_id, decision, now, actor=POLICY, evidence={"evidence": decision.evidence}
-                )
-        await facts.mark_fired(conn, contact_id, [d.trigger for d in result.escalations])
-        await self._schedule(conn, contact_id, result.timers)
+                await self._open(tx, contact_id, decision, now, actor=POLICY, evidence={"evidence": decision.evidence})
+        await facts.mark_fired(tx.conn, contact_id, [d.trigger for d in result.escalations])
+        await self._schedule(tx, contact_id, result.timers)
 
     async def _open(
         self,
-        conn: AsyncConnection,
+        tx: Committed,
         contact_id: uuid.UUID,
         decision: Escalation,
         now: datetime,
@@ -160,7 +173,7 @@ class Escalator:
         if decision.agent is not None:
             reason = f"{reason} (owning TAM {decision.agent})"
         case_id = await cases.open_case(
-            conn,
+            tx.conn,
             contact_id=contact_id,
             trigger=decision.trigger,
             move=move(decision),
@@ -171,15 +184,16 @@ class Escalator:
         )
         if case_id is None:
             return None
+        tx.outbound = True
         payload = {**_payload("escalation.opened", contact_id, decision, now), "case_id": str(case_id)}
-        await self._notify(conn, decision.target, f"{case_id}/{decision.level}", payload)
+        await self._notify(tx, decision.target, f"{case_id}/{decision.level}", payload)
         timer = triggers.ack_timer(contact_id, decision, self.policy, now)
-        await self._schedule(conn, contact_id, [timer] if timer is not None else [])
+        await self._schedule(tx, contact_id, [timer] if timer is not None else [])
         return case_id
 
-    async def _climb(self, conn: AsyncConnection, contact_id: uuid.UUID, trigger: str, now: datetime) -> None:
-        known = await facts.load(conn, contact_id)  # facts before the case: the order every handler locks in
-        case = await cases.find(conn, contact_id, trigger)
+    async def _climb(self, tx: Committed, contact_id: uuid.UUID, trigger: str, now: datetime) -> None:
+        known = await facts.load(tx.conn, contact_id)  # facts before the case: the order every handler locks in
+        case = await cases.find(tx.conn, contact_id, trigger)
         if case is None or case["status"] != EscalationStatus.OPEN:
             return  # acknowledged, resolved or cancelled in time
         current = Escalation(
@@ -191,28 +205,33 @@ class Escalator:
         if nxt is None:
             # the top level (or a closed contact): say it again, louder, but nobody is left to climb to
             payload = {**_payload("escalation.unacknowledged", contact_id, current, now), "case_id": str(case_id)}
-            await self._notify(conn, current.target, f"{case_id}/{current.level}/unacknowledged", payload)
+            await self._notify(tx, current.target, f"{case_id}/{current.level}/unacknowledged", payload)
             return
-        await cases.climb(conn, case_id, move(nxt), reason=nxt.evidence, now=now)
+        await cases.climb(tx.conn, case_id, move(nxt), reason=nxt.evidence, now=now)
+        tx.outbound = True
         payload = {**_payload("escalation.climbed", contact_id, nxt, now), "case_id": str(case_id)}
-        await self._notify(conn, nxt.target, f"{case_id}/{nxt.level}", payload)
+        await self._notify(tx, nxt.target, f"{case_id}/{nxt.level}", payload)
         timer = triggers.ack_timer(contact_id, nxt, self.policy, now)
-        await self._schedule(conn, contact_id, [timer] if timer is not None else [])
+        await self._schedule(tx, contact_id, [timer] if timer is not None else [])
 
-    async def _notify(self, conn: AsyncConnection, target: str, message_id: str, payload: dict[str, Any]) -> None:
+    async def _notify(self, tx: Committed, target: str, message_id: str, payload: dict[str, Any]) -> None:
         """One notification per webhook of ``target``; the message id makes a replay notify once."""
         configured = self.policy.targets.get(target)
         for hook in configured.notify if configured is not None else []:
+            tx.outbound = True
             await enqueue(
-                conn, target=hook.name, url=str(hook.url), payload=payload, message_id=f"{message_id}/{hook.name}"
+                tx.conn, target=hook.name, url=str(hook.url), payload=payload, message_id=f"{message_id}/{hook.name}"
             )
 
-    async def _schedule(self, conn: AsyncConnection, contact_id: uuid.UUID, timers: Sequence[triggers.Timer]) -> None:
-        for timer in timers:
-            payload = {} if timer.trigger is None else {"trigger": timer.trigger}
-            await self._timers.schedule(
-                timer.key, timer.kind, timer.due_at, contact_id=contact_id, payload=payload, conn=conn
+    async def _schedule(self, tx: Committed, contact_id: uuid.UUID, timers: Sequence[triggers.Timer]) -> None:
+        rows = [
+            timer_row(
+                t.key, t.kind, t.due_at, contact_id=contact_id, payload={"trigger": t.trigger} if t.trigger else {}
             )
+            for t in timers
+        ]
+        # most evaluations schedule timers that exist already; only a new one may be due before the runner wakes
+        tx.new_timers += await self._timers.schedule_all(tx.conn, rows)
 
 
 def _payload(kind: str, contact_id: uuid.UUID, decision: Escalation, now: datetime) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,6 +95,29 @@ def _timer(row: Row[*tuple[Any, ...]]) -> Timer:
     )
 
 
+def timer_row(
+    key: str,
+    kind: str,
+    due_at: datetime,
+    *,
+    contact_id: uuid.UUID | None = None,
+    case_id: uuid.UUID | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One timer for ``TimerStore.schedule_all``."""
+    if due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    return {
+        "id": uuid.uuid4(),
+        "key": key,
+        "kind": kind,
+        "due_at": due_at,
+        "contact_id": contact_id,
+        "case_id": case_id,
+        "payload": json.dumps(dict(payload or {}), sort_keys=True, default=str),
+    }
+
+
 class TimerStore:
     """Schedules and cancels timers; ``wake`` (a runner's) is called after a schedule it committed itself."""
 
@@ -118,29 +141,28 @@ class TimerStore:
         With ``conn`` the timer joins the caller's transaction, and the caller wakes the runner after
         its commit (waking earlier would let the runner look before the row is visible).
         """
-        if due_at.tzinfo is None:
-            raise ValueError("due_at must be timezone-aware")
-        statement = (
-            insert(timers)
-            .values(
-                id=uuid.uuid4(),
-                key=key,
-                kind=kind,
-                due_at=due_at,
-                contact_id=contact_id,
-                case_id=case_id,
-                payload=json.dumps(dict(payload or {}), sort_keys=True, default=str),
-            )
-            .on_conflict_do_nothing(index_elements=[timers.c.key])
-            .returning(timers.c.id)
-        )
+        row = timer_row(key, kind, due_at, contact_id=contact_id, case_id=case_id, payload=payload)
         if conn is not None:
-            return (await conn.execute(statement)).first() is not None
+            return await self.schedule_all(conn, [row]) > 0
         async with self._engine.begin() as own:
-            created = (await own.execute(statement)).first() is not None
+            created = await self.schedule_all(own, [row]) > 0
         if created and self._wake is not None:
             self._wake()
         return created
+
+    @staticmethod
+    async def schedule_all(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
+        """Schedule ``rows`` (from ``timer_row``) in one statement of the caller's transaction, each unless its
+        key exists; return how many this call created (the caller wakes the runner after its commit if any)."""
+        if not rows:
+            return 0
+        statement = (
+            insert(timers)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=[timers.c.key])
+            .returning(timers.c.id)
+        )
+        return len((await conn.execute(statement)).all())
 
     async def cancel(self, key: str, *, conn: AsyncConnection | None = None) -> bool:
         """Cancel the pending timer ``key``; False if there is none (unknown, fired or cancelled)."""
