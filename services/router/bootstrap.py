@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import CONTACTS, ContactEvent
+from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, RoutingCommand
 from kefu import db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
 from kefu.config_file import ConfigError, load_section
@@ -51,6 +51,10 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)
+    # a group of its own: members of one group subscribed to different topics make every rebalance wait on both
+    commands = kafka.create_consumer(
+        settings.kafka_bootstrap, ROUTING_COMMANDS, group_id=f"{settings.consumer_group}-commands"
+    )
     feed = AgentFeed()
     relay = OutboxRelay(engine, outbox, producer)
     service = RoutingService(engine=engine, config=config, feed=feed, on_commit=relay.wake)
@@ -59,12 +63,16 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
         await service.start(config_text, settings.config_path)
         await producer.start()
         await consumer.start()
+        await commands.start()
         router.tasks = [
             asyncio.create_task(
                 kafka.consume(consumer, producer, ContactEvent, service.handle_contact), name="consume"
             ),
+            asyncio.create_task(
+                kafka.consume(commands, producer, RoutingCommand, service.handle_command), name="commands"
+            ),
             asyncio.create_task(relay.run(), name="outbox"),
-            asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="offer-timeouts"),
+            asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="timers"),
             asyncio.create_task(keep_shifts(ShiftKeeper(service), settings.shift_check_seconds), name="shifts"),
         ]
         for task in router.tasks:
@@ -75,6 +83,7 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
             task.cancel()
         await asyncio.gather(*router.tasks, return_exceptions=True)
         await consumer.stop()
+        await commands.stop()
         await producer.stop()
         await engine.dispose()
 
@@ -85,7 +94,7 @@ async def _tick(service: RoutingService, every: float) -> None:
         try:
             await service.tick()
         except Exception:
-            log.exception("expiring offers failed; will retry")
+            log.exception("acting on due timers failed; will retry")
 
 
 def _report_crash(task: "asyncio.Task[None]") -> None:

@@ -8,7 +8,8 @@ in-memory state and pushed to desktops. A failed transaction leaves memory untou
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import CONTACTS, Channel, ContactEvent, ContactEventKind
+from contracts import CONTACTS, ROUTING_COMMANDS, Channel, ContactEvent, ContactEventKind, RoutingCommand
 from services.router.adapters import config_store, customers, repository, shifts, stats, timeline
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import offers
@@ -41,7 +42,9 @@ from services.router.domain.decisions import (
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
 from services.router.exceptions import (
+    NotYours,
     UnknownAgent,
+    UnknownAssignment,
     UnknownContact,
     UnknownCustomer,
     UnknownOffer,
@@ -52,7 +55,20 @@ from services.router.views import assignment_view, offer_view
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class TransferTarget:
+    """Where a transfer sends a contact: a queue (the current one when absent), an agent, or both."""
+
+    queue_id: str | None = None
+    agent_id: str | None = None
+    wait_seconds: float = 120.0  # how long a contact transferred to an agent waits for that agent
+    priority: int | None = None
+    reason: str | None = None
+
+
 CONTACTS_APPLIED = Counter("kefu_router_contact_events_total", "Contact events consumed", ["outcome"])
+COMMANDS_APPLIED = Counter("kefu_router_commands_total", "Routing commands consumed", ["outcome"])
 DECISION_SECONDS = Histogram(
     "kefu_router_decision_seconds",
     "Time to decide, persist and apply one event",
@@ -271,7 +287,7 @@ class RoutingService:
         acting = agent_id if agent_id is not None else (assignment.agent_id if assignment else "")
         await self._run(AssignmentCompleted(assignment_id, acting, disposition, resolved))
 
-    async def transfer(self, assignment_id: UUID, agent_id: str | None, target: "TransferTarget") -> ContactRef:
+    async def transfer(self, assignment_id: UUID, agent_id: str | None, target: TransferTarget) -> ContactRef:
         """Transfer an open assignment to a queue or an agent: the contact waits again, its history kept.
 
         ``agent_id`` is the transferring agent (None: a supervisor). To an agent, the contact waits for that agent
@@ -286,7 +302,9 @@ class RoutingService:
             raise UnknownAgent(f"no agent {target.agent_id!r}")
         queue_id = target.queue_id or assignment.contact.queue_id
         until = self._clock() + timedelta(seconds=target.wait_seconds) if target.agent_id else None
-        reason = target.reason or (f"transferred to {target.agent_id}" if target.agent_id else f"transferred to {queue_id}")
+        reason = target.reason or (
+            f"transferred to {target.agent_id}" if target.agent_id else f"transferred to {queue_id}"
+        )
         moved = ContactMoved(
             assignment.contact.id,
             queue_id,
@@ -303,6 +321,36 @@ class RoutingService:
         """Move a waiting or assigned contact to ``queue_id`` (a supervisor, or an escalation command)."""
         await self._run(ContactMoved(contact_id, queue_id, reason, priority=priority))
         return self._where(contact_id)
+
+    async def handle_command(self, command: RoutingCommand) -> None:
+        """Apply a routing command once: move the contact to the target group's queue, at the given priority.
+
+        A command for a contact no longer open, or naming a group no queue serves, is recorded and skipped (logged):
+        redelivering it would change nothing.
+        """
+        async with self._lock:
+            decisions: list[Decision] = []
+            async with self._engine.begin() as conn:
+                if not await repository.mark_applied(conn, command.command_id, ROUTING_COMMANDS):
+                    COMMANDS_APPLIED.labels("duplicate").inc()
+                    return
+                queue_id = command.target_queue_id or self._config.queue_of_group(command.target_group)
+                open_now = command.contact_id in self.state.waiting or any(
+                    a.contact.id == command.contact_id for a in self.state.assignments.values()
+                )
+                if queue_id is None or queue_id not in self.state.queues:
+                    log.warning("routing command %s: no queue for group %r", command.command_id, command.target_group)
+                    outcome = "no_queue"
+                elif not open_now:
+                    outcome = "contact_closed"
+                else:
+                    reason = f"{command.type.value} to {command.target_group}: {command.reason}"
+                    moved = ContactMoved(command.contact_id, queue_id, reason[:1024], priority=command.priority)
+                    decisions = decide(self.state, moved, self._clock())
+                    await repository.persist(conn, decisions)
+                    outcome = "moved"
+            self._committed(decisions)
+            COMMANDS_APPLIED.labels(outcome).inc()
 
     def _where(self, contact_id: UUID) -> ContactRef:
         waiting = self.state.waiting.get(contact_id)

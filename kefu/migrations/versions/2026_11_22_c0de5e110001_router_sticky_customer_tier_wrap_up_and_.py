@@ -62,6 +62,34 @@ def upgrade() -> None:
         schema="router",
     )
     op.add_column("contacts", sa.Column("prefer_until", sa.DateTime(timezone=True), nullable=True), schema="router")
+    op.add_column(
+        "contacts",
+        sa.Column(
+            "queued_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="when it entered its current queue, if moved",
+        ),
+        schema="router",
+    )
+    op.add_column(
+        "agents",
+        sa.Column("phone_exclusive", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        schema="router",
+    )
+    op.add_column(
+        "agents", sa.Column("wrap_up_seconds", sa.Float(), server_default=sa.text("0"), nullable=False), schema="router"
+    )
+    op.add_column(
+        "agents",
+        sa.Column(
+            "max_missed_offers",
+            sa.Integer(),
+            nullable=True,
+            comment="set away after this many expired offers in a row",
+        ),
+        schema="router",
+    )
     op.add_column("contacts", sa.Column("tier", sa.String(length=32), nullable=True), schema="router")
     op.add_column("contacts", sa.Column("owning_tam", sa.String(length=128), nullable=True), schema="router")
     op.add_column(
@@ -101,6 +129,10 @@ def downgrade() -> None:
     op.drop_column("contacts", "owning_tam", schema="router")
     op.drop_column("contacts", "tier", schema="router")
     op.drop_column("contacts", "prefer_until", schema="router")
+    op.drop_column("contacts", "queued_at", schema="router")
+    op.drop_column("agents", "phone_exclusive", schema="router")
+    op.drop_column("agents", "wrap_up_seconds", schema="router")
+    op.drop_column("agents", "max_missed_offers", schema="router")
     op.drop_column("contacts", "preferred_agent", schema="router")
     op.drop_column("assignments", "resolved", schema="router")
     op.drop_column("assignments", "disposition", schema="router")

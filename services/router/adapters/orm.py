@@ -4,6 +4,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -32,6 +33,9 @@ agents = Table(
     Column("idle_since", DateTime(timezone=True), nullable=False),
     Column("missed_offers", Integer, nullable=False, server_default=text("0"), comment="offers let expire in a row"),
     Column("busy_until", DateTime(timezone=True), comment="end of wrap-up: no new offer before"),
+    Column("phone_exclusive", Boolean, nullable=False, server_default=text("false")),
+    Column("wrap_up_seconds", Float, nullable=False, server_default=text("0")),
+    Column("max_missed_offers", Integer, comment="set away after this many expired offers in a row"),
     Column("shift", JSONB, comment="weekly schedule that sets presence; none: presence is set by hand"),
 )
 
@@ -72,6 +76,7 @@ contacts = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("preferred_agent", String(128), comment="sticky routing: waits for this agent until prefer_until"),
     Column("prefer_until", DateTime(timezone=True)),
+    Column("queued_at", DateTime(timezone=True), comment="when it entered its current queue, if moved"),
     Column("tier", String(32)),
     Column("owning_tam", String(128)),
     Column("category", String(128), comment="the classification rule that placed it"),

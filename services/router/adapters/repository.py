@@ -2,7 +2,7 @@
 
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -24,6 +24,7 @@ from services.router.domain.config import AgentConfig
 from services.router.domain.decisions import (
     Abandoned,
     Assigned,
+    Closed,
     Completed,
     Decision,
     Enqueued,
@@ -31,6 +32,7 @@ from services.router.domain.decisions import (
     Offered,
     OfferOutcome,
     PresenceSet,
+    Requeued,
 )
 from services.router.domain.model import (
     Agent,
@@ -124,6 +126,9 @@ async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], no
             "skills": agent.skills,
             "capacity": {str(ch): n for ch, n in agent.capacity.items()},
             "shift": agent.shift.model_dump(mode="json") if agent.shift is not None else None,
+            "phone_exclusive": agent.phone_exclusive,
+            "wrap_up_seconds": agent.wrap_up_seconds,
+            "max_missed_offers": agent.max_missed_offers,
         }
         statement = insert(agents).values(
             **values, presence=agent.initial_presence.value, presence_since=now, idle_since=now
@@ -131,7 +136,7 @@ async def upsert_agents(conn: AsyncConnection, configured: list[AgentConfig], no
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[agents.c.id],
-                set_={k: statement.excluded[k] for k in ("name", "groups", "skills", "capacity", "shift")},
+                set_={k: statement.excluded[k] for k in values if k != "id"},
             )
         )
 
@@ -149,6 +154,11 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
             presence=Presence(row["presence"]),
             idle_since=row["idle_since"],
             load=Counter(),
+            phone_exclusive=row["phone_exclusive"],
+            wrap_up=timedelta(seconds=row["wrap_up_seconds"]),
+            max_missed=row["max_missed_offers"],
+            missed=row["missed_offers"],
+            busy_until=row["busy_until"],
         )
     refs: dict[uuid.UUID, ContactRef] = {}
     for row in (await conn.execute(select(contacts).where(contacts.c.status.in_(OPEN_STATUSES)))).mappings():
@@ -166,23 +176,34 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
             tier=row["tier"],
             owning_tam=row["owning_tam"],
             category=row["category"],
+            queued_at=row["queued_at"],
         )
         if row["status"] != "assigned":
             state.waiting[row["id"]] = WaitingContact(refs[row["id"]])
+    offers_made: Counter[uuid.UUID] = Counter()
     offer_rows = await conn.execute(
-        select(offers.c.id, offers.c.contact_id, offers.c.agent_id, offers.c.status, offers.c.expires_at).where(
-            offers.c.contact_id.in_(list(state.waiting))
-        )
+        select(
+            offers.c.id,
+            offers.c.contact_id,
+            offers.c.agent_id,
+            offers.c.status,
+            offers.c.created_at,
+            offers.c.expires_at,
+        ).where(offers.c.contact_id.in_(list(refs)))
     )
     for offer_row in offer_rows:
-        waiting = state.waiting[offer_row.contact_id]
-        waiting.offers_made += 1
+        offers_made[offer_row.contact_id] += 1
+        waiting = state.waiting.get(offer_row.contact_id)
+        if waiting is None:
+            continue
         if offer_row.status == "pending":
             waiting.offer_id = offer_row.id
             state.offers[offer_row.id] = Offer(offer_row.id, waiting.ref, offer_row.agent_id, offer_row.expires_at)
             state.agents[offer_row.agent_id].load[waiting.ref.channel] += 1
-        elif offer_row.status != OfferOutcome.ACCEPTED:
-            waiting.declined_by.add(offer_row.agent_id)
+        elif offer_row.status != OfferOutcome.ACCEPTED and offer_row.created_at >= waiting.ref.entered:
+            waiting.declined_by.add(offer_row.agent_id)  # in this queue: a move starts afresh
+    for contact_id, waiting in state.waiting.items():
+        waiting.offers_made = offers_made[contact_id]
     active = await conn.execute(
         select(assignments.c.id, assignments.c.contact_id, assignments.c.agent_id).where(
             assignments.c.status == "active"
@@ -190,7 +211,8 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
     )
     for active_row in active:
         ref = refs[active_row.contact_id]
-        state.assignments[active_row.id] = Assignment(active_row.id, ref, active_row.agent_id)
+        made = offers_made[ref.id]
+        state.assignments[active_row.id] = Assignment(active_row.id, ref, active_row.agent_id, made)
         state.agents[active_row.agent_id].load[ref.channel] += 1
     return state
 
@@ -219,6 +241,12 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 await conn.execute(
                     update(offers).where(offers.c.id == offer_id).values(status=outcome.value, closed_at=at)
                 )
+                if outcome is OfferOutcome.ACCEPTED:
+                    await conn.execute(update(agents).where(agents.c.id == agent_id).values(missed_offers=0))
+                elif outcome is OfferOutcome.EXPIRED:
+                    await conn.execute(
+                        update(agents).where(agents.c.id == agent_id).values(missed_offers=agents.c.missed_offers + 1)
+                    )
                 if outcome is not OfferOutcome.ACCEPTED:
                     await _contact_status(conn, contact.id, "queued")
                     await _agent_idle(conn, agent_id, at)
@@ -250,34 +278,55 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 await conn.execute(
                     update(assignments)
                     .where(assignments.c.id == assignment_id)
-                    .values(status="completed", completed_at=at)
-                )
-                await _contact_status(conn, contact.id, "completed", closed_at=at)
-                await _agent_idle(conn, agent_id, at)
-                events.append(
-                    _event(
-                        RoutingEventType.COMPLETED,
-                        contact,
-                        at,
-                        agent_id=agent_id,
-                        assignment_id=assignment_id,
+                    .values(
+                        status="transferred" if decision.transferred else "completed",
+                        completed_at=at,
+                        disposition=decision.disposition,
+                        resolved=decision.resolved,
                     )
                 )
+                if not decision.transferred:  # a transferred contact goes on waiting (``Requeued`` follows)
+                    await _contact_status(conn, contact.id, "completed", closed_at=at)
+                await _agent_idle(conn, agent_id, at)
+                kind = RoutingEventType.TRANSFERRED if decision.transferred else RoutingEventType.COMPLETED
+                reason = decision.disposition
+                events.append(_event(kind, contact, at, agent_id=agent_id, assignment_id=assignment_id, reason=reason))
             case Abandoned(contact=contact, at=at):
                 await _contact_status(conn, contact.id, "abandoned", closed_at=at)
                 events.append(_event(RoutingEventType.ABANDONED, contact, at, reason="the customer left"))
-            case PresenceSet(agent_id=agent_id, presence=presence, at=at):
-                await _presence(conn, agent_id, presence, at)
+            case PresenceSet(agent_id=agent_id, presence=presence, at=at, until=until):
+                await _presence(conn, agent_id, presence, at, until)
+            case Requeued(new=new, reason=reason, at=at):
+                await conn.execute(
+                    update(contacts)
+                    .where(contacts.c.id == new.id)
+                    .values(
+                        status="queued",
+                        queue_id=new.queue_id,
+                        priority=new.priority,
+                        queued_at=new.queued_at,
+                        preferred_agent=new.preferred_agent,
+                        prefer_until=new.prefer_until,
+                    )
+                )
+                events.append(_event(RoutingEventType.REQUEUED, new, at, reason=reason))
+            case Closed(contact=contact, reason=reason, at=at):
+                await _contact_status(conn, contact.id, "closed", closed_at=at)
+                events.append(_event(RoutingEventType.CLOSED, contact, at, reason=reason))
     await add(conn, outbox, events)
 
 
-async def _presence(conn: AsyncConnection, agent_id: str, presence: Presence, at: datetime) -> None:
-    values: dict[str, Any] = {"presence": presence.value, "presence_since": at}
+async def _presence(
+    conn: AsyncConnection, agent_id: str, presence: Presence, at: datetime, until: datetime | None
+) -> None:
+    values: dict[str, Any] = {"presence": presence.value, "presence_since": at, "busy_until": until}
     statement = update(agents).where(agents.c.id == agent_id)
     if presence is Presence.AVAILABLE:
-        # becoming available starts an idle period; staying available does not restart it
+        # becoming available starts an idle period (and forgets missed offers); staying available does not
         await conn.execute(
-            statement.where(agents.c.presence != Presence.AVAILABLE.value).values(**values, idle_since=at)
+            statement.where(agents.c.presence != Presence.AVAILABLE.value).values(
+                **values, idle_since=at, missed_offers=0
+            )
         )
     else:
         await conn.execute(statement.values(**values))

@@ -42,6 +42,8 @@ class ClockTicked:
 class AssignmentCompleted:
     assignment_id: UUID
     agent_id: str
+    disposition: str | None = None
+    resolved: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,23 @@ class ContactAbandoned:
     """The customer left (a caller hung up) before being served."""
 
     contact_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ContactMoved:
+    """Move a waiting or assigned contact to ``queue_id`` (a transfer, an escalation, a supervisor's move).
+
+    ``agent_id`` is who asks when an agent transfers its own assignment (None: a supervisor or the system);
+    ``preferred_agent`` makes the contact wait for one agent until ``prefer_until`` (a transfer to an agent).
+    """
+
+    contact_id: UUID
+    queue_id: str
+    reason: str
+    priority: int | None = None
+    agent_id: str | None = None
+    preferred_agent: str | None = None
+    prefer_until: datetime | None = None
 
 
 Event = (
@@ -59,6 +78,7 @@ Event = (
     | ClockTicked
     | AssignmentCompleted
     | ContactAbandoned
+    | ContactMoved
 )
 
 # ---- decisions: what the router does, to persist, publish and apply ----
@@ -108,6 +128,8 @@ class PresenceSet:
     agent_id: str
     presence: Presence
     at: datetime
+    until: datetime | None = None  # the end of wrap-up
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +138,9 @@ class Completed:
     contact: ContactRef
     agent_id: str
     at: datetime
+    disposition: str | None = None
+    resolved: bool | None = None
+    transferred: bool = False  # closed because the contact moves on (a transfer or an escalation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +149,53 @@ class Abandoned:
     at: datetime
 
 
-Decision = Enqueued | Offered | OfferClosed | Assigned | PresenceSet | Completed | Abandoned
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The contact moved from ``old``'s queue (or an assignment) to ``new``'s."""
+
+    old: ContactRef
+    new: ContactRef
+    reason: str
+    at: datetime
+    offers_made: int = 0  # offers of the contact so far, so the next offer gets a fresh id
+    exclude: frozenset[str] = frozenset()  # agents not to offer it to (who transferred it)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The contact was closed without service (after hours, with a message for the customer)."""
+
+    contact: ContactRef
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoursChanged:
+    """A queue with business hours opened or closed."""
+
+    queue_id: str
+    open: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimersFired:
+    """Contacts' timers due by ``at`` were acted on (a bullseye step widened, a preference ended…)."""
+
+    at: datetime
+
+
+Decision = (
+    Enqueued
+    | Offered
+    | OfferClosed
+    | Assigned
+    | PresenceSet
+    | Completed
+    | Abandoned
+    | Requeued
+    | Closed
+    | HoursChanged
+    | TimersFired
+)

@@ -11,16 +11,31 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from contracts import Channel
-from services.router.domain.model import Agent, ContactRef, Offer, Presence, RoutingState, WaitingContact
+from services.router.domain.model import (
+    EPOCH,
+    Agent,
+    ContactRef,
+    Offer,
+    Presence,
+    Queue,
+    RoutingPolicy,
+    RoutingState,
+    WaitingContact,
+)
 
 E = TypeVar("E", bound=tuple[Any, ...])
 
-# (idle_since, -proficiency, agent order, version, agent id): longest idle, then most proficient, first
-AgentEntry = tuple[datetime, int, int, int, str]
-# (-priority, enqueued_at, arrival order, contact id): highest priority, then oldest, first
-ContactEntry = tuple[int, datetime, int, UUID]
+# (rank by the queue's policy, two parts — see ``Agent.rank``; agent order, version, agent id): smallest first
+AgentEntry = tuple[Any, Any, int, int, str]
+# (-priority, enqueued_at, arrival order, contact id): highest priority, then oldest, first. In a queue with aging the
+# first item is aging × minutes since EPOCH at enqueue − priority, which orders its contacts alike at any time.
+ContactEntry = tuple[float, datetime, int, UUID]
 # (expires_at, offer order, offer id): soonest deadline first
 ExpiryEntry = tuple[datetime, int, UUID]
+# (due, sequence, contact id, when it entered its queue): a bullseye step, an overflow or a preference ends
+ContactTimer = tuple[datetime, int, UUID, datetime]
+# (busy_until, agent id): wrap-up ends
+WrapUpEntry = tuple[datetime, str]
 
 
 class LazyHeap(Generic[E]):
@@ -76,10 +91,13 @@ class LazyHeap(Generic[E]):
 class RoutingIndex:
     """Ordered views of a ``RoutingState`` for the decision core.
 
-    * per (queue, channel): the agents that are available, have a free slot on that channel and
-      meet the queue's skills, ordered by (idle_since, -proficiency, agent order);
-    * per (queue, channel): the free waiting contacts, ordered by (-priority, enqueued_at, arrival order);
-    * the pending offers by deadline.
+    * per (queue, channel, bullseye step): the agents that are available, have a free slot on that
+      channel and first meet the queue's requirement at that step (members of the queue's group, if it
+      has one), ordered by the queue's policy (longest idle: idle_since, -proficiency) then agent order;
+    * per (queue, channel): the free waiting contacts, ordered by (-priority, enqueued_at, arrival order)
+      (priority with aging, where the queue ages);
+    * the pending offers by deadline; contacts' next bullseye step, overflow or end of preference;
+      agents' end of wrap-up; how many contacts wait in each queue.
 
     The orders end in the position of the agent / contact / offer in the state's dicts, so ties are
     broken exactly as a scan of those dicts would. The hooks (``agent_freed`` …) are called by
@@ -91,13 +109,19 @@ class RoutingIndex:
         self.agent_order: dict[str, int] = {}
         self.agent_version: dict[str, int] = {}
         self.eligible: dict[str, dict[str, int]] = {}  # agent -> queue it may serve -> proficiency
-        self._agents: dict[tuple[str, Channel], LazyHeap[AgentEntry]] = {}
+        self.agent_step: dict[tuple[str, str], int] = {}  # (agent, queue) -> bullseye step it qualifies at, if > 0
+        self._reorders: set[str] = set()  # agents whose rank moves with every offer (policy, exclusivity)
+        self._agents: dict[tuple[str, Channel, int], LazyHeap[AgentEntry]] = {}
         self._dirty: dict[str, Agent] = {}  # agents ``apply`` freed: re-entered once, when it is done
         self.contact_order: dict[UUID, int] = {}
         self.free: dict[UUID, ContactEntry] = {}  # a free contact's one live entry
         self._contacts: dict[tuple[str, Channel], LazyHeap[ContactEntry]] = {}
         self.offer_order: dict[UUID, int] = {}
         self._expiry: LazyHeap[ExpiryEntry] = LazyHeap(lambda e: self.offer_order.get(e[2]) == e[1])
+        self.waiting_in: dict[str, int] = {}  # queue -> contacts waiting there (free or reserved)
+        self._timers: LazyHeap[ContactTimer] = LazyHeap(self._timer_live)
+        self._timer_seq = 0
+        self._wrap_ups: LazyHeap[WrapUpEntry] = LazyHeap(self._wrap_up_live)
         self.next_contact_order = 0
         self._next_offer_order = 0
         self._build_eligibility()
@@ -105,6 +129,7 @@ class RoutingIndex:
             self.agent_order[agent.id] = order
             self.agent_version[agent.id] = 0
             self._push_agent(agent)
+            self.agent_wrapping(agent)
         for waiting in state.waiting.values():
             self.contact_added(waiting)
         for offer in state.offers.values():
@@ -119,25 +144,37 @@ class RoutingIndex:
             for skill, level in agent.skills.items():
                 if level > 0:
                     holders.setdefault(skill, set()).add(agent.id)
+        reordering = {q.id for q in self._state.queues.values() if q.policy in _REORDERING}
         for queue in self._state.queues.values():
-            # only agents holding every required skill can qualify: intersect instead of testing all agents
-            needed = [holders.get(skill, set()) for skill, minimum in queue.skills.items() if minimum > 0]
+            requirements = queue.requirements()
+            # only agents holding every skill of the widest requirement can qualify: intersect instead of testing all
+            needed = [holders.get(skill, set()) for skill, minimum in requirements[-1].items() if minimum > 0]
             candidates = set.intersection(*needed) if needed else set(agents)
             for agent_id in candidates:
-                proficiency = agents[agent_id].proficiency(queue.skills)
-                if proficiency is not None:
-                    self.eligible[agent_id][queue.id] = proficiency
+                agent = agents[agent_id]
+                if queue.group is not None and queue.group not in agent.groups:
+                    continue
+                step = next((i for i, need in enumerate(requirements) if agent.proficiency(need) is not None), None)
+                if step is None:
+                    continue
+                # ranked by the queue's own skills, so a step-0 agent's proficiency is the usual sum
+                self.eligible[agent_id][queue.id] = sum(agent.skills.get(skill, 0) for skill in queue.skills)
+                if step:
+                    self.agent_step[agent_id, queue.id] = step
+                if queue.id in reordering:
+                    self._reorders.add(agent_id)
+        self._reorders |= {a.id for a in agents.values() if a.phone_exclusive}
 
     # -- reading --
 
-    def agent_heap(self, queue_id: str, channel: Channel) -> LazyHeap[AgentEntry] | None:
-        return self._agents.get((queue_id, channel))
+    def agent_heap(self, queue_id: str, channel: Channel, step: int = 0) -> LazyHeap[AgentEntry] | None:
+        return self._agents.get((queue_id, channel, step))
 
     def contact_heap(self, queue_id: str, channel: Channel) -> LazyHeap[ContactEntry] | None:
         return self._contacts.get((queue_id, channel))
 
-    def agents_for(self, queue_id: str, channel: Channel) -> Iterator[AgentEntry]:
-        heap = self._agents.get((queue_id, channel))
+    def agents_for(self, queue_id: str, channel: Channel, step: int = 0) -> Iterator[AgentEntry]:
+        heap = self._agents.get((queue_id, channel, step))
         return iter(heap) if heap is not None else iter(())
 
     def contacts_for(self, queue_id: str, channel: Channel) -> Iterator[ContactEntry]:
@@ -152,12 +189,43 @@ class RoutingIndex:
             if self.offer_order.get(offer_id) == order:
                 yield offer_id
 
+    def due(self) -> datetime | None:
+        """The earliest time something is due: an offer expires, a contact's timer or an agent's wrap-up ends."""
+        for heap in (self._expiry, self._timers, self._wrap_ups):
+            heap.settle()
+        tops = [heap.items[0][0] for heap in (self._expiry, self._timers, self._wrap_ups) if heap.items]
+        return min(tops) if tops else None
+
+    def contacts_due(self, now: datetime) -> Iterator[UUID]:
+        """Waiting contacts whose bullseye step, overflow or preference came due at ``now`` (each once)."""
+        seen: set[UUID] = set()
+        for entry in self._timers:
+            if entry[0] > now:
+                return
+            if entry[2] not in seen and self._timer_live(entry):
+                seen.add(entry[2])
+                yield entry[2]
+
+    def timers_fired(self, at: datetime) -> None:
+        """Contacts' timers due by ``at`` were acted on: they go."""
+        items = self._timers.items
+        while items and items[0][0] <= at:
+            heapq.heappop(items)
+
+    def wrap_ups_due(self, now: datetime) -> Iterator[str]:
+        """Agents whose wrap-up ended at ``now``."""
+        for busy_until, agent_id in self._wrap_ups:
+            if busy_until > now:
+                return
+            if self._wrap_up_live((busy_until, agent_id)):
+                yield agent_id
+
     # -- agents --
 
-    def _agent_heap(self, queue_id: str, channel: Channel) -> LazyHeap[AgentEntry]:
-        heap = self._agents.get((queue_id, channel))
+    def _agent_heap(self, queue_id: str, channel: Channel, step: int) -> LazyHeap[AgentEntry]:
+        heap = self._agents.get((queue_id, channel, step))
         if heap is None:
-            heap = self._agents[queue_id, channel] = LazyHeap(self._agent_live(channel))
+            heap = self._agents[queue_id, channel, step] = LazyHeap(self._agent_live(channel))
         return heap
 
     def _agent_live(self, channel: Channel) -> Callable[[AgentEntry], bool]:
@@ -170,6 +238,7 @@ class RoutingIndex:
                 and versions.get(entry[4]) == entry[3]
                 and agent.presence is available
                 and agent.load[channel] < agent.capacity.get(channel, 0)
+                and not agent.blocked(channel, agent.load)
             )
 
         return live
@@ -177,22 +246,28 @@ class RoutingIndex:
     def _push_agent(self, agent: Agent) -> None:
         if agent.presence is not Presence.AVAILABLE:
             return
-        agent_id, idle_since, load = agent.id, agent.idle_since, agent.load
+        agent_id, load = agent.id, agent.load
         order, version = self.agent_order[agent_id], self.agent_version[agent_id]
-        queues = self.eligible[agent_id]
+        queues, steps, all_queues = self.eligible[agent_id], self.agent_step, self._state.queues
         for channel, slots in agent.capacity.items():
-            if load[channel] >= slots:
+            if load[channel] >= slots or agent.blocked(channel, load):
                 continue
             for queue_id, proficiency in queues.items():
-                self._agent_heap(queue_id, channel).push((idle_since, -proficiency, order, version, agent_id))
+                queue = all_queues[queue_id]
+                if queue.policy is RoutingPolicy.LONGEST_IDLE:  # the common case, without a call
+                    first, second = agent.idle_since, -proficiency
+                else:
+                    first, second = agent.rank(queue, proficiency)
+                step = steps.get((agent_id, queue_id), 0) if steps else 0
+                self._agent_heap(queue_id, channel, step).push((first, second, order, version, agent_id))
 
     def _settle_agent(self, agent: Agent, channels: Iterable[Channel]) -> None:
         # only the agent's own entries died, and every heap's top was live before: only heaps it tops need settling
-        agent_id, heaps = agent.id, self._agents
+        agent_id, heaps, steps = agent.id, self._agents, self.agent_step
         queues = self.eligible[agent_id]
         for channel in channels:
             for queue_id in queues:
-                heap = heaps.get((queue_id, channel))
+                heap = heaps.get((queue_id, channel, steps.get((agent_id, queue_id), 0) if steps else 0))
                 if heap is not None:
                     items = heap.items
                     if items and items[0][4] == agent_id:
@@ -204,8 +279,19 @@ class RoutingIndex:
 
     def agent_busier(self, agent: Agent, channel: Channel) -> None:
         """The agent took a slot on ``channel``; if that was its last, its entries there die."""
-        if agent.id not in self._dirty and agent.load[channel] >= agent.capacity.get(channel, 0):
+        if agent.id in self._reorders:
+            self._dirty[agent.id] = agent  # its rank or its other channels changed too: re-enter it
+        elif agent.id not in self._dirty and agent.load[channel] >= agent.capacity.get(channel, 0):
             self._settle_agent(agent, (channel,))
+
+    def _wrap_up_live(self, entry: WrapUpEntry) -> bool:
+        agent = self._state.agents.get(entry[1])
+        return agent is not None and agent.presence is Presence.WRAP_UP and agent.busy_until == entry[0]
+
+    def agent_wrapping(self, agent: Agent) -> None:
+        """The agent is in wrap-up until ``busy_until`` (if it is)."""
+        if agent.presence is Presence.WRAP_UP and agent.busy_until is not None:
+            self._wrap_ups.push((agent.busy_until, agent.id))
 
     def _reenter_agents(self) -> None:
         # once per ``apply``: an agent freed and given work again in one event is never pushed in between
@@ -224,16 +310,35 @@ class RoutingIndex:
         return heap
 
     def contact_added(self, waiting: WaitingContact) -> None:
-        self.contact_order[waiting.ref.id] = self.next_contact_order
+        ref = waiting.ref
+        self.contact_order[ref.id] = self.next_contact_order
         self.next_contact_order += 1
+        self.waiting_in[ref.queue_id] = self.waiting_in.get(ref.queue_id, 0) + 1
         if waiting.offer_id is None:
-            self.contact_released(waiting.ref)
+            self.contact_released(ref)
+        queue = self._state.queues.get(ref.queue_id)
+        if queue is not None:
+            for due in _timers(queue, ref):
+                self._timers.push((due, self._timer_seq, ref.id, ref.entered))
+                self._timer_seq += 1
 
     def contact_released(self, ref: ContactRef) -> None:
         """The contact is free again, in its original place."""
-        entry = (-ref.priority, ref.enqueued_at, self.contact_order[ref.id], ref.id)
+        entry = (
+            contact_key(self._state.queues.get(ref.queue_id), ref),
+            ref.enqueued_at,
+            self.contact_order[ref.id],
+            ref.id,
+        )
         self.free[ref.id] = entry
         self._contact_heap(ref).push(entry)
+
+    def _entered(self, contact_id: UUID) -> datetime | None:
+        waiting = self._state.waiting.get(contact_id)
+        return waiting.ref.entered if waiting is not None else None
+
+    def _timer_live(self, entry: ContactTimer) -> bool:
+        return entry[3] == self._entered(entry[2])
 
     def contact_reserved(self, ref: ContactRef) -> None:
         self._settle_contact(ref, self.free.pop(ref.id))
@@ -241,10 +346,11 @@ class RoutingIndex:
     def contact_removed(self, ref: ContactRef) -> None:
         entry = self.free.pop(ref.id, None)
         del self.contact_order[ref.id]
+        self.waiting_in[ref.queue_id] -= 1
         if entry is not None:  # a reserved contact's entry died when it was reserved
             self._settle_contact(ref, entry)
 
-    def _settle_contact(self, ref: ContactRef, entry: ContactEntry) -> None:
+    def _settle_contact(self, ref: ContactRef, entry: ContactEntry | None) -> None:
         # only ``entry`` died, below a live top unless it is the top
         heap = self._contacts.get((ref.queue_id, ref.channel))
         if heap is not None and heap.items and heap.items[0] is entry:
@@ -268,3 +374,27 @@ class RoutingIndex:
         if self._dirty:
             self._reenter_agents()
         self.fingerprint = self._state._fingerprint()
+
+
+_REORDERING = frozenset({RoutingPolicy.LEAST_OCCUPIED, RoutingPolicy.ROUND_ROBIN})
+
+
+def contact_key(queue: Queue | None, ref: ContactRef) -> float:
+    """The first item of a contact's entry: −priority, or in an aging queue aging × minutes(enqueued) − priority.
+
+    Effective priority at time t is priority + aging × (t − enqueued), so within one queue this orders contacts
+    as their effective priority does at every t.
+    """
+    if queue is None or not queue.aging_per_minute:
+        return -ref.priority
+    return queue.aging_per_minute * (ref.enqueued_at - EPOCH).total_seconds() / 60 - ref.priority
+
+
+def _timers(queue: Queue, ref: ContactRef) -> list[datetime]:
+    entered = ref.entered
+    due = [entered + step.after for step in queue.bullseye]
+    if queue.overflow_to is not None and queue.overflow_after is not None:
+        due.append(entered + queue.overflow_after)
+    if ref.preferred_agent is not None and ref.prefer_until is not None:
+        due.append(ref.prefer_until)
+    return due

@@ -6,10 +6,11 @@ each decision O(log n) instead of a scan of every agent or waiting contact (see 
 """
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -24,6 +25,34 @@ class Presence(StrEnum):
     AVAILABLE = "available"
     AWAY = "away"
     OFFLINE = "offline"
+    WRAP_UP = "wrap_up"
+
+
+class RoutingPolicy(StrEnum):
+    """How a queue chooses among the agents who may take a contact."""
+
+    LONGEST_IDLE = "longest_idle"
+    MOST_PROFICIENT = "most_proficient"
+    LEAST_OCCUPIED = "least_occupied"
+    ROUND_ROBIN = "round_robin"
+
+
+class Calendar(Protocol):
+    """Business hours (``kefu.calendar.BusinessCalendar``): all the decision core asks of them."""
+
+    def is_open(self, at: datetime) -> bool: ...
+
+
+AfterHours = Literal["hold", "overflow", "close"]
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BullseyeStep:
+    """From ``after`` in the queue on, a contact may go to agents meeting ``skills`` (a wider requirement)."""
+
+    after: timedelta
+    skills: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +65,41 @@ class Queue:
     skills: dict[str, int]
     priority: int
     offer_timeout: timedelta
+    offer_timeouts: Mapping[Channel, timedelta] = field(default_factory=dict)  # per channel, else ``offer_timeout``
+    aging_per_minute: float = 0.0
+    bullseye: tuple[BullseyeStep, ...] = ()
+    overflow_to: str | None = None
+    overflow_after: timedelta | None = None
+    overflow_when_waiting_over: int | None = None
+    hours: Calendar | None = None
+    after_hours: AfterHours = "hold"
+    close_message: str | None = None
+    policy: RoutingPolicy = RoutingPolicy.LONGEST_IDLE
+    auto_accept: bool = False
+    group: str | None = None  # only members of this agent group serve the queue (escalation targets)
+    service_level_seconds: float | None = None  # answer within this: the default threshold of queue stats
+
+    def timeout_for(self, channel: Channel) -> timedelta:
+        return self.offer_timeouts.get(channel, self.offer_timeout)
+
+    def step_after(self, waited: timedelta) -> int:
+        """How many bullseye steps have widened the pool for a contact that waited ``waited`` in this queue."""
+        step = 0
+        for bullseye in self.bullseye:
+            if waited < bullseye.after:
+                break
+            step += 1
+        return step
+
+    def requirements(self) -> list[dict[str, int]]:
+        """The skills required at step 0, 1, … (each bullseye step's requirement)."""
+        return [self.skills, *(step.skills for step in self.bullseye)]
+
+    def effective_priority(self, contact: "ContactRef", now: datetime) -> float:
+        """Base priority plus aging for every minute waited."""
+        if not self.aging_per_minute:
+            return contact.priority
+        return contact.priority + self.aging_per_minute * (now - contact.enqueued_at).total_seconds() / 60
 
 
 @dataclass(slots=True)
@@ -50,6 +114,41 @@ class Agent:
     presence: Presence
     idle_since: datetime
     load: Counter[Channel] = field(default_factory=Counter)
+    phone_exclusive: bool = False  # a call excludes all other work, and other work excludes calls
+    wrap_up: timedelta = timedelta(0)  # after-contact work before the next offer
+    max_missed: int | None = None  # set away after this many offers let expire in a row
+    missed: int = 0
+    busy_until: datetime | None = None  # end of wrap-up
+    last_offered_at: datetime | None = None  # round-robin order
+
+    def blocked(self, channel: Channel, used: Mapping[Channel, int]) -> bool:
+        """Whether phone exclusivity forbids work on ``channel`` given the work in ``used``."""
+        if not self.phone_exclusive:
+            return False
+        if channel is Channel.PHONE:
+            return any(n > 0 for ch, n in used.items() if ch is not Channel.PHONE)
+        return used.get(Channel.PHONE, 0) > 0
+
+    def has_slot(self, channel: Channel) -> bool:
+        """Available, a free slot on ``channel``, and not blocked by exclusivity."""
+        return (
+            self.presence is Presence.AVAILABLE
+            and self.load[channel] < self.capacity.get(channel, 0)
+            and not self.blocked(channel, self.load)
+        )
+
+    def rank(self, queue: Queue, proficiency: int, used: Mapping[Channel, int] | None = None) -> tuple[Any, Any]:
+        """The agent's place among those who may take a contact of ``queue`` (smaller first), by its policy."""
+        policy = queue.policy
+        if policy is RoutingPolicy.LONGEST_IDLE:
+            return self.idle_since, -proficiency
+        if policy is RoutingPolicy.MOST_PROFICIENT:
+            return -proficiency, self.idle_since
+        if policy is RoutingPolicy.LEAST_OCCUPIED:
+            load = self.load if used is None else used
+            slots = sum(self.capacity.values()) or 1
+            return sum(load.values()) / slots, self.idle_since
+        return self.last_offered_at or EPOCH, self.idle_since
 
     def proficiency(self, required: dict[str, int]) -> int | None:
         """Sum of the agent's levels in ``required``, or None if any falls short."""
@@ -80,6 +179,12 @@ class ContactRef:
     tier: str | None = None
     owning_tam: str | None = None
     category: str | None = None
+    queued_at: datetime | None = None  # when it entered its current queue, if moved since it was enqueued
+
+    @property
+    def entered(self) -> datetime:
+        """When the contact entered its current queue: bullseye and overflow count from here."""
+        return self.queued_at or self.enqueued_at
 
 
 @dataclass(slots=True)
@@ -109,6 +214,7 @@ class Assignment:
     id: UUID
     contact: ContactRef
     agent_id: str
+    offers_made: int = 1  # offers of the contact so far: a transfer's next offer gets a fresh id
 
 
 @dataclass(slots=True)
@@ -120,6 +226,7 @@ class RoutingState:
     waiting: dict[UUID, WaitingContact] = field(default_factory=dict)
     offers: dict[UUID, Offer] = field(default_factory=dict)
     assignments: dict[UUID, Assignment] = field(default_factory=dict)
+    hours_open: dict[str, bool] = field(default_factory=dict)  # queues with hours: open at the last tick
     # derived from the fields above, so it is neither shown nor compared
     _index: "RoutingIndex | None" = field(default=None, repr=False, compare=False)
 

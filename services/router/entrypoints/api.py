@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts import Channel
 from kefu.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
@@ -43,11 +43,34 @@ class AgentBody(BaseModel):
     )
     capacity: dict[Channel, int] = Field(default_factory=dict, examples=[{"webchat": 3, "phone": 1}])
     initial_presence: Presence = Field(default=Presence.OFFLINE, description="presence of a new agent")
+    phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work, and vice versa")
+    wrap_up_seconds: float = Field(default=0, ge=0, le=86400, description="after-contact work before the next offer")
+    max_missed_offers: int | None = Field(
+        default=None, ge=1, description="set away after letting this many offers in a row expire"
+    )
 
 
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    presence: Presence = Field(description="The agent's new presence.", examples=["available"])
+    presence: Presence = Field(
+        description="The agent's new presence (wrap_up is the router's to set, after a contact).",
+        examples=["available"],
+    )
+
+    @field_validator("presence")
+    @classmethod
+    def _not_wrap_up(cls, presence: Presence) -> Presence:
+        if presence is Presence.WRAP_UP:
+            raise ValueError("wrap_up follows a completed contact; set available, away or offline")
+        return presence
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: str | None = Field(
+        default=None, max_length=128, description="What the contact was about or how it ended.", examples=["refund"]
+    )
+    resolved: bool | None = Field(default=None, description="Whether it was resolved (first-contact resolution).")
 
 
 def _agent(service: RoutingService, agent_id: str) -> Agent:
@@ -161,7 +184,14 @@ async def get_assignment(assignment_id: UUID, service: Service, who: Caller) -> 
     return assignment_view(assignment)
 
 
-@router.post("/assignments/{assignment_id}/complete", summary="Complete an assignment, freeing the slot")
-async def complete_assignment(assignment_id: UUID, service: Service, who: Caller) -> dict[str, str]:
-    await service.complete(assignment_id, None if who.supervises else who.agent_id)
+@router.post(
+    "/assignments/{assignment_id}/complete",
+    summary="Complete an assignment, freeing the slot (after the agent's wrap-up), with a disposition",
+)
+async def complete_assignment(
+    assignment_id: UUID, service: Service, who: Caller, body: Completion | None = None
+) -> dict[str, str]:
+    body = body or Completion()
+    acting = None if who.supervises else who.agent_id
+    await service.complete(assignment_id, acting, disposition=body.disposition, resolved=body.resolved)
     return {"assignment_id": str(assignment_id), "status": "completed"}

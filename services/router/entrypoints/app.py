@@ -15,6 +15,7 @@ from services.router.config import RouterSettings
 from services.router.entrypoints.api import router as api_router
 from services.router.entrypoints.config_api import router as config_router
 from services.router.entrypoints.customers import router as customers_router
+from services.router.entrypoints.moves import router as moves_router
 from services.router.entrypoints.queues import router as queues_router
 
 _STATUS = {
@@ -60,4 +61,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(queues_router)
     app.include_router(config_router)
+    app.include_router(moves_router)
     return app

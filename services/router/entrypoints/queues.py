@@ -21,7 +21,10 @@ async def queue_stats(
     service: Service,
     _: Caller,
     window_minutes: Annotated[int, Query(ge=1, le=10080, description="How far back the window reaches.")] = 60,
-    answer_within_seconds: Annotated[int, Query(ge=1, le=86400, description="The service-level threshold.")] = 20,
+    answer_within_seconds: Annotated[
+        int | None,
+        Query(ge=1, le=86400, description="The service-level threshold; the queue's target (else 20 s) when absent."),
+    ] = None,
 ) -> dict[str, Any]:
     return await service.queue_stats(
         queue_id, window_minutes=window_minutes, answer_within_seconds=answer_within_seconds

@@ -5,24 +5,25 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from contracts import Channel
-from services.router.domain.config.common import NOT_YET, Loc, Strict, raise_if
+from services.router.domain.config.common import Loc, Strict, raise_if
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.schedule import Shift
+from services.router.domain.config.text import Text
 from services.router.domain.model import Presence
 
 
 class AgentConfig(Strict):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
-    name: str
-    groups: list[str] = Field(default_factory=list)
-    skills: dict[str, int] = Field(default_factory=dict)
+    name: Text = Field(min_length=1, max_length=256)
+    groups: list[Text] = Field(default_factory=list)
+    skills: dict[Text, int] = Field(default_factory=dict)
     capacity: dict[Channel, int] = Field(default_factory=dict)
     initial_presence: Presence = Field(
         default=Presence.OFFLINE, description="presence when the agent is first created; later kept"
     )
-    phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work" + NOT_YET)
-    wrap_up_seconds: float = Field(default=0, ge=0, description="after-contact work before a new offer" + NOT_YET)
-    max_missed_offers: int | None = Field(default=None, ge=1, description="set away after this many" + NOT_YET)
+    phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work")
+    wrap_up_seconds: float = Field(default=0, ge=0, description="after-contact work before a new offer")
+    max_missed_offers: int | None = Field(default=None, ge=1, description="set away after this many")
     shift: Shift | None = Field(
         default=None, description="sets presence automatically: available when it starts, offline when it ends"
     )
@@ -45,5 +46,7 @@ class AgentConfig(Strict):
     def can_serve(self, queue: QueueConfig) -> bool:
         """Whether this agent qualifies for ``queue`` at its widest (all bullseye steps applied)."""
         if not any(self.capacity.get(ch, 0) > 0 for ch in queue.channels):
+            return False
+        if queue.group is not None and queue.group not in self.groups:
             return False
         return all(self.skills.get(s, 0) >= level for s, level in queue.loosest_requirement().items())

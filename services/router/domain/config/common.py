@@ -4,7 +4,6 @@ from pydantic import BaseModel, ConfigDict
 
 Loc = tuple[str | int, ...]
 DEFAULT_OFFER_TIMEOUT_SECONDS = 30.0
-NOT_YET = " (validated; not yet used by the routing engine)"
 
 
 class Problems(ValueError):

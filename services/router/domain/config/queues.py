@@ -1,15 +1,15 @@
 """Queues: channels, skills, priority and aging, service level, bullseye, overflow, hours, policy."""
 
 from datetime import timedelta
-from enum import StrEnum
 from typing import Self
 
 from pydantic import Field, model_validator
 
 from contracts import Channel
-from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, NOT_YET, Loc, Strict, raise_if
+from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, Loc, Strict, raise_if
 from services.router.domain.config.schedule import Hours, Level, Seconds
-from services.router.domain.model import Queue
+from services.router.domain.model import BullseyeStep as DomainStep
+from services.router.domain.model import Queue, RoutingPolicy
 
 
 class ServiceLevel(Strict):
@@ -35,13 +35,6 @@ class Overflow(Strict):
     when_waiting_over: int | None = Field(default=None, ge=0, description="move new contacts while more are waiting")
 
 
-class RoutingPolicy(StrEnum):
-    LONGEST_IDLE = "longest_idle"
-    MOST_PROFICIENT = "most_proficient"
-    LEAST_OCCUPIED = "least_occupied"
-    ROUND_ROBIN = "round_robin"
-
-
 class QueueConfig(Strict):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     name: str
@@ -50,15 +43,21 @@ class QueueConfig(Strict):
     priority: int = 0
     offer_timeout_seconds: Seconds | dict[Channel, Seconds] = Field(
         default=DEFAULT_OFFER_TIMEOUT_SECONDS,
-        description="one timeout, or one per channel (others 30 s); the engine uses the longest for now",
+        description="one timeout, or one per channel (others 30 s)",
     )
-    aging_per_minute: float = Field(default=0, ge=0, description="priority gained per minute waited" + NOT_YET)
-    service_level: ServiceLevel | None = Field(default=None, description="target reported in queue stats" + NOT_YET)
-    bullseye: list[BullseyeStep] = Field(default_factory=list, description="skill relaxation over wait" + NOT_YET)
-    overflow: Overflow | None = Field(default=None, description="where contacts go on a long wait" + NOT_YET)
-    hours: Hours | None = Field(default=None, description="business hours; always open when absent" + NOT_YET)
-    routing_policy: RoutingPolicy = Field(default=RoutingPolicy.LONGEST_IDLE, description="agent choice" + NOT_YET)
-    auto_accept: bool = Field(default=False, description="assign without an offer to accept" + NOT_YET)
+    aging_per_minute: float = Field(default=0, ge=0, description="priority gained per minute waited")
+    service_level: ServiceLevel | None = Field(
+        default=None, description="the answer-within threshold queue stats use by default"
+    )
+    bullseye: list[BullseyeStep] = Field(default_factory=list, description="skill relaxation over wait")
+    overflow: Overflow | None = Field(default=None, description="where contacts go on a long wait or a long queue")
+    hours: Hours | None = Field(default=None, description="business hours; always open when absent")
+    routing_policy: RoutingPolicy = Field(default=RoutingPolicy.LONGEST_IDLE, description="agent choice")
+    auto_accept: bool = Field(default=False, description="assign without an offer to accept")
+    group: str | None = Field(
+        default=None,
+        description="only agents in this group serve the queue; escalations to the group land in its first queue",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -127,14 +126,35 @@ class QueueConfig(Strict):
             return self.offer_timeout_seconds.get(channel, DEFAULT_OFFER_TIMEOUT_SECONDS)
         return self.offer_timeout_seconds
 
+    def bullseye_steps(self) -> tuple[DomainStep, ...]:
+        """Each step with the whole requirement in force from it on."""
+        required = dict(self.skills)
+        steps = []
+        for step in self.bullseye:
+            required = {s: step.relax.get(s, level) for s, level in required.items() if s not in step.drop}
+            steps.append(DomainStep(timedelta(seconds=step.after_seconds), dict(required)))
+        return tuple(steps)
+
     def to_domain(self) -> Queue:
-        # The engine has one offer timeout per queue: the longest, so that no channel's offers are cut short.
-        longest = max(self.offer_timeout_for(ch) for ch in self.channels)
+        overflow = self.overflow
         return Queue(
             id=self.id,
             name=self.name,
             channels=frozenset(self.channels),
             skills=dict(self.skills),
             priority=self.priority,
-            offer_timeout=timedelta(seconds=longest),
+            offer_timeout=timedelta(seconds=max(self.offer_timeout_for(ch) for ch in self.channels)),
+            offer_timeouts={ch: timedelta(seconds=self.offer_timeout_for(ch)) for ch in self.channels},
+            aging_per_minute=self.aging_per_minute,
+            bullseye=self.bullseye_steps(),
+            overflow_to=overflow.to if overflow else None,
+            overflow_after=timedelta(seconds=overflow.after_seconds) if overflow and overflow.after_seconds else None,
+            overflow_when_waiting_over=overflow.when_waiting_over if overflow else None,
+            hours=self.hours.calendar() if self.hours else None,
+            after_hours=self.hours.after_hours if self.hours else "hold",
+            close_message=self.hours.close_message if self.hours else None,
+            policy=self.routing_policy,
+            auto_accept=self.auto_accept,
+            group=self.group,
+            service_level_seconds=self.service_level.answer_within_seconds if self.service_level else None,
         )

@@ -107,6 +107,11 @@ class RoutingConfig(Strict):
                 for k, g in enumerate(a.groups)
                 if g not in self.groups
             ]
+            problems += [
+                (("queues", i, "group"), f"unknown group {q.group!r}; declared groups are {known}")
+                for i, q in enumerate(self.queues)
+                if q.group is not None and q.group not in self.groups
+            ]
         return problems
 
     def _overflow_cycles(self) -> list[tuple[Loc, str]]:
@@ -144,6 +149,10 @@ class RoutingConfig(Strict):
             for i, q in enumerate(self.queues)
             if q.id not in reached
         ]
+
+    def queue_of_group(self, group: str) -> str | None:
+        """The queue escalations to ``group`` land in: the first queue served by that group."""
+        return next((q.id for q in self.queues if q.group == group), None)
 
     def queue_for(self, channel: Channel, account_id: str) -> str:
         """The queue a new contact on ``channel``/``account_id`` waits in."""
