@@ -5,12 +5,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from contracts import Channel
 from kefu.config_check import main, validate_file
 from kefu.config_file import ConfigError, load_section
 from kefu.settings import EXAMPLE_CONFIG
-from services.router.domain.config import CustomerTier, RoutingConfig, Shift
+from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, Shift
 
 ROUTING_EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "routing.yaml"
 
@@ -252,3 +253,16 @@ def test_hours_and_shifts_become_business_calendars(tmp_path: Path) -> None:
     shift = Shift(time_zone="Europe/Berlin", weekly={"sun": ["22:00-24:00"]})
     assert shift.calendar().is_open(datetime(2026, 11, 15, 23, 30, tzinfo=ZoneInfo("Europe/Berlin")))
     assert not shift.calendar().is_open(datetime(2026, 11, 16, 0, 0, tzinfo=ZoneInfo("Europe/Berlin")))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "Wang\x00Li", "must not contain NUL characters"),
+        ("groups", ["tier1", "\udab1"], "unpaired surrogate"),
+        ("skills", {"pre\x00sales": 3}, "must not contain NUL characters"),
+    ],
+)
+def test_agent_text_that_postgresql_cannot_store_is_refused(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AgentConfig.model_validate({"id": "wang.li", "name": "Wang Li", field: value})

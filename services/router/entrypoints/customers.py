@@ -11,6 +11,7 @@ from kefu.auth import Caller, Supervisor
 from kefu.ops import ApiError
 from services.router.adapters.customers import Profile
 from services.router.domain.config import CustomerTier
+from services.router.domain.config.text import Text
 from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent
 
@@ -20,13 +21,13 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 class IdentityLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: Channel = Field(description="The identity's channel.", examples=["wechat"])
-    platform_id: str = Field(min_length=1, max_length=256, description="Its id there.", examples=["oX1a2b3c"])
+    platform_id: Text = Field(min_length=1, max_length=256, description="Its id there.", examples=["oX1a2b3c"])
 
 
 class ProfileBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier: CustomerTier = Field(description="The customer's tier; key accounts prefer their TAM.", examples=["vip"])
-    owning_tam: str | None = Field(
+    owning_tam: Text | None = Field(
         default=None,
         min_length=1,
         max_length=128,

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 
 from contracts import Channel
 from services.router.domain.config.common import Strict
+from services.router.domain.config.text import Text
 
 
 class RouteConfig(Strict):
@@ -72,7 +73,7 @@ class RuleMatch(Strict):
 
 
 class RuleConfig(Strict):
-    name: str = Field(min_length=1, max_length=128, description="the category of the contacts it places")
+    name: Text = Field(min_length=1, max_length=128, description="the category of the contacts it places")
     match: RuleMatch
     queue: str
     priority: int | None = Field(default=None, description="the contact's priority; the queue's when absent")
