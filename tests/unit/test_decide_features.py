@@ -2,11 +2,14 @@
 routing policies, auto-accept, wrap-up, missed offers, phone exclusivity, sticky preference, moves and transfers."""
 
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import Channel
 from services.router.domain.decide import apply, decide, is_due, offer_id_for
@@ -38,6 +41,7 @@ from services.router.domain.model import (
     RoutingState,
 )
 from services.router.exceptions import NotYours, UnknownContact, UnknownQueue
+from tests.unit.histories import event_on_existing
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 TIMEOUT = timedelta(seconds=30)
@@ -351,3 +355,114 @@ def test_a_group_queue_is_served_only_by_its_group() -> None:
     crisis = queue("crisis", skills={}, group="crisis")
     routing = state([crisis], [agent("t1"), agent("cg", groups=("crisis",), idle=-5)])
     assert offers(step(routing, ContactArrived(contact(1, "crisis")), T0)) == [(1, "cg")]
+
+
+# ---- every option at once, over random histories ----
+
+QUEUE_IDS = ("q0", "q1", "q2")
+AGENT_IDS = ("a0", "a1", "a2", "a3")
+
+
+@st.composite
+def featured_histories(draw: st.DrawFn) -> tuple[RoutingState, list[tuple[str, int]]]:
+    queues = []
+    for i, queue_id in enumerate(QUEUE_IDS):
+        minimum = draw(st.integers(1, 5))
+        relaxed = draw(st.integers(1, minimum))
+        queues.append(
+            queue(
+                queue_id,
+                skills={"s": minimum},
+                priority=draw(st.integers(0, 5)),
+                aging_per_minute=draw(st.sampled_from([0.0, 0.5, 2.0])),
+                bullseye=(BullseyeStep(timedelta(seconds=draw(st.integers(1, 60))), {"s": relaxed}),)
+                if draw(st.booleans())
+                else (),
+                overflow_to=QUEUE_IDS[i + 1] if i + 1 < len(QUEUE_IDS) and draw(st.booleans()) else None,
+                overflow_after=timedelta(seconds=draw(st.integers(5, 90))),
+                overflow_when_waiting_over=draw(st.sampled_from([None, 0, 2])),
+                policy=draw(st.sampled_from(list(RoutingPolicy))),
+                auto_accept=draw(st.booleans()),
+                group=draw(st.sampled_from([None, None, "eng"])),
+            )
+        )
+    agents = [
+        agent(
+            agent_id,
+            skills={"s": draw(st.integers(1, 5))},
+            idle=draw(st.integers(0, 60)),
+            capacity={WEB: draw(st.integers(0, 3)), PHONE: draw(st.integers(0, 1))},
+            groups=tuple(draw(st.sets(st.sampled_from(["tier1", "eng"])))),
+            phone_exclusive=draw(st.booleans()),
+            wrap_up=timedelta(seconds=draw(st.sampled_from([0, 0, 15]))),
+            max_missed=draw(st.sampled_from([None, 1, 2])),
+        )
+        for agent_id in AGENT_IDS
+    ]
+    kinds = ["arrive", "presence", "accept", "decline", "tick", "complete", "abandon", "move", "transfer"]
+    steps = draw(st.lists(st.tuples(st.sampled_from(kinds), st.integers(0, 1000)), max_size=60))
+    return state(queues, agents), steps
+
+
+def _featured_event(routing: RoutingState, kind: str, n: int, number: int, now: datetime) -> Event | None:
+    match kind:
+        case "arrive":
+            ref = contact(10_000 + number, QUEUE_IDS[n % 3], priority=n % 7, at=now, channel=PHONE if n % 4 else WEB)
+            if n % 5 == 0:
+                ref = replace(ref, preferred_agent=AGENT_IDS[n % 4], prefer_until=now + timedelta(seconds=n % 40))
+            return ContactArrived(ref)
+        case "presence":
+            return PresenceRequested(AGENT_IDS[n % 4], [Presence.AVAILABLE, Presence.AWAY, Presence.OFFLINE][n % 3])
+        case "move" if routing.waiting:
+            contact_id = sorted(routing.waiting)[n % len(routing.waiting)]
+            return ContactMoved(contact_id, QUEUE_IDS[n % 3], "supervisor", priority=n % 9)
+        case "transfer" if routing.assignments:
+            assignment = sorted(routing.assignments.values(), key=lambda a: a.id)[n % len(routing.assignments)]
+            preferred = AGENT_IDS[n % 4] if n % 2 else None
+            until = now + timedelta(seconds=30) if preferred else None
+            return ContactMoved(
+                assignment.contact.id, QUEUE_IDS[n % 3], "transfer", None, assignment.agent_id, preferred, until
+            )
+    return event_on_existing(routing, kind, n)
+
+
+def _check(routing: RoutingState, decisions: list[Any], now: datetime) -> None:
+    reserved = Counter(o.contact.id for o in routing.offers.values())
+    assert all(count == 1 for count in reserved.values()), "a contact is offered to two agents at once"
+    assert not (set(routing.waiting) & {a.contact.id for a in routing.assignments.values()})
+    for member in routing.agents.values():
+        load: Counter[Channel] = Counter(o.contact.channel for o in routing.offers.values() if o.agent_id == member.id)
+        load += Counter(a.contact.channel for a in routing.assignments.values() if a.agent_id == member.id)
+        assert +member.load == +load, "the load counter drifted from the offers and assignments"
+        for channel, used in load.items():
+            assert used <= member.capacity.get(channel, 0), "over capacity"
+        if member.phone_exclusive and load[PHONE]:
+            assert sum(load.values()) == load[PHONE], "a call alongside other work"
+    for decision in decisions:
+        if isinstance(decision, Offered):
+            member, ref = routing.agents[decision.agent_id], decision.contact
+            where = routing.queues[ref.queue_id]
+            requirement = where.requirements()[where.step_after(now - ref.entered)]
+            assert member.proficiency(requirement) is not None, "offered to an agent lacking a required skill"
+            assert where.group is None or where.group in member.groups, "offered outside the queue's group"
+    offer_ids = [d.offer_id for d in decisions if isinstance(d, Offered)]
+    assert len(offer_ids) == len(set(offer_ids))
+
+
+@settings(max_examples=300, deadline=None)
+@given(featured_histories())
+def test_invariants_hold_with_every_option(history: tuple[RoutingState, list[tuple[str, int]]]) -> None:
+    routing, steps = history
+    now = T0
+    seen_offers: set[uuid.UUID] = set()
+    for number, (kind, n) in enumerate(steps):
+        now += timedelta(seconds=n % 25)
+        event = _featured_event(routing, kind, n, number, now)
+        if event is None:
+            continue
+        decisions = decide(routing, event, now)
+        apply(routing, decisions)
+        _check(routing, decisions, now)
+        made = {d.offer_id for d in decisions if isinstance(d, Offered)}
+        assert not (made & seen_offers), "an offer id was used twice"
+        seen_offers |= made
