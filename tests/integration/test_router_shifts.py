@@ -16,9 +16,10 @@ from services.router.bootstrap import Router, running
 from services.router.config import RouterSettings
 from services.router.domain.config import AgentConfig, Shift
 from services.router.domain.model import Presence
+from services.router.entrypoints.app import create_app
 from services.router.shifts import ShiftKeeper
-from tests.integration.conftest import CONFIG
-from tests.integration.support import eventually
+from tests.integration.conftest import ADMIN_TOKEN, CONFIG
+from tests.integration.support import eventually, serving
 
 pytestmark = pytest.mark.integration
 
@@ -105,10 +106,14 @@ async def test_a_shift_set_over_the_api_survives_a_restart(
 ) -> None:
     settings = _settings(database_url, broker, shift_config, every=0.05)
     always = Shift(time_zone="UTC", weekly={day: ["00:00-24:00"] for day in WEEKDAYS})
-    async with running(settings) as router:
-        await router.service.upsert_agent(
-            AgentConfig(id="gus", name="Gus", skills={"presales": 1}, capacity={Channel.WEBCHAT: 1}, shift=always)
-        )
+    body = {"name": "Gus", "skills": {"presales": 1}, "capacity": {"webchat": 1}, "shift": always.model_dump()}
+    async with serving(create_app(settings)) as client:
+        put = await client.put("/v1/agents/gus", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert put.status_code == 200, put.text
+        bad = {**body, "shift": {"time_zone": "Mars/Olympus", "weekly": {"mon": ["09:00-18:00"]}}}
+        refused = await client.put("/v1/agents/gus", json=bad, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert refused.status_code == 422
+        assert "unknown IANA time zone" in refused.text
     async with running(settings) as router:
         stored = await router.service.stored_shifts()
         assert Shift.model_validate(stored["gus"]) == always

@@ -14,7 +14,7 @@ from contracts import Channel
 from kefu.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
 from kefu.ops import ApiError
 from services.router.adapters.feed import AgentFeed
-from services.router.domain.config import AgentConfig
+from services.router.domain.config import AgentConfig, Shift
 from services.router.domain.model import Agent, Presence
 from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent, UnknownAssignment
@@ -46,7 +46,12 @@ class AgentBody(BaseModel):
     phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work, and vice versa")
     wrap_up_seconds: float = Field(default=0, ge=0, le=86400, description="after-contact work before the next offer")
     max_missed_offers: int | None = Field(
-        default=None, ge=1, description="set away after letting this many offers in a row expire"
+        default=None, ge=1, le=1000, description="set away after letting this many offers in a row expire"
+    )
+    shift: Shift | None = Field(
+        default=None,
+        description="weekly schedule: available when it starts, offline when it ends; none: presence is set by hand",
+        examples=[{"time_zone": "Asia/Shanghai", "weekly": {"mon": ["09:00-18:00"]}}],
     )
 
 
