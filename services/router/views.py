@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from services.router.domain.model import Agent, Assignment, ContactRef, Offer
+from services.router.domain.model import Agent, Assignment, ContactRef, Offer, Presence
 
 
 def contact_view(contact: ContactRef) -> dict[str, Any]:
@@ -43,4 +43,8 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "presence": agent.presence.value,
         "idle_since": agent.idle_since.isoformat(),
         "load": {str(ch): n for ch, n in agent.load.items() if n},
+        "wrap_up_until": agent.busy_until.isoformat()
+        if agent.presence is Presence.WRAP_UP and agent.busy_until
+        else None,
+        "missed_offers": agent.missed,
     }

@@ -25,7 +25,8 @@ from services.router.domain.model import Presence, Queue, RoutingState
 def live(state: RoutingState, queue: Queue, now: datetime) -> dict[str, Any]:
     """What waits in ``queue`` and who could serve it, right now."""
     waiting = [w for w in state.waiting.values() if w.ref.queue_id == queue.id]
-    eligible = [a for a in state.agents.values() if a.proficiency(queue.skills) is not None]
+    serves = state.index().eligible  # skills at any bullseye step, and the queue's group
+    eligible = [a for a in state.agents.values() if queue.id in serves.get(a.id, {})]
     presence = {p.value: 0 for p in Presence}
     for agent in eligible:
         presence[agent.presence.value] += 1
