@@ -303,19 +303,18 @@ class _Plan:
             return False
         return not self._has_declined(contact, preferred)
 
-    def _may_take(self, contact: WaitingContact, agent_id: str, queue: Queue) -> bool:
+    def _may_take(self, contact: WaitingContact, agent_id: str, queue_id: str) -> bool:
         """Whether ``agent_id`` (eligible for the queue at some step) may be offered ``contact`` now."""
+        ref = contact.ref
+        if ref.preferred_agent is None and not contact.declined_by and not self._declined and not self.index.agent_step:
+            return True  # the common case, in a few attribute reads
         if self._has_declined(contact, agent_id):
             return False
-        ref = contact.ref
         if ref.preferred_agent is not None and ref.preferred_agent != agent_id and self._prefers(contact):
             return False
-        steps = self.index.agent_step
-        if steps:
-            step = steps.get((agent_id, queue.id), 0)
-            if step and self.now - ref.entered < queue.bullseye[step - 1].after:
-                return False
-        return True
+        step = self.index.agent_step.get((agent_id, queue_id), 0)
+        # an agent of a later bullseye step takes only contacts that have waited that long
+        return not step or self.now - ref.entered >= self.state.queues[queue_id].bullseye[step - 1].after
 
     def _used(self, agent: Agent, channel: Channel) -> int:
         return agent.load[channel] + self._load.get((agent.id, channel), 0)
@@ -635,14 +634,14 @@ class _Plan:
         agent = self.state.agents.get(agent_id)
         if agent is None or queue.id not in self.index.eligible.get(agent_id, {}):
             return
-        if self._free_slots(agent, contact.ref.channel) > 0 and self._may_take(contact, agent_id, queue):
+        if self._free_slots(agent, contact.ref.channel) > 0 and self._may_take(contact, agent_id, queue.id):
             self.offer(contact, agent)
 
     def fill_agent(self, agent_id: str) -> None:
         """Offer the agent the best contacts it may serve, while it has free slots."""
         agent = self.state.agents[agent_id]
         queues = self.index.eligible[agent_id]
-        all_queues, contact_heap = self.state.queues, self.index.contact_heap
+        all_queues, contact_heap, timed = self.state.queues, self.index.contact_heap, self.index.timed_queues
         waiting, free = self.state.waiting, self.index.free
         while True:
             best_key: tuple[Any, ...] | None = None
@@ -654,10 +653,12 @@ class _Plan:
                     heap = contact_heap(queue_id, channel)
                     if heap is None or not heap.items:
                         continue
-                    queue = all_queues[queue_id]
-                    if queue.hours is not None and not self._is_open(queue):
-                        continue
-                    aging = queue.aging_per_minute
+                    aging = 0.0
+                    if queue_id in timed:  # with business hours or aging: look closer
+                        queue = all_queues[queue_id]
+                        if queue.hours is not None and not self._is_open(queue):
+                            continue
+                        aging = queue.aging_per_minute
                     if not aging:
                         # a 4-tuple entry compares with a 3-tuple key as its first three items would (orders are unique)
                         top = heap.items[0]
@@ -666,7 +667,7 @@ class _Plan:
                         contact_id = top[3]
                         if free.get(contact_id) is top and not self._stale(contact_id):
                             contact = waiting[contact_id]
-                            if self._may_take(contact, agent_id, queue):
+                            if self._may_take(contact, agent_id, queue_id):
                                 best_key, best = (top[0], top[1], top[2]), contact
                                 continue
                     for entry in heap:  # walk on in order
@@ -677,7 +678,7 @@ class _Plan:
                         if free.get(contact_id) is not entry or self._stale(contact_id):
                             continue
                         contact = waiting[contact_id]
-                        if self._may_take(contact, agent_id, queue):
+                        if self._may_take(contact, agent_id, queue_id):
                             best_key, best = (key[0], key[1], key[2]), contact
                             break
             # contacts the plan enqueued, moved or freed are not in the index yet
@@ -687,7 +688,7 @@ class _Plan:
                     if ref.queue_id not in queues or not self._is_free(contact):
                         continue
                     queue = all_queues[ref.queue_id]
-                    if self._free_slots(agent, ref.channel) <= 0 or not self._may_take(contact, agent_id, queue):
+                    if self._free_slots(agent, ref.channel) <= 0 or not self._may_take(contact, agent_id, queue_id):
                         continue
                     if queue.hours is not None and not self._is_open(queue):
                         continue

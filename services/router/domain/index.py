@@ -119,6 +119,8 @@ class RoutingIndex:
         self.offer_order: dict[UUID, int] = {}
         self._expiry: LazyHeap[ExpiryEntry] = LazyHeap(lambda e: self.offer_order.get(e[2]) == e[1])
         self.waiting_in: dict[str, int] = {}  # queue -> contacts waiting there (free or reserved)
+        # queues whose contacts' order or availability depends on the time (aging, business hours)
+        self.timed_queues = {q.id for q in state.queues.values() if q.aging_per_minute or q.hours is not None}
         self._timers: LazyHeap[ContactTimer] = LazyHeap(self._timer_live)
         self._timer_seq = 0
         self._wrap_ups: LazyHeap[WrapUpEntry] = LazyHeap(self._wrap_up_live)
