@@ -9,17 +9,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, Customer, RoutingEvent
-from kefu import kafka
+from contracts import ROUTING_EVENTS, ContactEvent, Customer, RoutingEvent
 from kefu.embedded import EmbeddedKafka
 from services.router.adapters.customers import Profile
 from services.router.adapters.orm import contacts
 from services.router.bootstrap import Router, running
-from services.router.config import RouterSettings
 from services.router.domain.config import CustomerTier
+from services.router.domain.model import Offer
 from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, serving
+from tests.integration.test_router import _publish, _settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,32 +44,10 @@ def intake_config(tmp_path: Path) -> Path:
     return path
 
 
-def _settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> RouterSettings:
-    return RouterSettings(
-        database_url=database_url,
-        kafka_bootstrap=broker.bootstrap,
-        config_path=config_path,
-        offer_tick_seconds=0.05,
-        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
-    )
-
-
 def _event(conversation: str, visitor: str, text: str) -> ContactEvent:
     """A first message of ``conversation`` from the customer ``visitor`` (several conversations may share one)."""
     event = contact_event(conversation, text=text)
     return event.model_copy(update={"customer": Customer(platform_id=visitor, language="zh-CN")})
-
-
-async def _publish(bootstrap: str, *events: ContactEvent) -> None:
-    producer = kafka.create_producer(bootstrap)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                CONTACTS, event.model_dump_json().encode(), key=event.conversation_key.encode()
-            )
-    finally:
-        await producer.stop()
 
 
 async def _contact_row(database_url: str, contact_id: uuid.UUID) -> Any:
@@ -158,16 +136,8 @@ async def test_a_key_account_prefers_its_tam_and_a_returning_customer_their_last
     database_url: str, broker: EmbeddedKafka, intake_config: Path
 ) -> None:
     async with running(_settings(database_url, broker, intake_config)) as router:
-        # a customer served by someone comes back, on another conversation, after the assignment ended
-        first = _event("s1", "visitor-s", "你好")
-        await _publish(broker.bootstrap, first)
-        offer = await eventually(lambda: _only_offer(router))
-        assignment = await router.service.accept(offer.id, offer.agent_id)
-        await router.service.complete(assignment.id, None)
-        again = _event("s2", "visitor-s", "还是上次的问题")
-        await _publish(broker.bootstrap, again)
-        row = await _opened(database_url, again)
-        assert row["preferred_agent"] == offer.agent_id
+        served_by, row = await _served_and_back(router, broker.bootstrap, database_url)
+        assert row["preferred_agent"] == served_by
         assert row["prefer_until"] - row["enqueued_at"] == timedelta(seconds=30)
 
         # a key account prefers its owning TAM over anyone, for key_account_wait_seconds
@@ -194,17 +164,22 @@ async def test_without_a_sticky_section_nobody_is_preferred(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
     async with running(_settings(database_url, broker, config_path)) as router:
-        first = _event("s1", "visitor-s", "你好")
-        await _publish(broker.bootstrap, first)
-        offer = await eventually(lambda: _only_offer(router))
-        assignment = await router.service.accept(offer.id, offer.agent_id)
-        await router.service.complete(assignment.id, None)
-        again = _event("s2", "visitor-s", "你好")
-        await _publish(broker.bootstrap, again)
-        row = await _opened(database_url, again)
+        _, row = await _served_and_back(router, broker.bootstrap, database_url)
         assert (row["preferred_agent"], row["prefer_until"]) == (None, None)
 
 
-async def _only_offer(router: Router) -> Any:
-    offers = list(router.service.state.offers.values())
-    return offers[0] if len(offers) == 1 else None
+async def _served_and_back(router: Router, bootstrap: str, database_url: str) -> tuple[str, Any]:
+    """A customer is served by some agent, then writes again on another conversation: that agent's id, and the
+    new contact's row."""
+    await _publish(bootstrap, _event("s1", "visitor-s", "你好"))
+
+    async def only_offer() -> Offer | None:
+        offers = list(router.service.state.offers.values())
+        return offers[0] if len(offers) == 1 else None
+
+    offer = await eventually(only_offer)
+    assignment = await router.service.accept(offer.id, offer.agent_id)
+    await router.service.complete(assignment.id, None)
+    again = _event("s2", "visitor-s", "还是上次的问题")
+    await _publish(bootstrap, again)
+    return offer.agent_id, await _opened(database_url, again)

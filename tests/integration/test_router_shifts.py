@@ -2,7 +2,6 @@
 in between (an agent who went away during a shift stays away)."""
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,6 +19,7 @@ from services.router.entrypoints.app import create_app
 from services.router.shifts import ShiftKeeper
 from tests.integration.conftest import ADMIN_TOKEN, CONFIG
 from tests.integration.support import eventually, serving
+from tests.integration.test_router import _settings as router_settings
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +43,7 @@ def shift_config(tmp_path: Path) -> Path:
 
 
 def _settings(database_url: str, broker: EmbeddedKafka, config_path: Path, every: float) -> RouterSettings:
-    return RouterSettings(
-        database_url=database_url,
-        kafka_bootstrap=broker.bootstrap,
-        config_path=config_path,
-        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
-        shift_check_seconds=every,
-    )
+    return router_settings(database_url, broker, config_path).model_copy(update={"shift_check_seconds": every})
 
 
 def _presence(router: Router, agent_id: str) -> Presence:
