@@ -466,3 +466,31 @@ def test_invariants_hold_with_every_option(history: tuple[RoutingState, list[tup
         made = {d.offer_id for d in decisions if isinstance(d, Offered)}
         assert not (made & seen_offers), "an offer id was used twice"
         seen_offers |= made
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    agings=st.tuples(st.sampled_from([0.0, 0.25, 1.0, 3.0]), st.sampled_from([0.0, 0.5, 2.0])),
+    contacts=st.lists(st.tuples(st.integers(0, 1), st.integers(-5, 20), st.integers(0, 3600)), min_size=1, max_size=25),
+    later=st.integers(0, 3600),
+)
+def test_a_freed_agent_takes_the_highest_effective_priority_then_the_oldest(
+    agings: tuple[float, float], contacts: list[tuple[int, int, int]], later: int
+) -> None:
+    queues = [queue(f"q{i}", aging_per_minute=aging) for i, aging in enumerate(agings)]
+    routing = state(queues, [agent("a", capacity={WEB: 1}, presence=Presence.AWAY)])
+    arrivals = sorted(((seconds, n, which, priority) for n, (which, priority, seconds) in enumerate(contacts)))
+    for seconds, n, which, priority in arrivals:
+        step(routing, ContactArrived(contact(n + 1, f"q{which}", priority=priority, at=at(seconds))), at(seconds))
+    now = at(3600 + later)
+    taken = offers(step(routing, PresenceRequested("a", Presence.AVAILABLE), now))
+    assert len(taken) == 1
+    refs = [w.ref for w in routing.waiting.values()]
+
+    def rank(ref: ContactRef) -> tuple[float, datetime]:
+        effective = routing.queues[ref.queue_id].effective_priority(ref, now)
+        return -round(effective, 6), ref.enqueued_at
+
+    best = min(rank(ref) for ref in refs)
+    chosen = next(ref for ref in refs if ref.id.int == taken[0][0])
+    assert rank(chosen) == best
