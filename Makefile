@@ -53,5 +53,5 @@ simulate: install  ## the decision core against Erlang C (a = 2.5 Erlangs, c = 3
 bench-router: install  ## decision core vs PostgreSQL SKIP LOCKED at 15k agents / 500k waiting contacts
 	$(BIN)/python -m bench.router
 
-bench-escalation: install  ## escalation timers: fired/s and due-to-fire delay at 100k pending
-	$(BIN)/python -m bench.escalation_timers
+bench-escalation: install  ## escalation: events/s through the policy engine and due-to-command delay at 10k contacts / 100k timers
+	$(BIN)/python -m bench.escalation
