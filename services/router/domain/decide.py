@@ -688,7 +688,7 @@ class _Plan:
                     if ref.queue_id not in queues or not self._is_free(contact):
                         continue
                     queue = all_queues[ref.queue_id]
-                    if self._free_slots(agent, ref.channel) <= 0 or not self._may_take(contact, agent_id, queue_id):
+                    if self._free_slots(agent, ref.channel) <= 0 or not self._may_take(contact, agent_id, ref.queue_id):
                         continue
                     if queue.hours is not None and not self._is_open(queue):
                         continue
