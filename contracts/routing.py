@@ -86,4 +86,10 @@ class RoutingCommand(Contract):
         default=None, max_length=128, description="Queue to move it to; the group's default when absent."
     )
     priority: int | None = Field(default=None, description="New priority, if raised.", examples=[100])
+    target_agent_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="One agent who should take it first (a key account's own TAM), if any.",
+        examples=["chen"],
+    )
     reason: str = Field(max_length=1024, description="Why, for the audit trail.", examples=["crisis lexicon: 曝光"])

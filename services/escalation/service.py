@@ -38,7 +38,9 @@ POLICY = "policy"
 
 def move(escalation: Escalation) -> cases.Move:
     """Where ``escalation`` sends the contact."""
-    return cases.Move(escalation.target, escalation.group, escalation.queue, escalation.level, escalation.priority)
+    return cases.Move(
+        escalation.target, escalation.group, escalation.queue, escalation.level, escalation.priority, escalation.agent
+    )
 
 
 @dataclass

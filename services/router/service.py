@@ -77,6 +77,7 @@ DECISION_SECONDS = Histogram(
 
 
 DEFAULT_ANSWER_WITHIN_SECONDS = 20
+ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TAM) waits this long for them first
 
 
 def utcnow() -> datetime:
@@ -345,8 +346,17 @@ class RoutingService:
                     outcome = "contact_closed"
                 else:
                     reason = f"{command.type.value} to {command.target_group}: {command.reason}"
-                    moved = ContactMoved(command.contact_id, queue_id, reason[:1024], priority=command.priority)
-                    decisions = decide(self.state, moved, self._clock())
+                    now = self._clock()
+                    agent = command.target_agent_id if command.target_agent_id in self.state.agents else None
+                    moved = ContactMoved(
+                        command.contact_id,
+                        queue_id,
+                        reason[:1024],
+                        priority=command.priority,
+                        preferred_agent=agent,
+                        prefer_until=now + ESCALATION_AGENT_WAIT if agent else None,
+                    )
+                    decisions = decide(self.state, moved, now)
                     await repository.persist(conn, decisions)
                     outcome = "moved"
             self._committed(decisions)

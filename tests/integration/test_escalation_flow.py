@@ -254,6 +254,7 @@ async def test_a_key_account_goes_to_its_tam_after_the_hold(service: Service) ->
     assert "owning TAM chen" in case["reason"]
     (command,) = await service.commands(contact_id)
     assert (command.target_group, command.target_queue_id, command.priority) == ("tam", "key-accounts", 80)
+    assert command.target_agent_id == "chen"  # its own TAM first, the TAM group after
     held = datetime.fromisoformat(case["created_at"]) - event.occurred_at
     assert held.total_seconds() >= 1.2  # hold_minutes 0.02: tier 1 had its 1.2 s
 

@@ -164,6 +164,7 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
             contact_id=contact_id,
             target_group="engineers",
             priority=90,
+            target_agent_id="chen",
             reason="crisis lexicon: 起火",
         )
         for _ in range(2):  # a redelivery changes nothing
@@ -172,6 +173,8 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
             )
         offer = await _chen_offer(client, str(contact_id))
         assert offer["priority"] == 90
+        escalated = app.state.router.service.state.offers[uuid.UUID(offer["offer_id"])].contact
+        assert escalated.preferred_agent == "chen"  # the command named one agent: they get first refusal
         metrics = (await client.get("/metrics")).text
         assert 'kefu_router_commands_total{outcome="moved"} 1.0' in metrics
 

@@ -32,6 +32,7 @@ class Move:
     queue: str | None
     level: int
     priority: int
+    agent: str | None = None  # one person who owns it (a key account's TAM)
 
 
 async def open_case(
@@ -117,6 +118,7 @@ async def _announce(
         target_group=move.group,
         target_queue_id=move.queue,
         priority=move.priority,
+        target_agent_id=move.agent,
         reason=f"{trigger}: {reason}"[:1024],
     )
     await add(

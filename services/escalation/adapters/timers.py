@@ -202,7 +202,7 @@ class TimerRunner:
         self,
         engine: AsyncEngine,
         *,
-        batch: int = 500,
+        batch: int = 32,
         max_idle: float = 30.0,
         retry_base: float = 1.0,
         retry_max: float = 300.0,

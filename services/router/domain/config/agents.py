@@ -23,7 +23,7 @@ class AgentConfig(Strict):
     )
     phone_exclusive: bool = Field(default=False, description="a phone call excludes all other work")
     wrap_up_seconds: float = Field(default=0, ge=0, description="after-contact work before a new offer")
-    max_missed_offers: int | None = Field(default=None, ge=1, description="set away after this many")
+    max_missed_offers: int | None = Field(default=None, ge=1, le=1000, description="set away after this many")
     shift: Shift | None = Field(
         default=None, description="sets presence automatically: available when it starts, offline when it ends"
     )
