@@ -9,24 +9,41 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from kefu.auth import AuthConfig
 from kefu.config_file import ConfigError, Source, parse_section, read
 from services.channels.domain.accounts import ChannelsConfig
+from services.escalation.domain.policy import EscalationPolicy
 from services.router.domain.config import RoutingConfig
 
 M = TypeVar("M", bound=BaseModel)
 
+SECTIONS: dict[str, type[BaseModel]] = {
+    "channels": ChannelsConfig,
+    "routing": RoutingConfig,
+    "escalation": EscalationPolicy,
+    "auth": AuthConfig,
+}
+
 
 def validate_file(path: Path) -> tuple[list[str], list[str]]:
-    """The errors and the warnings of the configuration file at ``path``; valid when there are no errors."""
+    """The errors and the warnings of the configuration file at ``path``; valid when there are no errors.
+
+    Each known section the file has is checked (a file may hold them all, or only an escalation policy).
+    """
     try:
         source = read(path)
     except ConfigError as exc:
         return exc.errors, []
+    present = [name for name in SECTIONS if name in source.data]
+    if not present:
+        return [f"{path}: none of the sections kefu reads ({', '.join(SECTIONS)})"], []
     errors: list[str] = []
-    _check(source, "channels", ChannelsConfig, errors)
-    routing = _check(source, "routing", RoutingConfig, errors)
+    checked = {name: _check(source, name, SECTIONS[name], errors) for name in present}
+    routing = checked.get("routing")
     warnings = (
-        [] if routing is None else [f"{source.where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
+        [f"{source.where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
+        if isinstance(routing, RoutingConfig)
+        else []
     )
     return errors, warnings
 

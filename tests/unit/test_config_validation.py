@@ -187,8 +187,19 @@ def test_a_missing_field_points_at_its_parent_and_duplicate_keys_are_refused(tmp
 
 def test_the_examples_validate() -> None:
     assert validate_file(ROUTING_EXAMPLE) == ([], [])
+    assert validate_file(ROUTING_EXAMPLE.with_name("escalation.yaml")) == ([], [])
     errors, _ = validate_file(EXAMPLE_CONFIG)
     assert errors == []
+
+
+def test_an_escalation_policy_file_is_checked_too(tmp_path: Path) -> None:
+    text = "escalation:\n  targets: {}\n"
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    errors, _ = validate_file(path)
+    assert errors and all(e.startswith(f"{path}:2: escalation.targets:") for e in errors)
+    path.write_text("nothing: here\n", encoding="utf-8")
+    assert validate_file(path)[0] == [f"{path}: none of the sections kefu reads (channels, routing, escalation, auth)"]
 
 
 def test_the_command_prints_ok_or_the_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
