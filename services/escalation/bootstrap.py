@@ -117,6 +117,8 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
         await asyncio.gather(*escalation.tasks, return_exceptions=True)
         for consumer in consumers:
             await consumer.stop()
+        if escalation.tasks:  # it ran: publish what its last commits left in the outbox
+            await relay.drain()
         await producer.stop()
         await http.aclose()
         await engine.dispose()

@@ -84,6 +84,8 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
         await asyncio.gather(*router.tasks, return_exceptions=True)
         await consumer.stop()
         await commands.stop()
+        if router.tasks:  # it ran: publish what its last commits left in the outbox
+            await relay.drain()
         await producer.stop()
         await engine.dispose()
 

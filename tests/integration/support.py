@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -15,7 +16,10 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
-from contracts import Channel, ContactEvent, Customer, Message
+from contracts import CONTACTS, Channel, ContactEvent, Customer, Message
+from kefu import kafka
+from kefu.embedded import EmbeddedKafka
+from services.router.config import RouterSettings
 
 T = TypeVar("T")
 
@@ -146,3 +150,30 @@ def server_in_thread(app: Any, port: int, *, lifespan: str = "off", name: str = 
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def router_settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> RouterSettings:
+    """A router on the test's database and broker, ticking fast, in a consumer group of its own."""
+    return RouterSettings(
+        database_url=database_url,
+        kafka_bootstrap=broker.bootstrap,
+        config_path=config_path,
+        offer_tick_seconds=0.05,
+        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
+    )
+
+
+async def publish(bootstrap: str, topic: str, *messages: tuple[bytes, bytes]) -> None:
+    """Send (value, key) messages to ``topic`` and wait for each acknowledgement."""
+    producer = kafka.create_producer(bootstrap)
+    await producer.start()
+    try:
+        for value, key in messages:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def publish_contacts(bootstrap: str, *events: ContactEvent) -> None:
+    """Publish contact events as the channels service does: keyed by conversation."""
+    await publish(bootstrap, CONTACTS, *((e.model_dump_json().encode(), e.conversation_key.encode()) for e in events))

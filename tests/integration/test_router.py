@@ -9,40 +9,24 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, ContactEventKind, RoutingEvent, dlq
+from contracts import CONTACTS, ROUTING_EVENTS, ContactEventKind, RoutingEvent, dlq
 from kefu import kafka
 from kefu.embedded import EmbeddedKafka
 from services.router.adapters.orm import applied_events, contacts, messages, outbox
 from services.router.bootstrap import Router, running
-from services.router.config import RouterSettings
 from services.router.domain.model import Presence
 from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, read_topic, serving
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    publish_contacts,
+    read_topic,
+    router_settings,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> RouterSettings:
-    return RouterSettings(
-        database_url=database_url,
-        kafka_bootstrap=broker.bootstrap,
-        config_path=config_path,
-        offer_tick_seconds=0.05,
-        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
-    )
-
-
-async def _publish(bootstrap: str, *events: ContactEvent) -> None:
-    producer = kafka.create_producer(bootstrap)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                CONTACTS, event.model_dump_json().encode(), key=event.conversation_key.encode()
-            )
-    finally:
-        await producer.stop()
 
 
 async def _count(database_url: str, table: object) -> int:
@@ -62,8 +46,8 @@ async def test_the_same_event_three_times_makes_one_contact(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
     event = contact_event("c1", dedup="msg_dup")
-    async with running(_settings(database_url, broker, config_path)) as router:
-        await _publish(broker.bootstrap, event, event, event)
+    async with running(router_settings(database_url, broker, config_path)) as router:
+        await publish_contacts(broker.bootstrap, event, event, event)
 
         async def offered() -> list[uuid.UUID]:
             return _offers_of(router, "alice")
@@ -79,8 +63,8 @@ async def test_the_same_event_three_times_makes_one_contact(
 async def test_a_later_message_joins_the_open_contact(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    async with running(_settings(database_url, broker, config_path)) as router:
-        await _publish(broker.bootstrap, contact_event("c1", text="first"), contact_event("c1", text="second"))
+    async with running(router_settings(database_url, broker, config_path)) as router:
+        await publish_contacts(broker.bootstrap, contact_event("c1", text="first"), contact_event("c1", text="second"))
 
         async def both_applied() -> bool:
             return await _count(database_url, messages) == 2
@@ -94,8 +78,8 @@ async def test_offer_accept_publishes_routing_events_through_the_outbox(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
     event = contact_event("c1")
-    async with running(_settings(database_url, broker, config_path)) as router:
-        await _publish(broker.bootstrap, event)
+    async with running(router_settings(database_url, broker, config_path)) as router:
+        await publish_contacts(broker.bootstrap, event)
 
         async def offer() -> list[uuid.UUID]:
             return _offers_of(router, "alice")
@@ -118,9 +102,9 @@ async def test_offer_accept_publishes_routing_events_through_the_outbox(
 async def test_an_expired_offer_goes_to_the_next_agent(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    async with running(_settings(database_url, broker, config_path)) as router:
+    async with running(router_settings(database_url, broker, config_path)) as router:
         await router.service.set_presence("bob", Presence.AVAILABLE)
-        await _publish(broker.bootstrap, contact_event("c1"))
+        await publish_contacts(broker.bootstrap, contact_event("c1"))
 
         async def first() -> list[uuid.UUID]:
             return _offers_of(router, "alice") or _offers_of(router, "bob")
@@ -146,10 +130,10 @@ async def test_an_expired_offer_goes_to_the_next_agent(
 async def test_state_is_rebuilt_from_postgres_after_a_restart(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
     async with running(settings) as router:
         await router.service.set_presence("alice", Presence.AWAY)
-        await _publish(broker.bootstrap, contact_event("c1"), contact_event("c2"))
+        await publish_contacts(broker.bootstrap, contact_event("c1"), contact_event("c2"))
 
         async def queued() -> bool:
             return len(router.service.state.waiting) == 2
@@ -169,12 +153,12 @@ async def test_state_is_rebuilt_from_postgres_after_a_restart(
 async def test_a_poison_message_is_dead_lettered_and_does_not_block(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    async with running(_settings(database_url, broker, config_path)) as router:
+    async with running(router_settings(database_url, broker, config_path)) as router:
         producer = kafka.create_producer(broker.bootstrap)
         await producer.start()
         await producer.send_and_wait(CONTACTS, b"{not json", key=b"webchat:shop:c1")
         await producer.stop()
-        await _publish(broker.bootstrap, contact_event("c1"))
+        await publish_contacts(broker.bootstrap, contact_event("c1"))
 
         async def offered() -> list[uuid.UUID]:
             return _offers_of(router, "alice")
@@ -195,7 +179,7 @@ AGENT = {
 
 
 async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
-    app = create_app(_settings(database_url, broker, config_path))
+    app = create_app(router_settings(database_url, broker, config_path))
     async with serving(app) as client:
         agents = (await client.get("/v1/agents", headers=SUPERVISOR)).json()
         assert {a["agent_id"]: a["presence"] for a in agents} == {
@@ -207,7 +191,7 @@ async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKa
         assert changed.status_code == 200
         assert changed.json()["presence"] == "available"
 
-        await _publish(broker.bootstrap, contact_event("c1"))
+        await publish_contacts(broker.bootstrap, contact_event("c1"))
 
         async def offers() -> list[dict[str, str]]:
             found = (await client.get("/v1/agents/alice/offers", headers=AGENT["alice"])).json()
@@ -272,16 +256,16 @@ async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKa
 async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
     async with running(settings) as router:
-        await _publish(broker.bootstrap, contact_event("call-1"))
+        await publish_contacts(broker.bootstrap, contact_event("call-1"))
 
         async def offered() -> list[uuid.UUID]:
             return _offers_of(router, "alice")
 
         await eventually(offered)
         hangup = contact_event("call-1").model_copy(update={"kind": ContactEventKind.ABANDONED})
-        await _publish(broker.bootstrap, hangup)
+        await publish_contacts(broker.bootstrap, hangup)
 
         async def gone() -> bool:
             return not router.service.state.waiting and not router.service.state.offers
@@ -296,10 +280,10 @@ async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(
 async def test_identities_link_into_one_customer_across_channels(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    app = create_app(_settings(database_url, broker, config_path))
+    app = create_app(router_settings(database_url, broker, config_path))
     async with serving(app) as client:
         anonymous = contact_event("web-1", text="匿名咨询")
-        await _publish(broker.bootstrap, anonymous)
+        await publish_contacts(broker.bootstrap, anonymous)
 
         async def contact() -> dict[str, Any]:
             found = await client.get(f"/v1/contacts/{anonymous.event_id}", headers=SUPERVISOR)
@@ -316,7 +300,7 @@ async def test_identities_link_into_one_customer_across_channels(
         # the same member writes from another device (another anonymous visitor id)
         other = contact_event("web-2", text="换个设备")
         other = other.model_copy(update={"customer": other.customer.model_copy(update={"external_id": "member-7"})})
-        await _publish(broker.bootstrap, login, other)
+        await publish_contacts(broker.bootstrap, login, other)
 
         async def linked() -> dict[str, Any]:
             # whichever record survives the merge, the first contact now belongs to it
@@ -350,10 +334,12 @@ async def test_identities_link_into_one_customer_across_channels(
 
 
 async def test_queue_statistics_for_the_wallboard(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
-    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
     app = create_app(settings)
     async with serving(app) as client:
-        await _publish(broker.bootstrap, contact_event("answered"), contact_event("left"), contact_event("waits"))
+        await publish_contacts(
+            broker.bootstrap, contact_event("answered"), contact_event("left"), contact_event("waits")
+        )
 
         async def offered() -> list[dict[str, Any]]:
             found = (await client.get("/v1/agents/alice/offers", headers=AGENT["alice"])).json()
@@ -364,7 +350,7 @@ async def test_queue_statistics_for_the_wallboard(database_url: str, broker: Emb
         assignment = accepted.json()["assignment_id"]
         await client.post(f"/v1/assignments/{assignment}/complete", headers=AGENT["alice"])
         hangup = contact_event(second["conversation_key"].rsplit(":", 1)[1])
-        await _publish(broker.bootstrap, hangup.model_copy(update={"kind": ContactEventKind.ABANDONED}))
+        await publish_contacts(broker.bootstrap, hangup.model_copy(update={"kind": ContactEventKind.ABANDONED}))
 
         async def settled() -> dict[str, Any]:
             found = (await client.get("/v1/queues/presales/stats", headers=AGENT["alice"])).json()
@@ -387,10 +373,10 @@ async def test_queue_statistics_for_the_wallboard(database_url: str, broker: Emb
 
 
 async def test_agents_are_managed_through_the_api(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
-    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
     async with serving(create_app(settings)) as client:
         await client.put("/v1/agents/alice/status", json={"presence": "away"}, headers=AGENT["alice"])
-        await _publish(broker.bootstrap, contact_event("presales-1"))
+        await publish_contacts(broker.bootstrap, contact_event("presales-1"))
 
         async def queued() -> bool:
             found = (await client.get("/v1/queues", headers=SUPERVISOR)).json()
@@ -418,7 +404,7 @@ async def test_agents_are_managed_through_the_api(database_url: str, broker: Emb
 async def test_the_routing_configuration_is_versioned_and_changed_through_the_api(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    settings = _settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
     file_text = CONFIG
     routing_only = "routing:" + file_text.split("routing:", 1)[1].split("\nauth:", 1)[0]
     to_returns = routing_only.replace(
@@ -446,7 +432,7 @@ async def test_the_routing_configuration_is_versioned_and_changed_through_the_ap
         applied = await client.put("/v1/config", content=to_returns, headers=yaml_headers)
         assert applied.status_code == 200, applied.text
         assert applied.json()["version"] == 2
-        await _publish(broker.bootstrap, contact_event("after-change"))
+        await publish_contacts(broker.bootstrap, contact_event("after-change"))
 
         async def routed() -> list[dict[str, Any]]:
             return list((await client.get("/v1/agents/chen/offers", headers=SUPERVISOR)).json())

@@ -18,8 +18,14 @@ from services.router.domain.config import CustomerTier
 from services.router.domain.model import Offer
 from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, CONFIG, SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, read_topic, serving
-from tests.integration.test_router import _publish, _settings
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    publish_contacts,
+    read_topic,
+    router_settings,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +85,8 @@ async def test_a_keyword_places_the_contact_in_the_rules_queue_with_its_priority
     database_url: str, broker: EmbeddedKafka, intake_config: Path
 ) -> None:
     refund, plain = _event("r1", "visitor-r1", "我要退货, refund please"), _event("p1", "visitor-p1", "这款冰箱多少钱")
-    async with running(_settings(database_url, broker, intake_config)):
-        await _publish(broker.bootstrap, refund, plain)
+    async with running(router_settings(database_url, broker, intake_config)):
+        await publish_contacts(broker.bootstrap, refund, plain)
         row = await _opened(database_url, refund)
         assert (row["queue_id"], row["priority"], row["category"], row["tier"]) == (
             "returns",
@@ -100,9 +106,9 @@ async def test_the_profile_api_sets_tier_and_tam_and_refuses_what_is_wrong(
     database_url: str, broker: EmbeddedKafka, intake_config: Path
 ) -> None:
     first = _event("k1", "visitor-k", "你好")
-    app = create_app(_settings(database_url, broker, intake_config))
+    app = create_app(router_settings(database_url, broker, intake_config))
     async with serving(app) as client:
-        await _publish(broker.bootstrap, first)
+        await publish_contacts(broker.bootstrap, first)
         customer_id = (await _opened(database_url, first))["customer_id"]
         url = f"/v1/customers/{customer_id}/profile"
         supervisor = {"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}
@@ -135,18 +141,18 @@ async def test_the_profile_api_sets_tier_and_tam_and_refuses_what_is_wrong(
 async def test_a_key_account_prefers_its_tam_and_a_returning_customer_their_last_agent(
     database_url: str, broker: EmbeddedKafka, intake_config: Path
 ) -> None:
-    async with running(_settings(database_url, broker, intake_config)) as router:
+    async with running(router_settings(database_url, broker, intake_config)) as router:
         served_by, row = await _served_and_back(router, broker.bootstrap, database_url)
         assert row["preferred_agent"] == served_by
         assert row["prefer_until"] - row["enqueued_at"] == timedelta(seconds=30)
 
         # a key account prefers its owning TAM over anyone, for key_account_wait_seconds
         tam_first = _event("t1", "visitor-t", "你好")
-        await _publish(broker.bootstrap, tam_first)
+        await publish_contacts(broker.bootstrap, tam_first)
         customer_id = (await _opened(database_url, tam_first))["customer_id"]
         await router.service.set_customer_profile(customer_id, Profile(CustomerTier.KEY_ACCOUNT, "chen"))
         tam_again = _event("t2", "visitor-t", "设备又坏了")
-        await _publish(broker.bootstrap, tam_again)
+        await publish_contacts(broker.bootstrap, tam_again)
         tam_row = await _opened(database_url, tam_again)
         assert (tam_row["preferred_agent"], tam_row["tier"], tam_row["owning_tam"]) == ("chen", "key_account", "chen")
         assert (tam_row["category"], tam_row["priority"]) == ("key accounts", 70)
@@ -156,14 +162,14 @@ async def test_a_key_account_prefers_its_tam_and_a_returning_customer_their_last
 
         # a new customer has nobody to wait for
         stranger = _event("n1", "visitor-n", "你好")
-        await _publish(broker.bootstrap, stranger)
+        await publish_contacts(broker.bootstrap, stranger)
         assert (await _opened(database_url, stranger))["preferred_agent"] is None
 
 
 async def test_without_a_sticky_section_nobody_is_preferred(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
-    async with running(_settings(database_url, broker, config_path)) as router:
+    async with running(router_settings(database_url, broker, config_path)) as router:
         _, row = await _served_and_back(router, broker.bootstrap, database_url)
         assert (row["preferred_agent"], row["prefer_until"]) == (None, None)
 
@@ -171,7 +177,7 @@ async def test_without_a_sticky_section_nobody_is_preferred(
 async def _served_and_back(router: Router, bootstrap: str, database_url: str) -> tuple[str, Any]:
     """A customer is served by some agent, then writes again on another conversation: that agent's id, and the
     new contact's row."""
-    await _publish(bootstrap, _event("s1", "visitor-s", "你好"))
+    await publish_contacts(bootstrap, _event("s1", "visitor-s", "你好"))
 
     async def only_offer() -> Offer | None:
         offers = list(router.service.state.offers.values())
@@ -181,5 +187,5 @@ async def _served_and_back(router: Router, bootstrap: str, database_url: str) ->
     assignment = await router.service.accept(offer.id, offer.agent_id)
     await router.service.complete(assignment.id, None)
     again = _event("s2", "visitor-s", "还是上次的问题")
-    await _publish(bootstrap, again)
+    await publish_contacts(bootstrap, again)
     return offer.agent_id, await _opened(database_url, again)

@@ -13,15 +13,21 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_COMMANDS, ROUTING_EVENTS, RoutingCommand, RoutingEvent
 from contracts.routing import RoutingCommandType
-from kefu import kafka
 from kefu.embedded import EmbeddedKafka
 from services.router.adapters import repository
 from services.router.adapters.orm import assignments
-from services.router.config import RouterSettings
 from services.router.domain.config import parse_routing
 from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, read_topic, serving
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    publish,
+    publish_contacts,
+    read_topic,
+    router_settings,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,30 +51,9 @@ def moves_config(tmp_path: Path) -> Path:
     return path
 
 
-def _settings(database_url: str, broker: EmbeddedKafka, config_path: Path) -> RouterSettings:
-    return RouterSettings(
-        database_url=database_url,
-        kafka_bootstrap=broker.bootstrap,
-        config_path=config_path,
-        offer_tick_seconds=0.05,
-        consumer_group=f"router-{uuid.uuid4().hex[:8]}",
-    )
-
-
-async def _publish(bootstrap: str, topic: str, payload: bytes, key: bytes) -> None:
-    producer = kafka.create_producer(bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, payload, key=key)
-    finally:
-        await producer.stop()
-
-
 async def _assigned_to_alice(client: httpx.AsyncClient, broker: EmbeddedKafka, conversation: str) -> dict[str, Any]:
     event = contact_event(conversation, text="安装后无法开机")
-    await _publish(
-        broker.bootstrap, "kefu.contacts.v1", event.model_dump_json().encode(), event.conversation_key.encode()
-    )
+    await publish_contacts(broker.bootstrap, event)
 
     async def offer() -> dict[str, Any] | None:
         found = (await client.get("/v1/agents/alice/offers", headers=ALICE)).json()
@@ -92,7 +77,7 @@ async def _chen_offer(client: httpx.AsyncClient, contact_id: str) -> dict[str, A
 async def test_an_agent_transfers_to_a_group_queue_and_the_engineer_completes_with_a_disposition(
     database_url: str, broker: EmbeddedKafka, moves_config: Path
 ) -> None:
-    app = create_app(_settings(database_url, broker, moves_config))
+    app = create_app(router_settings(database_url, broker, moves_config))
     async with serving(app) as client:
         assignment = await _assigned_to_alice(client, broker, "t1")
         url = f"/v1/assignments/{assignment['assignment_id']}/transfer"
@@ -152,7 +137,7 @@ async def test_an_agent_transfers_to_a_group_queue_and_the_engineer_completes_wi
 async def test_an_escalation_command_moves_the_contact_once_and_survives_a_restart(
     database_url: str, broker: EmbeddedKafka, moves_config: Path
 ) -> None:
-    settings = _settings(database_url, broker, moves_config)
+    settings = router_settings(database_url, broker, moves_config)
     app = create_app(settings)
     async with serving(app) as client:
         assignment = await _assigned_to_alice(client, broker, "e1")
@@ -168,8 +153,8 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
             reason="crisis lexicon: 起火",
         )
         for _ in range(2):  # a redelivery changes nothing
-            await _publish(
-                broker.bootstrap, ROUTING_COMMANDS, command.model_dump_json().encode(), str(contact_id).encode()
+            await publish(
+                broker.bootstrap, ROUTING_COMMANDS, (command.model_dump_json().encode(), str(contact_id).encode())
             )
         offer = await _chen_offer(client, str(contact_id))
         assert offer["priority"] == 90

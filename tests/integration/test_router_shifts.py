@@ -18,8 +18,7 @@ from services.router.domain.model import Presence
 from services.router.entrypoints.app import create_app
 from services.router.shifts import ShiftKeeper
 from tests.integration.conftest import ADMIN_TOKEN, CONFIG
-from tests.integration.support import eventually, serving
-from tests.integration.test_router import _settings as router_settings
+from tests.integration.support import eventually, router_settings, serving
 
 pytestmark = pytest.mark.integration
 
