@@ -65,9 +65,10 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
     tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
+    # a group per topic: members of one group subscribed to different topics make every rebalance wait on both
     consumers = [
-        kafka.create_consumer(settings.kafka_bootstrap, topic, group_id=settings.consumer_group)
-        for topic in (CONTACTS, ROUTING_EVENTS)
+        kafka.create_consumer(settings.kafka_bootstrap, topic, group_id=f"{settings.consumer_group}-{name}")
+        for name, topic in (("contacts", CONTACTS), ("routing", ROUTING_EVENTS))
     ]
     http = httpx.AsyncClient(follow_redirects=False)
     relay = OutboxRelay(engine, outbox, producer)

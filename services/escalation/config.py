@@ -11,7 +11,10 @@ EXAMPLE_POLICY = REPO_ROOT / "deploy" / "examples" / "escalation.yaml"
 
 class EscalationSettings(ServiceSettings):
     port: int = Field(default=8002, ge=1, le=65535)
-    consumer_group: str = Field(default="kefu-escalation", description="Kafka consumer group of the event consumers.")
+    consumer_group: str = Field(
+        default="kefu-escalation",
+        description="Prefix of the Kafka consumer groups: one per topic (-contacts, -routing).",
+    )
     policy_path: Path = Field(
         default=EXAMPLE_POLICY,
         description="The YAML file whose ``escalation`` section is the policy (docs/escalation.md).",
