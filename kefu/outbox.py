@@ -98,8 +98,9 @@ class OutboxRelay:
         last events do not wait for the next start. Bounded: a broker that is down only delays them."""
         try:
             async with asyncio.timeout(timeout):
-                while await self.relay_once() >= self._batch:
-                    pass
+                sent = self._batch
+                while sent >= self._batch:  # a full batch: there may be more
+                    sent = await self.relay_once()
         except Exception:  # a timeout or broker trouble: the rows stay for the next run
             log.warning("outbox not drained at shutdown; the rest goes out on the next start", exc_info=True)
 
