@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import ContactEvent, RoutingEvent
+from contracts import ContactEvent, RoutingEvent, RoutingEventType
 from contracts.escalations import EscalationStatus
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
@@ -90,8 +90,23 @@ class Escalator:
                 # nothing can fire for a closed contact; its wake-up calls would find nothing to do
                 await self._timers.cancel_for_contact(event.contact_id, conn=conn)
             else:
-                await self._evaluate(tx, event.contact_id, self._clock())
+                now = self._clock()
+                await self._evaluate(tx, event.contact_id, now)
+                if event.type is RoutingEventType.QUEUED:
+                    await self._evaluate_latest_of_customer(tx, event.contact_id, now)
         self._committed(tx)
+
+    async def _evaluate_latest_of_customer(self, tx: Committed, contact_id: uuid.UUID, now: datetime) -> None:
+        """A contact began: its customer's latest contact may now be a repeat, even if this one came in late.
+
+        Rows are locked older first, then the latest, so two of these never wait on each other.
+        """
+        repeat = self.policy.triggers.repeat_contact
+        if repeat is None:
+            return
+        latest = await facts.latest_of_customer(tx.conn, contact_id, now - timedelta(hours=repeat.within_hours))
+        if latest is not None and latest != contact_id:
+            await self._evaluate(tx, latest, now)
 
     async def on_timer(self, timer: Timer, conn: AsyncConnection) -> None:
         """A due timer, inside the runner's transaction: evaluate again, or climb an unacknowledged case.

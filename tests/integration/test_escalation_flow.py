@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def routed(kind: RoutingEventType, contact_id: uuid.UUID, *, queue: str = "presa
     return RoutingEvent(
         event_id=uuid.uuid4(),
         type=kind,
-        occurred_at=datetime.now(UTC),
+        occurred_at=fields.pop("occurred_at", datetime.now(UTC)),
         contact_id=contact_id,
         conversation_key=fields.pop("conversation_key", f"webchat:shop:{contact_id}"),
         channel=fields.pop("channel", Channel.WEBCHAT),
@@ -300,8 +300,14 @@ async def test_an_acknowledged_case_does_not_climb(service: Service) -> None:
 async def test_the_third_contact_of_a_customer_within_the_window_goes_to_supervisors(service: Service) -> None:
     customer = uuid.uuid4()
     contacts = [uuid.uuid4() for _ in range(3)]
-    for contact_id, channel in zip(contacts, (Channel.WEBCHAT, Channel.EMAIL, Channel.PHONE), strict=True):
-        await service.routing(routed(RoutingEventType.QUEUED, contact_id, customer_id=customer, channel=channel))
+    began = [datetime.now(UTC) - timedelta(minutes=minutes) for minutes in (30, 20, 10)]
+    channels = (Channel.WEBCHAT, Channel.EMAIL, Channel.PHONE)
+    # the latest contact's events come in first (partitions are independent): it is still the one escalated
+    for i in (2, 0, 1):
+        event = routed(
+            RoutingEventType.QUEUED, contacts[i], customer_id=customer, channel=channels[i], occurred_at=began[i]
+        )
+        await service.routing(event)
     case = await service.case_for(contacts[2], "repeat_contact")
     assert case["target"] == "supervisors" and "3 contacts" in case["reason"]
     await service.settle()

@@ -94,6 +94,9 @@ def test_repeat_contact_in_the_window(policy: EscalationPolicy) -> None:
     assert "repeat_contact" in _fired(policy, _facts(customer_contacts=three, first_answered_at=T0), now)
     old = [T0 - timedelta(hours=30), T0 - timedelta(hours=2), T0]
     assert "repeat_contact" not in _fired(policy, _facts(customer_contacts=old, first_answered_at=T0), now)
+    # an earlier contact of the three does not fire: the latest one does
+    earlier = _facts(customer_contacts=three, first_answered_at=T0, queued_at=T0 - timedelta(hours=2))
+    assert "repeat_contact" not in _fired(policy, earlier, now)
 
 
 def test_sla_warns_then_breaches_once(policy: EscalationPolicy) -> None:

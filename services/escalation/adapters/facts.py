@@ -163,3 +163,21 @@ async def _ensure(
         .values(contact_id=contact_id, conversation_key=conversation_key, queued_at=at, customer_key=customer)
         .on_conflict_do_nothing()
     )
+
+
+async def latest_of_customer(conn: AsyncConnection, contact_id: uuid.UUID, since: datetime) -> uuid.UUID | None:
+    """The customer's latest open contact since ``since`` (the contact itself, or a later one), if it has a key."""
+    mine = contact_facts.alias("mine")
+    theirs = contact_facts.alias("theirs")
+    query = (
+        select(theirs.c.contact_id)
+        .join(mine, mine.c.customer_key == theirs.c.customer_key)
+        .where(
+            mine.c.contact_id == contact_id,
+            theirs.c.queued_at >= since,
+            theirs.c.status.not_in(CLOSED),
+        )
+        .order_by(theirs.c.queued_at.desc(), theirs.c.contact_id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).scalar_one_or_none()

@@ -190,8 +190,11 @@ def _repeat_contact(facts: ContactFacts, policy: EscalationPolicy, now: datetime
     if trigger is None or not _fires(facts, "repeat_contact", trigger.target, policy):
         return
     since = now - timedelta(hours=trigger.within_hours)
-    count = sum(1 for at in facts.customer_contacts if since <= at <= now)
-    if count >= trigger.contacts:
+    window = [at for at in facts.customer_contacts if since <= at <= now]
+    count = len(window)
+    # the customer's latest contact is the one to escalate: the one they are on now (the service re-evaluates it
+    # when an older contact's events arrive late, so the order events come in does not matter)
+    if count >= trigger.contacts and facts.queued_at >= max(window):
         evidence = f"{count} contacts from this customer within {trigger.within_hours:g} h"
         out.escalations.append(_decide(policy, facts, "repeat_contact", trigger.target, evidence))
 
