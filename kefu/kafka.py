@@ -1,7 +1,8 @@
 """Kafka wiring: the producer every service publishes with, topic creation, and the consumer loop.
 
 Delivery is at-least-once: ``consume`` hands each record to an idempotent handler and commits the
-offset only after the handler's transaction; a record that cannot be parsed goes to the topic's
+offset only after the handler's transaction. A record that cannot be parsed, or that its handler keeps
+refusing for a reason of its own (not the database or the network being down), goes to the topic's
 ``.dlq`` sibling with the reason in a header, so it never blocks its partition.
 """
 
@@ -13,6 +14,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from contracts.topics import dlq
 
@@ -81,36 +83,70 @@ async def consume(
     handler: Handler[M],
     *,
     retry_delay: float = 1.0,
+    max_attempts: int = 5,
 ) -> None:
     """Apply every record of ``consumer`` with ``handler`` until cancelled.
 
-    A record that does not parse as ``model`` goes to the dead-letter topic. A handler failure
-    (database down, say) is retried from the same offset after ``retry_delay``.
+    A record that does not parse as ``model`` goes to the dead-letter topic. A handler failure is retried from the
+    same offset after ``retry_delay``: for as long as it takes when the failure is the infrastructure's (database
+    or network down, a deadlock: see ``transient``), ``max_attempts`` times when it is not, then dead-lettered.
     """
     while True:
         batches = await consumer.getmany(timeout_ms=500, max_records=500)
         for tp, records in batches.items():
             for record in records:
-                while not await _apply(record, producer, model, handler):
-                    await asyncio.sleep(retry_delay)
+                await _apply(record, producer, model, handler, retry_delay=retry_delay, max_attempts=max_attempts)
             await consumer.commit({tp: records[-1].offset + 1})
 
 
+def transient(exc: BaseException) -> bool:
+    """Whether a handler failure is the infrastructure's, so that the same record may well succeed later."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        # 08 connection, 40 deadlock or serialization, 53 resources, 57 operator intervention, 58 system error
+        return code is None or str(code)[:2] in {"08", "40", "53", "57", "58"}
+    return False
+
+
 async def _apply(
-    record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, model: type[M], handler: Handler[M]
-) -> bool:
+    record: ConsumerRecord[bytes, bytes],
+    producer: AIOKafkaProducer,
+    model: type[M],
+    handler: Handler[M],
+    *,
+    retry_delay: float,
+    max_attempts: int,
+) -> None:
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
     try:
         message = model.model_validate_json(record.value or b"")
     except ValidationError as exc:
-        reason = f"{model.__name__} invalid: {exc.errors(include_url=False, include_input=False)}"
-        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        await producer.send_and_wait(
-            dlq(record.topic), record.value, key=record.key, headers=[("kefu-dlq-reason", reason.encode())]
+        await _dead_letter(
+            record, producer, f"{model.__name__} invalid: {exc.errors(include_url=False, include_input=False)}"
         )
-        return True
-    try:
-        await handler(message)
-    except Exception:
-        log.exception("handler failed on %s[%d]@%d; retrying", record.topic, record.partition, record.offset)
-        return False
-    return True
+        return
+    attempts = 0
+    while True:
+        try:
+            await handler(message)
+            return
+        except Exception as exc:
+            attempts += 1
+            if not transient(exc) and attempts >= max_attempts:
+                log.exception("handler refused %s %d times; dead-lettering it", where, attempts)
+                await _dead_letter(record, producer, f"handler failed {attempts} times: {type(exc).__name__}: {exc}")
+                return
+            log.exception("handler failed on %s (attempt %d); retrying", where, attempts)
+        await asyncio.sleep(retry_delay)
+
+
+async def _dead_letter(record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, reason: str) -> None:
+    reason = reason[:4000]
+    log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+    await producer.send_and_wait(
+        dlq(record.topic), record.value, key=record.key, headers=[("kefu-dlq-reason", reason.encode())]
+    )
