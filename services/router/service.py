@@ -39,6 +39,7 @@ from services.router.domain.decisions import (
     OfferDeclined,
     Offered,
     PresenceRequested,
+    PresenceSet,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
 from services.router.exceptions import (
@@ -409,6 +410,14 @@ class RoutingService:
                     self._feed.publish(agent_id, "assignment.created", view)
                 case Completed(assignment_id=assignment_id, agent_id=agent_id):
                     self._feed.publish(agent_id, "assignment.closed", {"assignment_id": str(assignment_id)})
+                case PresenceSet(agent_id=agent_id, presence=presence, until=until, reason=reason):
+                    # wrap-up and its end, or away after missed offers: the desktop shows what the router decided
+                    change = {
+                        "presence": presence.value,
+                        "until": until.isoformat() if until else None,
+                        "reason": reason,
+                    }
+                    self._feed.publish(agent_id, "presence.changed", change)
 
     def _notify_message(self, contact_id: UUID, event: ContactEvent) -> None:
         for assignment in self.state.assignments.values():

@@ -133,7 +133,8 @@ async def list_assignments(agent_id: str, service: Service, who: Caller) -> list
     "/agents/{agent_id}/events",
     summary="Server-Sent Events for the agent's desktop",
     description="Starts with the pending offers (`offer.created`), then streams `offer.created`, `offer.closed`, "
-    "`assignment.created`, `assignment.message` and `assignment.closed` as they happen.",
+    "`assignment.created`, `assignment.message`, `assignment.closed` and `presence.changed` (wrap-up, its end, "
+    "away after missed offers, a shift) as they happen.",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
