@@ -155,12 +155,8 @@ def _key_account(facts: ContactFacts, policy: EscalationPolicy, now: datetime, o
     trigger = policy.triggers.key_account
     if trigger is None or facts.tier != "key_account" or not _fires(facts, "key_account", trigger.target, policy):
         return
-    due = facts.queued_at + timedelta(minutes=trigger.hold_minutes)
-    if now >= due:
-        evidence = f"key-account contact held by tier 1 for {trigger.hold_minutes:g} min"
-        out.escalations.append(_decide(policy, facts, "key_account", trigger.target, evidence))
-    else:
-        out.timers.append(Timer("key_account.hold", f"{facts.contact_id}/key_account.hold", due))
+    evidence = f"key-account contact held by tier 1 for {trigger.hold_minutes:g} min"
+    _after(facts, policy, now, out, ("key_account", trigger.target, "hold"), trigger.hold_minutes, evidence)
 
 
 def _technical(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
@@ -177,12 +173,31 @@ def _technical(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out
         evidence = f"technical contact transferred {facts.transfers} times (limit {trigger.max_transfers})"
         out.escalations.append(_decide(policy, facts, "technical", trigger.target, evidence))
     elif trigger.unresolved_minutes is not None:
-        due = facts.queued_at + timedelta(minutes=trigger.unresolved_minutes)
-        if now >= due:
-            evidence = f"technical contact unresolved by tier 1 after {trigger.unresolved_minutes:g} min"
-            out.escalations.append(_decide(policy, facts, "technical", trigger.target, evidence))
-        else:
-            out.timers.append(Timer("technical.unresolved", f"{facts.contact_id}/technical.unresolved", due))
+        evidence = f"technical contact unresolved by tier 1 after {trigger.unresolved_minutes:g} min"
+        where = ("technical", trigger.target, "unresolved")
+        _after(facts, policy, now, out, where, trigger.unresolved_minutes, evidence)
+
+
+def _after(
+    facts: ContactFacts,
+    policy: EscalationPolicy,
+    now: datetime,
+    out: Evaluation,
+    where: tuple[str, str, str],
+    minutes: float,
+    evidence: str,
+) -> None:
+    """Escalate ``minutes`` after the contact was queued: now if that time has come, else a timer for it.
+
+    ``where`` is (trigger, target, what the timer waits for).
+    """
+    trigger, target, waiting = where
+    due = facts.queued_at + timedelta(minutes=minutes)
+    if now >= due:
+        out.escalations.append(_decide(policy, facts, trigger, target, evidence))
+    else:
+        kind = f"{trigger}.{waiting}"
+        out.timers.append(Timer(kind, f"{facts.contact_id}/{kind}", due))
 
 
 def _repeat_contact(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
