@@ -1,10 +1,10 @@
 """What the router does with contacts (events) and what others may ask of it (commands)."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Self
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from contracts.types import Channel, Contract, Timestamp
 
@@ -23,6 +23,7 @@ class RoutingEventType(StrEnum):
     TRANSFERRED = "transferred"
     REQUEUED = "requeued"
     CLOSED = "closed"
+    COMMAND_REFUSED = "command_refused"
 
 
 class RoutingEvent(Contract):
@@ -60,6 +61,9 @@ class RoutingEvent(Contract):
         description="The classification rule that placed the contact (its name), if one did.",
         examples=["technical"],
     )
+    command_id: UUID | None = Field(
+        default=None, description="The routing command concerned (``command_refused``: the one refused)."
+    )
 
 
 class RoutingCommandType(StrEnum):
@@ -67,6 +71,33 @@ class RoutingCommandType(StrEnum):
 
     ESCALATE = "escalate"
     REQUEUE = "requeue"
+
+
+class ContactState(StrEnum):
+    """Where a contact is in the router, as a command's sender saw it."""
+
+    WAITING = "waiting"
+    ASSIGNED = "assigned"
+
+
+class CommandPrecondition(Contract):
+    """What a command's sender assumed about the contact; the router applies the command only while it holds."""
+
+    state: ContactState = Field(
+        description="Waiting in a queue (offered or not) or assigned to an agent.", examples=["waiting"]
+    )
+    queue_id: str | None = Field(
+        default=None, max_length=128, description="The queue it was in; any queue when absent.", examples=["presales"]
+    )
+    assignment_id: UUID | None = Field(
+        default=None, description="With state ``assigned``: the assignment it was on; any assignment when absent."
+    )
+
+    @model_validator(mode="after")
+    def _assignment_only_when_assigned(self) -> Self:
+        if self.assignment_id is not None and self.state is not ContactState.ASSIGNED:
+            raise ValueError("assignment_id is only meaningful with state 'assigned'")
+        return self
 
 
 class RoutingCommand(Contract):
@@ -93,3 +124,11 @@ class RoutingCommand(Contract):
         examples=["chen"],
     )
     reason: str = Field(max_length=1024, description="Why, for the audit trail.", examples=["crisis lexicon: 曝光"])
+    precondition: CommandPrecondition | None = Field(
+        default=None,
+        description=(
+            "What the sender assumed about the contact when it decided (a service acting on its own view); the router "
+            "refuses the command, with a ``command_refused`` routing event, when that no longer holds. Absent: "
+            "applied to the contact wherever it is (a supervisor's command, an older producer)."
+        ),
+    )
