@@ -127,6 +127,29 @@ async def test_an_expired_offer_goes_to_the_next_agent(
     ]
 
 
+async def test_an_offer_the_only_agent_let_expire_comes_back_to_them(
+    database_url: str, broker: EmbeddedKafka, config_path: Path
+) -> None:
+    # alice alone (bob away): after her offer expires and the queue's reoffer wait, she is offered it again
+    await asyncio.to_thread(
+        config_path.write_text,
+        CONFIG.replace("offer_timeout_seconds: 1}", "offer_timeout_seconds: 1, reoffer_after_seconds: 1}"),
+        encoding="utf-8",
+    )
+    async with running(router_settings(database_url, broker, config_path)) as router:
+        await publish_contacts(broker.bootstrap, contact_event("c1"))
+
+        async def offered_twice() -> bool:
+            return any(w.offers_made >= 2 for w in router.service.state.waiting.values())
+
+        await eventually(offered_twice, timeout=10)
+        assert [o.agent_id for o in router.service.state.offers.values()] == ["alice"]
+    records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
+    events = [RoutingEvent.model_validate_json(r.value) for r in records][:4]
+    assert [e.type for e in events] == ["queued", "offered", "offer_timed_out", "offered"]
+    assert events[3].agent_id == "alice"
+
+
 async def test_state_is_rebuilt_from_postgres_after_a_restart(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ from services.router.domain.decisions import (
     OfferOutcome,
     PresenceRequested,
     PresenceSet,
+    TimersFired,
 )
 from services.router.domain.index import LazyHeap
 from services.router.domain.model import (
@@ -93,6 +94,13 @@ def reference_decide(state: RoutingState, event: Event, now: datetime) -> list[D
             for offer in expired:
                 plan.route_contact(offer.contact.id)
                 plan.fill_agent(offer.agent_id)
+            # contacts whose wait after an agent turned them down is over, in their queues' order
+            order = {contact_id: n for n, contact_id in enumerate(state.waiting)}
+            for due in sorted(
+                (w for w in state.waiting.values() if plan.wait_over(w)),
+                key=lambda w: (-w.ref.priority, w.ref.enqueued_at, order[w.ref.id]),
+            ):
+                plan.route_contact(due.ref.id)
         case ContactAbandoned(contact_id=contact_id):
             waiting = state.waiting.get(contact_id)
             if waiting is None:
@@ -134,7 +142,18 @@ class _ScanPlan:
         return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
 
     def _has_declined(self, contact: WaitingContact, agent_id: str) -> bool:
+        """Turned down too recently to be offered it again."""
+        if agent_id in self._declined.get(contact.ref.id, ()):
+            return True
+        return contact.turned_down(agent_id, self.now, self.state.queues[contact.ref.queue_id].reoffer_after)
+
+    def _ever_declined(self, contact: WaitingContact, agent_id: str) -> bool:
         return agent_id in contact.declined_by or agent_id in self._declined.get(contact.ref.id, ())
+
+    def wait_over(self, contact: WaitingContact) -> bool:
+        """Whether some agent's wait to be offered the contact again is over by now."""
+        after = self.state.queues[contact.ref.queue_id].reoffer_after
+        return any(at + after <= self.now for at in contact.declined_by.values())
 
     def _free_slots(self, agent: Agent, channel: Channel) -> int:
         if self._presence.get(agent.id, agent.presence) is not Presence.AVAILABLE:
@@ -190,14 +209,14 @@ class _ScanPlan:
         if not self._is_free(contact):
             return  # taken meanwhile: an expiry in the same tick let a freed agent pick it up first
         required = self.state.queues[contact.ref.queue_id].skills
-        best: tuple[tuple[datetime, int], Agent] | None = None
+        best: tuple[tuple[bool, datetime, int], Agent] | None = None
         for agent in self.state.agents.values():
             if self._free_slots(agent, contact.ref.channel) <= 0 or self._has_declined(contact, agent.id):
                 continue
             proficiency = agent.proficiency(required)
             if proficiency is None:
                 continue
-            key = (agent.idle_since, -proficiency)
+            key = (self._ever_declined(contact, agent.id), agent.idle_since, -proficiency)  # who turned it down: last
             if best is None or key < best[0]:
                 best = (key, agent)
         if best is not None:
@@ -295,7 +314,8 @@ def _run(state: RoutingState, steps: Iterable[tuple[str, int, int]]) -> RoutingS
         before = _index_snapshot(state)
         decisions = decide(state, event, now)
         assert _index_snapshot(state) == before, "decide changed the indexes"
-        assert decisions == reference_decide(state, event, now), f"step {step}: {event}"
+        routing = [d for d in decisions if not isinstance(d, TimersFired)]  # the index's own bookkeeping
+        assert routing == reference_decide(state, event, now), f"step {step}: {event}"
         offered = Counter(d.contact.id for d in decisions if isinstance(d, Offered))
         assert all(n == 1 for n in offered.values()), "a contact offered twice by one event"
         apply(state, decisions)

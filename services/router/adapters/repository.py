@@ -44,6 +44,7 @@ from services.router.domain.model import (
     RoutingState,
     WaitingContact,
 )
+from services.router.domain.preconditions import Refusal
 
 OPEN_STATUSES = ("queued", "offered", "assigned")
 
@@ -189,6 +190,7 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
             offers.c.status,
             offers.c.created_at,
             offers.c.expires_at,
+            offers.c.closed_at,
         ).where(offers.c.contact_id.in_(list(refs)))
     )
     for offer_row in offer_rows:
@@ -201,7 +203,9 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
             state.offers[offer_row.id] = Offer(offer_row.id, waiting.ref, offer_row.agent_id, offer_row.expires_at)
             state.agents[offer_row.agent_id].load[waiting.ref.channel] += 1
         elif offer_row.status != OfferOutcome.ACCEPTED and offer_row.created_at >= waiting.ref.entered:
-            waiting.declined_by.add(offer_row.agent_id)  # in this queue: a move starts afresh
+            # in this queue (a move starts afresh): the agent's last decline starts its wait to be offered it again
+            closed = offer_row.closed_at or offer_row.expires_at
+            waiting.declined_by[offer_row.agent_id] = max(closed, waiting.declined_by.get(offer_row.agent_id, closed))
     for contact_id, waiting in state.waiting.items():
         waiting.offers_made = offers_made[contact_id]
     active = await conn.execute(
@@ -316,6 +320,24 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
     await add(conn, outbox, events)
 
 
+async def refuse_command(conn: AsyncConnection, command_id: uuid.UUID, refused: Refusal, at: datetime) -> None:
+    """Record a refused routing command: a ``command_refused`` routing event, through the outbox, saying why."""
+    contact = refused.contact
+    if contact is None:
+        return  # no longer open: nothing to tell that the contact's closing events did not
+    assignment = refused.assignment
+    event = _event(
+        RoutingEventType.COMMAND_REFUSED,
+        contact,
+        at,
+        agent_id=assignment.agent_id if assignment is not None else None,
+        assignment_id=assignment.id if assignment is not None else None,
+        reason=refused.reason[:1024],
+        command_id=command_id,
+    )
+    await add(conn, outbox, [event])
+
+
 async def _presence(
     conn: AsyncConnection, agent_id: str, presence: Presence, at: datetime, until: datetime | None
 ) -> None:
@@ -354,6 +376,7 @@ def _event(
     offer_id: uuid.UUID | None = None,
     assignment_id: uuid.UUID | None = None,
     reason: str | None = None,
+    command_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     event = RoutingEvent(
         event_id=uuid.uuid4(),
@@ -372,5 +395,6 @@ def _event(
         customer_tier=contact.tier,
         owning_tam=contact.owning_tam,
         category=contact.category,
+        command_id=command_id,
     )
     return outbox_row(ROUTING_EVENTS, str(contact.id), event.model_dump_json())

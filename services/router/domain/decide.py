@@ -13,7 +13,7 @@ equals; a freed agent takes the highest-priority, then oldest, contact it may se
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -175,7 +175,7 @@ def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
             if state.waiting.pop(old.id, None) is not None:
                 index.contact_removed(old)
             waiting = state.waiting[new.id] = WaitingContact(
-                new, offers_made=decision.offers_made, declined_by=set(decision.exclude)
+                new, offers_made=decision.offers_made, declined_by=dict.fromkeys(decision.exclude, decision.at)
             )
             index.contact_added(waiting)
         elif isinstance(decision, HoursChanged):
@@ -198,8 +198,9 @@ def _offer_closed(state: RoutingState, index: RoutingIndex, decision: OfferClose
         agent.missed += 1
     waiting = state.waiting[contact.id]
     waiting.offer_id = None
-    waiting.declined_by.add(agent_id)
+    waiting.declined_by[agent_id] = decision.at
     index.contact_released(contact)
+    index.contact_turned_down(waiting.ref, decision.at)
     _release(agent, contact.channel, decision.at)
     index.agent_freed(agent)
 
@@ -291,6 +292,15 @@ class _Plan:
         return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
 
     def _has_declined(self, contact: WaitingContact, agent_id: str) -> bool:
+        """Whether the agent turned the contact down too recently to be offered it now (see ``reoffer_after``)."""
+        if self._declined and agent_id in self._declined.get(contact.ref.id, ()):
+            return self.state.queues[contact.ref.queue_id].reoffer_after > _NO_TIME  # turned down in this plan: now
+        if not contact.declined_by:
+            return False
+        return contact.turned_down(agent_id, self.now, self.state.queues[contact.ref.queue_id].reoffer_after)
+
+    def _ever_declined(self, contact: WaitingContact, agent_id: str) -> bool:
+        """Whether the agent turned the contact down in this queue at all: it is then the contact's last choice."""
         if agent_id in contact.declined_by:
             return True
         return bool(self._declined) and agent_id in self._declined.get(contact.ref.id, ())
@@ -301,7 +311,7 @@ class _Plan:
         preferred = ref.preferred_agent
         if preferred is None or ref.prefer_until is None or self.now >= ref.prefer_until:
             return False
-        return not self._has_declined(contact, preferred)
+        return not self._ever_declined(contact, preferred)
 
     def _may_take(self, contact: WaitingContact, agent_id: str, queue_id: str) -> bool:
         """Whether ``agent_id`` (eligible for the queue at some step) may be offered ``contact`` now."""
@@ -363,6 +373,10 @@ class _Plan:
         if order is None:  # enqueued by this plan: after every contact in the state, as ``apply`` will put it
             order = self.index.next_contact_order + list(self._new).index(contact.ref.id)
         return order
+
+    def _queue_order(self, contact_id: UUID) -> tuple[int, datetime, int]:
+        ref = self._contact(contact_id).ref
+        return -ref.priority, ref.enqueued_at, self.index.contact_order.get(contact_id, self.index.next_contact_order)
 
     def _touch(self, agent: Agent) -> None:
         self._touched[agent.id] = agent
@@ -430,7 +444,7 @@ class _Plan:
         self._declined.pop(old.id, None)
         self._reserved[old.id] = False
         self.decisions.append(Requeued(old, new, reason, self.now, offers_made, exclude))
-        moved = WaitingContact(new, offers_made=offers_made, declined_by=set(exclude))
+        moved = WaitingContact(new, offers_made=offers_made, declined_by=dict.fromkeys(exclude, self.now))
         self._new.pop(old.id, None)
         self._new[old.id] = moved
         return moved
@@ -548,8 +562,8 @@ class _Plan:
         for queue in state.queues.values():
             if queue.hours is not None and state.hours_open.get(queue.id) != self._is_open(queue):
                 self._hours_changed(queue)
-        due = list(index.contacts_due(self.now))
-        for contact_id in due:
+        due = sorted(index.contacts_due(self.now), key=self._queue_order)
+        for contact_id in due:  # in their queues' order: the most urgent first, when several come due at once
             if contact_id in state.waiting or contact_id in self._new:
                 self.route_waiting(self._contact(contact_id))
         if due:
@@ -599,21 +613,26 @@ class _Plan:
             return
         queue_id, channel = ref.queue_id, ref.channel
         agents, versions, touched = self.state.agents, self.index.agent_version, self._touched
+        # keys lead with whether the agent ever turned the contact down: those come after everyone else
         best: tuple[tuple[Any, ...], Agent] | None = None
+        turned_down = bool(contact.declined_by) or bool(self._declined and ref.id in self._declined)
         last_step = queue.step_after(waited) if queue.bullseye else 0
         for step in range(last_step + 1):
             heap = self.index.agent_heap(queue_id, channel, step)
             if heap is None or not heap.items:
                 continue
             for first, second, order, version, agent_id in heap:
-                if best is not None and (first, second, order) >= best[0]:
+                if best is not None and (False, first, second, order) >= best[0]:
                     break
                 if versions[agent_id] != version or agent_id in touched:
                     continue  # superseded by a newer entry of the same agent, or looked at by hand below
                 agent = agents[agent_id]
                 if self._free_slots(agent, channel) > 0 and not self._has_declined(contact, agent_id):
-                    best = ((first, second, order), agent)
-                    break
+                    last = turned_down and self._ever_declined(contact, agent_id)
+                    if best is None or (last, first, second, order) < best[0]:
+                        best = ((last, first, second, order), agent)
+                    if not last:
+                        break
         if touched:
             # agents the plan freed or made busier, ordered like the index: the best usable one that may take it
             eligible, agent_order, steps = self.index.eligible, self.index.agent_order, self.index.agent_step
@@ -623,7 +642,8 @@ class _Plan:
                     continue
                 if (steps and steps.get((agent_id, queue_id), 0) > last_step) or self._has_declined(contact, agent_id):
                     continue
-                key = (*self._rank(queue, agent, proficiency), agent_order[agent_id])
+                last = turned_down and self._ever_declined(contact, agent_id)
+                key = (last, *self._rank(queue, agent, proficiency), agent_order[agent_id])
                 if best is None or key < best[0]:
                     best = (key, agent)
         if best is not None:
@@ -706,6 +726,9 @@ class _Plan:
         # aging × minutes(now); rounded so that equal priorities in different queues compare equal
         now_minutes = (self.now - EPOCH).total_seconds() / 60
         return _round(entry[0] - aging * now_minutes), entry[1], entry[2]
+
+
+_NO_TIME = timedelta(0)
 
 
 def _round(value: float) -> float:

@@ -32,7 +32,8 @@ AgentEntry = tuple[Any, Any, int, int, str]
 ContactEntry = tuple[float, datetime, int, UUID]
 # (expires_at, offer order, offer id): soonest deadline first
 ExpiryEntry = tuple[datetime, int, UUID]
-# (due, sequence, contact id, when it entered its queue): a bullseye step, an overflow or a preference ends
+# (due, sequence, contact id, when it entered its queue): a bullseye step, an overflow, a preference or the wait after
+# an agent turned it down ends
 ContactTimer = tuple[datetime, int, UUID, datetime]
 # (busy_until, agent id): wrap-up ends
 WrapUpEntry = tuple[datetime, str]
@@ -199,7 +200,7 @@ class RoutingIndex:
         return min(tops) if tops else None
 
     def contacts_due(self, now: datetime) -> Iterator[UUID]:
-        """Waiting contacts whose bullseye step, overflow or preference came due at ``now`` (each once)."""
+        """Waiting contacts whose timer (bullseye step, overflow, preference, reoffer wait) came due by ``now``."""
         seen: set[UUID] = set()
         for entry in self._timers:
             if entry[0] > now:
@@ -321,8 +322,19 @@ class RoutingIndex:
         queue = self._state.queues.get(ref.queue_id)
         if queue is not None:
             for due in _timers(queue, ref):
-                self._timers.push((due, self._timer_seq, ref.id, ref.entered))
-                self._timer_seq += 1
+                self._push_timer(ref, due)
+            for at in waiting.declined_by.values():
+                self._push_timer(ref, at + queue.reoffer_after)
+
+    def contact_turned_down(self, ref: ContactRef, at: datetime) -> None:
+        """An agent turned the contact down at ``at``: it may be offered to that agent again after the queue's wait."""
+        queue = self._state.queues.get(ref.queue_id)
+        if queue is not None:
+            self._push_timer(ref, at + queue.reoffer_after)
+
+    def _push_timer(self, ref: ContactRef, due: datetime) -> None:
+        self._timers.push((due, self._timer_seq, ref.id, ref.entered))
+        self._timer_seq += 1
 
     def contact_released(self, ref: ContactRef) -> None:
         """The contact is free again, in its original place."""

@@ -78,6 +78,9 @@ class Queue:
     auto_accept: bool = False
     group: str | None = None  # only members of this agent group serve the queue (escalation targets)
     service_level_seconds: float | None = None  # answer within this: the default threshold of queue stats
+    # an agent who declined a contact or let its offer expire is its last choice: not offered it again before this
+    # has passed, and after that only when no agent who has not turned it down can take it
+    reoffer_after: timedelta = timedelta(seconds=15)
 
     def timeout_for(self, channel: Channel) -> timedelta:
         return self.offer_timeouts.get(channel, self.offer_timeout)
@@ -128,14 +131,6 @@ class Agent:
         if channel is Channel.PHONE:
             return any(n > 0 for ch, n in used.items() if ch is not Channel.PHONE)
         return used.get(Channel.PHONE, 0) > 0
-
-    def has_slot(self, channel: Channel) -> bool:
-        """Available, a free slot on ``channel``, and not blocked by exclusivity."""
-        return (
-            self.presence is Presence.AVAILABLE
-            and self.load[channel] < self.capacity.get(channel, 0)
-            and not self.blocked(channel, self.load)
-        )
 
     def rank(self, queue: Queue, proficiency: int, used: Mapping[Channel, int] | None = None) -> tuple[Any, Any]:
         """The agent's place among those who may take a contact of ``queue`` (smaller first), by its policy."""
@@ -189,12 +184,22 @@ class ContactRef:
 
 @dataclass(slots=True)
 class WaitingContact:
-    """A contact in a queue: free, or reserved by one pending offer."""
+    """A contact in a queue: free, or reserved by one pending offer.
+
+    ``declined_by``: the agents who turned it down in this queue (declined, let the offer expire, transferred it
+    here), and when they last did: each is its last choice, and not offered it again before the queue's
+    ``reoffer_after`` has passed since.
+    """
 
     ref: ContactRef
     offer_id: UUID | None = None
     offers_made: int = 0
-    declined_by: set[str] = field(default_factory=set)
+    declined_by: dict[str, datetime] = field(default_factory=dict)
+
+    def turned_down(self, agent_id: str, now: datetime, reoffer_after: timedelta) -> bool:
+        """Whether ``agent_id`` turned the contact down too recently to be offered it at ``now``."""
+        at = self.declined_by.get(agent_id)
+        return at is not None and now < at + reoffer_after
 
 
 @dataclass(frozen=True, slots=True)

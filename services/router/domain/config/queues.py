@@ -45,6 +45,11 @@ class QueueConfig(Strict):
         default=DEFAULT_OFFER_TIMEOUT_SECONDS,
         description="one timeout, or one per channel (others 30 s)",
     )
+    reoffer_after_seconds: Seconds = Field(
+        default=15,
+        description="an agent who declined a contact or let its offer expire is its last choice, and not offered it "
+        "again before this has passed",
+    )
     aging_per_minute: float = Field(default=0, ge=0, description="priority gained per minute waited")
     service_level: ServiceLevel | None = Field(
         default=None, description="the answer-within threshold queue stats use by default"
@@ -157,4 +162,5 @@ class QueueConfig(Strict):
             auto_accept=self.auto_accept,
             group=self.group,
             service_level_seconds=self.service_level.answer_within_seconds if self.service_level else None,
+            reoffer_after=timedelta(seconds=self.reoffer_after_seconds),
         )
