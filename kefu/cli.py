@@ -25,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("escalation", help="run the escalation service")
     commands.add_parser("migrate", help="apply database migrations to KEFU_DATABASE_URL")
     commands.add_parser("contracts", help="regenerate contracts/schemas/ from the models")
-    config = commands.add_parser("config", help="check a configuration file")
+    config = commands.add_parser("config", help="check configuration files")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    validate = config_commands.add_parser("validate", help="print OK and warnings, or file:line: field errors")
-    validate.add_argument("file", type=Path)
+    validate = config_commands.add_parser(
+        "validate", help="check the files together (e.g. kefu.yaml escalation.yaml): OK and warnings, or every error"
+    )
+    validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
 
     from services.router import simulate
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        print(f"kefu: configuration error: {exc}", file=sys.stderr)
+        print("kefu: configuration error:", *exc.errors, sep="\n", file=sys.stderr)
         return 2
 
 
@@ -66,24 +68,30 @@ def _dispatch(args: argparse.Namespace) -> int:
             return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
         case "channels":
             from kefu.serve import serve
+            from services.channels.bootstrap import load_config as channels_config
             from services.channels.config import ChannelsSettings
             from services.channels.entrypoints.app import create_app as channels_app
 
             channels_settings = ChannelsSettings()
+            channels_config(channels_settings, log_warnings=False)  # refuse before serving, without a traceback
             serve(channels_app(channels_settings), channels_settings)
         case "router":
             from kefu.serve import serve
+            from services.router.bootstrap import load_config as router_config
             from services.router.config import RouterSettings
             from services.router.entrypoints.app import create_app as router_app
 
             router_settings = RouterSettings()
+            router_config(router_settings, log_warnings=False)  # refuse before serving, without a traceback
             serve(router_app(router_settings), router_settings)
         case "escalation":
             from kefu.serve import serve
+            from services.escalation.bootstrap import load_config as escalation_config
             from services.escalation.config import EscalationSettings
             from services.escalation.entrypoints.app import create_app as escalation_app
 
             escalation_settings = EscalationSettings()
+            escalation_config(escalation_settings, log_warnings=False)  # refuse before serving, without a traceback
             serve(escalation_app(escalation_settings), escalation_settings)
         case "migrate":
             from kefu import migrate
@@ -97,7 +105,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "config":
             from kefu import config_check
 
-            return config_check.main(args.file)
+            return config_check.main(args.files)
         case "simulate":
             from services.router import simulate
 

@@ -1,9 +1,18 @@
-"""``kefu config validate FILE``: check a configuration file without starting anything.
+"""What a configuration must be, in one place: checked by ``kefu config validate FILE...`` and by each service at start.
 
-Every section a service would load is validated, so one run lists every problem of the file, each as
-``file:line: field: message``. Warnings (a queue nothing routes to) do not make the file invalid.
+The files are read together. Each top-level section (channels, routing, escalation, auth) may be in any of them, but
+in one only. Every section is validated, then what crosses sections and files (``kefu.config_targets``): every
+escalation target names a router group and queue that exist. One run lists every problem, each as
+``file:line: field: message``. Warnings (a queue nothing routes to, a trigger escalating contacts into the queue they
+are already in) do not make the files invalid.
+
+A service calls ``at_start`` with the files it reads: it refuses to start on an error (``ConfigError``, one line per
+problem) and logs the warnings.
 """
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,6 +20,7 @@ from pydantic import BaseModel
 
 from kefu.auth import AuthConfig
 from kefu.config_file import ConfigError, Source, parse_section, read
+from kefu.config_targets import escalation_problems
 from services.channels.domain.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy
 from services.router.domain.config import RoutingConfig
@@ -25,42 +35,108 @@ SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def validate_file(path: Path) -> tuple[list[str], list[str]]:
-    """The errors and the warnings of the configuration file at ``path``; valid when there are no errors.
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The errors and warnings of a set of configuration files, and each section that is valid."""
 
-    Each known section the file has is checked (a file may hold them all, or only an escalation policy).
-    """
-    try:
-        source = read(path)
-    except ConfigError as exc:
-        return exc.errors, []
-    present = [name for name in SECTIONS if name in source.data]
-    if not present:
-        return [f"{path}: none of the sections kefu reads ({', '.join(SECTIONS)})"], []
+    errors: list[str]
+    warnings: list[str]
+    sections: dict[str, BaseModel]
+
+    def section(self, name: str, model: type[M]) -> M:
+        """The validated section ``name``; its defaults when no file has it (no ``auth`` section: no tokens)."""
+        found = self.sections.get(name)
+        if found is None:
+            return model.model_validate({})
+        if not isinstance(found, model):
+            raise TypeError(f"section {name!r} is a {type(found).__name__}, not a {model.__name__}")
+        return found
+
+
+def check(paths: Sequence[Path], *, required: Sequence[str] = ()) -> Report:
+    """Check the configuration files at ``paths`` together; a section in ``required`` must be in one of them."""
     errors: list[str] = []
-    checked = {name: _check(source, name, SECTIONS[name], errors) for name in present}
-    routing = checked.get("routing")
-    warnings = (
-        [f"{source.where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
-        if isinstance(routing, RoutingConfig)
-        else []
-    )
-    return errors, warnings
+    warnings: list[str] = []
+    sources, complete = _sections(paths, errors, warnings)
+    sections: dict[str, BaseModel] = {}
+    for name, source in sources.items():
+        try:
+            sections[name] = parse_section(source, name, SECTIONS[name])
+        except ConfigError as exc:
+            errors += exc.errors
+    if complete:  # an unreadable file may hold what is missing
+        named = ", ".join(str(p) for p in paths)
+        errors += [f"{named}: no {name} section (kefu needs one here)" for name in required if name not in sources]
+    routing = sections.get("routing")
+    if isinstance(routing, RoutingConfig):
+        warnings += [f"{sources['routing'].where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
+    policy = sections.get("escalation")
+    if isinstance(policy, EscalationPolicy):
+        place = sources["escalation"]
+        if isinstance(routing, RoutingConfig):
+            wrong, doubtful = escalation_problems(policy, routing)
+            errors += [f"{place.where(('escalation', *loc))}: {msg}" for loc, msg in wrong]
+            warnings += [f"{place.where(('escalation', *loc))}: {msg}" for loc, msg in doubtful]
+        elif "routing" not in sources:
+            warnings.append(
+                f"{place.where(('escalation', 'targets'))}: not checked against the router's groups and queues:"
+                " give the file with the routing section too"
+            )
+    return Report(errors, warnings, sections)
 
 
-def _check(source: Source, section: str, model: type[M], errors: list[str]) -> M | None:
-    try:
-        return parse_section(source, section, model)
-    except ConfigError as exc:
-        errors += exc.errors
-        return None
+def at_start(paths: Sequence[Path], *, required: Sequence[str], log: logging.Logger | None) -> Report:
+    """``check`` for a service about to start: ``ConfigError`` lists every error; warnings go to ``log``."""
+    report = check(paths, required=required)
+    if report.errors:
+        raise ConfigError(report.errors)
+    if log is not None:
+        for line in report.warnings:
+            log.warning("configuration: %s", line)
+    return report
 
 
-def main(path: Path) -> int:
+def _sections(paths: Sequence[Path], errors: list[str], warnings: list[str]) -> tuple[dict[str, Source], bool]:
+    """Each known section and the file it is in, and whether every file could be read.
+
+    A section in two files, or a file with none, is an error.
+    """
+    sources: dict[str, Source] = {}
+    complete = True
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            continue  # the same file named twice (the policy in the configuration file itself) is read once
+        seen.add(path.resolve())
+        try:
+            source = read(path)
+        except ConfigError as exc:
+            errors += exc.errors
+            complete = False
+            continue
+        known = [name for name in source.data if name in SECTIONS]
+        if not known:
+            errors.append(f"{path}: none of the sections kefu reads ({', '.join(SECTIONS)})")
+        warnings += [
+            f"{source.where((name,))}: not a section kefu reads ({', '.join(SECTIONS)}); ignored"
+            for name in source.data
+            if name not in SECTIONS
+        ]
+        for name in known:
+            if name in sources:
+                errors.append(
+                    f"{source.where((name,))}: also in {sources[name].at((name,))}; a section must be in one file only"
+                )
+            else:
+                sources[name] = source
+    return sources, complete
+
+
+def main(paths: Sequence[Path]) -> int:
     """Print ``OK`` and the warnings, or the errors; the exit status: 0 when valid, 1 when not."""
-    errors, warnings = validate_file(path)
-    for line in errors or ["OK"]:
+    report = check(paths)
+    for line in report.errors or ["OK"]:
         print(line)
-    for line in warnings:
+    for line in report.warnings:
         print(f"warning: {line}")
-    return 1 if errors else 0
+    return 1 if report.errors else 0

@@ -39,7 +39,11 @@ class Source:
 
     def where(self, loc: Loc) -> str:
         """``file:line: dotted.field`` for ``loc``; the line of the deepest node of ``loc`` present in the file."""
-        return f"{self.path}:{_line_of(self.root, loc)}: {_dotted(loc)}"
+        return f"{self.at(loc)}: {_dotted(loc)}"
+
+    def at(self, loc: Loc) -> str:
+        """``file:line`` of ``loc``, as in ``where``."""
+        return f"{self.path}:{_line_of(self.root, loc)}"
 
 
 def read(path: Path) -> Source:
@@ -53,14 +57,15 @@ def read(path: Path) -> Source:
 
 def parse(text: str, path: Path) -> Source:
     """Parse configuration ``text`` (named ``path`` in messages); its top level must be a mapping of sections."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters already, before any parsing
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_error(exc, text, path)]) from exc
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError([f"{path}{line}: not valid YAML: {exc}"]) from exc
+        raise ConfigError([_yaml_error(exc, text, path)]) from exc
     finally:
         loader.dispose()
     if data is None:
@@ -85,6 +90,21 @@ def parse_section(source: Source, section: str, model: type[M]) -> M:
 def load_section(path: Path, section: str, model: type[M]) -> M:
     """Parse the top-level ``section`` of the YAML file at ``path`` as ``model``."""
     return parse_section(read(path), section, model)
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, path: Path) -> str:
+    # PyYAML's own text names the file "<unicode string>" and draws the line with a caret over several lines
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return f"{path}:{line}: not valid YAML: character #x{exc.character:04x}: {exc.reason}"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = f"{path}:{mark.line + 1}: not valid YAML: {exc.problem} (column {mark.column + 1})"
+        if exc.context and exc.context_mark is not None:
+            begun = exc.context_mark
+            message += f", {exc.context} begun at line {begun.line + 1}, column {begun.column + 1}"
+        return message
+    return f"{path}: not valid YAML: {exc}"
 
 
 def _problems(exc: ValidationError) -> list[tuple[Loc, str]]:

@@ -3,18 +3,21 @@ an HTTP client, and each channel module's own state (``setup``), torn down in re
 
 import contextlib
 import inspect
+import logging
 from collections.abc import AsyncIterator
 from types import ModuleType
 
 import httpx
 
-from kefu import db
-from kefu.config_file import load_section
+from kefu import config_check, db
+from kefu.config_check import Report
 from services.channels.adapters.publisher import ContactPublisher
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
 from services.channels.entrypoints import douyin, email, phone, webchat, wechat
 from services.channels.runtime import Channels
+
+log = logging.getLogger(__name__)
 
 CHANNEL_MODULES: dict[str, ModuleType] = {
     "webchat": webchat,
@@ -27,10 +30,15 @@ CHANNEL_MODULES: dict[str, ModuleType] = {
 state has ``aclose()``, it is awaited at shutdown)."""
 
 
+def load_config(settings: ChannelsSettings, *, log_warnings: bool = True) -> Report:
+    """The configuration file, checked as ``kefu config validate`` checks it; ConfigError lists every error."""
+    return config_check.at_start([settings.config_path], required=["channels"], log=log if log_warnings else None)
+
+
 @contextlib.asynccontextmanager
 async def running(settings: ChannelsSettings) -> AsyncIterator[Channels]:
     """Start the publisher, the database engine and the HTTP client; stop them on exit."""
-    config = load_section(settings.config_path, "channels", ChannelsConfig)
+    config = load_config(settings).section("channels", ChannelsConfig)
     engine = db.create_engine(settings.database_url, pool_size=5)
     publisher = ContactPublisher(settings.kafka_bootstrap, timeout=settings.publish_timeout_seconds)
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent
-from kefu import db, kafka
+from kefu import config_check, db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
-from kefu.config_file import load_section
+from kefu.config_check import Report
 from kefu.outbox import OutboxRelay
 from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
@@ -38,9 +38,14 @@ class Escalation:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def load_policy(settings: EscalationSettings) -> EscalationPolicy:
-    """The ``escalation`` section of ``settings.policy_path``; ConfigError names file, line and field."""
-    return load_section(settings.policy_path, "escalation", EscalationPolicy)
+def load_config(settings: EscalationSettings, *, log_warnings: bool = True) -> Report:
+    """The policy checked with the configuration file, as ``kefu config validate`` checks them together.
+
+    The targets are checked here against the routing section of the configuration file (this service sends the
+    commands that name them; the router need not know the policy). ConfigError lists every error.
+    """
+    paths = [settings.config_path, settings.policy_path]
+    return config_check.at_start(paths, required=["escalation"], log=log if log_warnings else None)
 
 
 def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
@@ -61,8 +66,9 @@ def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
     """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit."""
-    policy = load_policy(settings)
-    tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
+    checked = load_config(settings)
+    policy = checked.section("escalation", EscalationPolicy)
+    tokens = TokenRegistry(checked.section("auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     # a group per topic: members of one group subscribed to different topics make every rebalance wait on both

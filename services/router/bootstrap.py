@@ -13,14 +13,15 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, RoutingCommand
-from kefu import db, kafka
+from kefu import config_check, db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
-from kefu.config_file import ConfigError, load_section
+from kefu.config_check import Report
+from kefu.config_file import ConfigError
 from kefu.outbox import OutboxRelay
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
-from services.router.domain.config import parse_routing
+from services.router.domain.config import RoutingConfig
 from services.router.service import RoutingService
 from services.router.shifts import ShiftKeeper
 from services.router.shifts import run as keep_shifts
@@ -39,15 +40,21 @@ class Router:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+def load_config(settings: RouterSettings, *, log_warnings: bool = True) -> Report:
+    """The configuration file, checked as ``kefu config validate`` checks it; ConfigError lists every error."""
+    return config_check.at_start([settings.config_path], required=["routing"], log=log if log_warnings else None)
+
+
 @contextlib.asynccontextmanager
 async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     """Start the router's resources and background loops; stop them all on exit."""
+    checked = load_config(settings)
     try:
         config_text = settings.config_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{settings.config_path}: cannot read: {exc.strerror}"]) from exc
-    config = parse_routing(config_text, settings.config_path)
-    tokens = TokenRegistry(load_section(settings.config_path, "auth", AuthConfig))
+    config = checked.section("routing", RoutingConfig)
+    tokens = TokenRegistry(checked.section("auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)

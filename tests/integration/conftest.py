@@ -60,6 +60,25 @@ def config_path(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def escalation_config_path(tmp_path: Path) -> Path:
+    """CONFIG with the queues and groups the escalation policies name: the service checks its targets at start."""
+    path = tmp_path / "kefu-escalation.yaml"
+    path.write_text(
+        CONFIG.replace("  agents:\n", ESCALATION_QUEUES + "  agents:\n" + ESCALATION_AGENT), encoding="utf-8"
+    )
+    return path
+
+
+ESCALATION_QUEUES = (
+    "".join(
+        f"    - {{id: {queue}, name: {queue}, channels: [webchat], group: {group}}}\n"
+        for queue, group in (("technical", "engineers"), ("key-accounts", "tam"), ("complaints", "supervisors"))
+    )
+    + "    - {id: crisis, name: crisis, channels: [webchat], group: crisis}\n"
+)
+ESCALATION_AGENT = "    - {id: duty, name: Duty, groups: [tam, supervisors, crisis], capacity: {webchat: 1}}\n"
+
 SITE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ALICE_TOKEN = "test-token-alice-000000"
 BOB_TOKEN = "test-token-bob-0000000"

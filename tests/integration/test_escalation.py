@@ -26,7 +26,9 @@ from tests.integration.support import eventually, read_topic, serving
 pytestmark = pytest.mark.integration
 
 
-async def test_routing_events_are_stored_once(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+async def test_routing_events_are_stored_once(
+    database_url: str, broker: EmbeddedKafka, escalation_config_path: Path
+) -> None:
     contact_id = uuid.uuid4()
     events = [
         RoutingEvent(
@@ -42,7 +44,10 @@ async def test_routing_events_are_stored_once(database_url: str, broker: Embedde
         for kind in (RoutingEventType.QUEUED, RoutingEventType.OFFERED, RoutingEventType.ACCEPTED)
     ]
     settings = EscalationSettings(
-        database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=config_path, consumer_group="esc-test"
+        database_url=database_url,
+        kafka_bootstrap=broker.bootstrap,
+        config_path=escalation_config_path,
+        consumer_group="esc-test",
     )
     async with serving(create_app(settings)) as client:
         producer = kafka.create_producer(broker.bootstrap)
@@ -63,9 +68,12 @@ async def test_routing_events_are_stored_once(database_url: str, broker: Embedde
         assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_escalation_cases_by_hand(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:
+async def test_escalation_cases_by_hand(database_url: str, broker: EmbeddedKafka, escalation_config_path: Path) -> None:
     settings = EscalationSettings(
-        database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=config_path, consumer_group="esc-2"
+        database_url=database_url,
+        kafka_bootstrap=broker.bootstrap,
+        config_path=escalation_config_path,
+        consumer_group="esc-2",
     )
     alice = {"authorization": f"Bearer {ALICE_TOKEN}"}
     supervisor = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}

@@ -159,7 +159,7 @@ def settings(
     tmp_path: Path,
     database_url: str,
     broker: EmbeddedKafka,
-    config_path: Path,
+    escalation_config_path: Path,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> EscalationSettings:
@@ -167,7 +167,7 @@ def settings(
     return EscalationSettings(
         database_url=database_url,
         kafka_bootstrap=broker.bootstrap,
-        config_path=config_path,
+        config_path=escalation_config_path,
         policy_path=write_policy(tmp_path, receiver),
         consumer_group="esc-flow",
     )

@@ -30,10 +30,12 @@ TIME_BOX_SECONDS = 45.0
 
 
 @pytest.fixture
-def escalation_url(database_url: str, broker: EmbeddedKafka, config_path: Path) -> Iterator[str]:
+def escalation_url(database_url: str, broker: EmbeddedKafka, escalation_config_path: Path) -> Iterator[str]:
     port = free_port()
     app = create_app(
-        EscalationSettings(database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=config_path)
+        EscalationSettings(
+            database_url=database_url, kafka_bootstrap=broker.bootstrap, config_path=escalation_config_path
+        )
     )
     with server_in_thread(app, port, lifespan="on", name="escalation") as url:
         yield url

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import Channel
-from kefu.config_check import main, validate_file
+from kefu.config_check import check, main
 from kefu.config_file import ConfigError, load_section
 from kefu.settings import EXAMPLE_CONFIG
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, Shift
@@ -40,8 +40,13 @@ routing:
         weekly: {mon: ["09:00-12:00", "13:00-18:00"]}
         holidays: CN
   agents:
-    - {id: alice, name: Alice, skills: {presales: 2, returns: 2}, capacity: {webchat: 3}}
+    - {id: alice, name: Alice, skills: {presales: 2, returns: 2}, capacity: {webchat: 3, email: 1}}
 """
+
+
+def validate_file(path: Path) -> tuple[list[str], list[str]]:
+    report = check([path])
+    return report.errors, report.warnings
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -90,9 +95,13 @@ def test_an_unknown_skill_is_refused_where_it_is_used(
 
 def test_an_overflow_cycle_is_refused_naming_the_cycle(tmp_path: Path) -> None:
     text = VALID.replace("holidays: CN", "holidays: CN\n      overflow: {to: presales, when_waiting_over: 50}")
-    (error,) = _refused(tmp_path, text)
+    error, refused = _refused(tmp_path, text)
     assert f":{_line(text, 'to: returns')}: routing.queues.0.overflow.to: " in error
     assert error.endswith("overflow cycle: presales -> returns -> presales")
+    # and returns' email contacts would overflow into a queue that never serves email
+    assert refused.endswith(
+        "routing.queues.1.overflow.to: queue 'presales' does not accept email; its channels are ['webchat']"
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,21 +139,32 @@ def test_a_regex_that_does_not_compile_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_queue_no_agent_can_ever_serve_is_refused(tmp_path: Path) -> None:
-    # alice has presales 2: enough only once the bullseye relaxed presales from 3 to 2; returns needs a webchat slot
+    # alice has presales 2: enough only once the bullseye relaxed presales from 3 to 2
     assert validate_file(_write(tmp_path, VALID))[0] == []
     text = VALID.replace("{presales: 2, returns: 2}", "{presales: 1, returns: 2}")
     errors = _refused(tmp_path, text)
-    assert errors[-1].startswith(
-        f"{tmp_path / 'routing.yaml'}:{_line(text, '{presales: 3}')}: routing.queues.0.skills: "
-    )
-    assert "no configured agent can ever serve queue 'presales'" in errors[-1]
-    assert "{'presales': 2}" in errors[-1]
+    assert errors == [
+        f"{tmp_path / 'routing.yaml'}:{_line(text, 'channels: [webchat]')}: routing.queues.0.channels.0: "
+        "no configured agent can ever serve webchat contacts in queue 'presales': none has a slot on webchat and "
+        "skills {'presales': 2} (after every bullseye step)"
+    ]
 
 
 def test_a_queue_with_only_agents_on_other_channels_is_refused(tmp_path: Path) -> None:
-    text = VALID.replace("capacity: {webchat: 3}", "capacity: {phone: 1}")
+    text = VALID.replace("capacity: {webchat: 3, email: 1}", "capacity: {phone: 1}")
     errors = _refused(tmp_path, text)
-    assert [e.split(": ")[1] for e in errors] == ["routing.queues.0.skills", "routing.queues.1.skills"]
+    assert [e.split(": ")[1] for e in errors] == [
+        "routing.queues.0.channels.0",
+        "routing.queues.1.channels.0",
+        "routing.queues.1.channels.1",
+    ]
+
+
+def test_a_queue_served_on_only_some_of_its_channels_is_refused_per_channel(tmp_path: Path) -> None:
+    text = VALID.replace("capacity: {webchat: 3, email: 1}", "capacity: {webchat: 3, email: 0}")
+    (error,) = _refused(tmp_path, text)
+    assert error.startswith(f"{tmp_path / 'routing.yaml'}:{_line(text, 'channels: [webchat, email]')}: ")
+    assert "routing.queues.1.channels.1: no configured agent can ever serve email contacts in queue 'returns'" in error
 
 
 def test_bullseye_steps_must_wait_longer_and_relax(tmp_path: Path) -> None:
@@ -162,7 +182,6 @@ def test_bullseye_steps_must_wait_longer_and_relax(tmp_path: Path) -> None:
 
 def test_an_unreachable_queue_is_a_warning_not_an_error(tmp_path: Path) -> None:
     text = VALID.replace("  agents:", "    - {id: spare, name: Spare, channels: [email]}\n  agents:")
-    text = text.replace("capacity: {webchat: 3}", "capacity: {webchat: 3, email: 1}")
     path = _write(tmp_path, text)
     load_section(path, "routing", RoutingConfig)  # not refused
     errors, warnings = validate_file(path)
@@ -187,9 +206,9 @@ def test_a_missing_field_points_at_its_parent_and_duplicate_keys_are_refused(tmp
 
 def test_the_examples_validate() -> None:
     assert validate_file(ROUTING_EXAMPLE) == ([], [])
-    assert validate_file(ROUTING_EXAMPLE.with_name("escalation.yaml")) == ([], [])
-    errors, _ = validate_file(EXAMPLE_CONFIG)
-    assert errors == []
+    policy = ROUTING_EXAMPLE.with_name("escalation.yaml")
+    assert check([EXAMPLE_CONFIG, policy]).errors == []  # what kefu dev loads
+    assert check([ROUTING_EXAMPLE, policy]).errors == []
 
 
 def test_an_escalation_policy_file_is_checked_too(tmp_path: Path) -> None:
@@ -203,12 +222,12 @@ def test_an_escalation_policy_file_is_checked_too(tmp_path: Path) -> None:
 
 
 def test_the_command_prints_ok_or_the_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(ROUTING_EXAMPLE) == 0
+    assert main([ROUTING_EXAMPLE]) == 0
     assert capsys.readouterr().out == "OK\n"
-    assert main(_write(tmp_path, VALID.replace("default_queue: presales", "default_queue: nope"))) == 1
+    assert main([_write(tmp_path, VALID.replace("default_queue: presales", "default_queue: nope"))]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"{tmp_path / 'routing.yaml'}:3: routing.default_queue: unknown queue 'nope'")
-    assert main(tmp_path / "absent.yaml") == 1
+    assert main([tmp_path / "absent.yaml"]) == 1
     assert "cannot read" in capsys.readouterr().out
 
 

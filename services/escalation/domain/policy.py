@@ -3,8 +3,8 @@
 Validated through ``kefu.config_file.parse_section(source, "escalation", EscalationPolicy)``, so every refusal names
 file, line and field. Each model checks its own fields; ``EscalationPolicy`` checks what crosses models: unknown
 targets, level cycles and a crisis lexicon that does not compile (it is compiled once, here, and kept).
-Group and queue names are the router's; they are not checked against the routing section, since services do not
-import each other (``kefu config validate`` could check both files together).
+Group and queue names are the router's. Services do not import each other, so they are checked against the routing
+section by ``kefu.config_check`` (``kefu config validate`` and the escalation service at start).
 """
 
 import re

@@ -1,7 +1,8 @@
 """The ``routing`` section of the configuration file: skills, groups, classification rules, queues and agents.
 
 Each model checks its own fields; ``RoutingConfig`` checks what crosses models (unknown skills and queues, overflow
-cycles, queues no agent can serve) and reports every problem with the path of the field at fault, so that
+cycles, routes, rules and overflows sending a channel to a queue that refuses it, a queue's channel no agent can serve)
+and reports every problem with the path of the field at fault, so that
 ``kefu.config_file`` can name its line. Unreachable queues are not errors (an escalation or a transfer may be the
 only way in): ``RoutingConfig.warnings()`` returns them. Fields the engine does not act on yet say so in their
 description; they are validated all the same, so a configuration written today keeps its meaning.

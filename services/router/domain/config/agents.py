@@ -43,9 +43,9 @@ class AgentConfig(Strict):
         raise_if(problems)
         return self
 
-    def can_serve(self, queue: QueueConfig) -> bool:
-        """Whether this agent qualifies for ``queue`` at its widest (all bullseye steps applied)."""
-        if not any(self.capacity.get(ch, 0) > 0 for ch in queue.channels):
+    def can_serve(self, queue: QueueConfig, channel: Channel) -> bool:
+        """Whether this agent qualifies for ``channel`` contacts of ``queue`` at its widest (all bullseye steps)."""
+        if self.capacity.get(channel, 0) <= 0:  # a channel missing from capacity has no slot
             return False
         if queue.group is not None and queue.group not in self.groups:
             return False

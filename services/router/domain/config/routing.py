@@ -54,14 +54,48 @@ class RoutingConfig(Strict):
     @model_validator(mode="after")
     def _references(self) -> Self:
         problems = self._unique_ids() + self._unknown_queues() + self._unknown_names() + self._overflow_cycles()
-        if not problems and self.agents:
-            problems += [
-                (("queues", i, "skills" if q.skills else "channels"), _unservable(q))
-                for i, q in enumerate(self.queues)
-                if not any(agent.can_serve(q) for agent in self.agents)
-            ]
+        problems += self._channels_refused()
+        if self.agents:
+            problems += self._unservable(reported={loc[1] for loc, _ in problems if loc[0] == "queues"})
         raise_if(problems)
         return self
+
+    def _channels_refused(self) -> list[tuple[Loc, str]]:
+        # a contact sent to a queue that does not accept its channel is never offered to anyone: it waits for ever
+        queues = {q.id: q for q in self.queues}
+        sent: list[tuple[Loc, str, list[Channel]]] = [
+            (("routes", i, "queue"), r.queue, [r.channel]) for i, r in enumerate(self.routes)
+        ]
+        sent += [
+            (("rules", i, "match", "channels", k), r.queue, [channel])
+            for i, r in enumerate(self.rules)
+            for k, channel in enumerate(r.match.channels)
+        ]
+        sent += [
+            (("queues", i, "overflow", "to"), q.overflow.to, q.channels)
+            for i, q in enumerate(self.queues)
+            if q.overflow
+        ]
+        problems: list[tuple[Loc, str]] = []
+        for loc, name, channels in sent:
+            target = queues.get(name)
+            refused = [str(c) for c in channels if target is not None and c not in target.channels]
+            if target is not None and refused:
+                accepted = [str(c) for c in target.channels]
+                problems.append(
+                    (loc, f"queue {name!r} does not accept {', '.join(refused)}; its channels are {accepted}")
+                )
+        return problems
+
+    def _unservable(self, *, reported: set[str | int]) -> list[tuple[Loc, str]]:
+        # per (queue, channel): agents who serve the queue on other channels do nothing for this channel's contacts
+        return [
+            (("queues", i, "channels", j), _unservable(q, channel))
+            for i, q in enumerate(self.queues)
+            if i not in reported  # a queue with its own problems: those first
+            for j, channel in enumerate(q.channels)
+            if not any(agent.can_serve(q, channel) for agent in self.agents)
+        ]
 
     def _unique_ids(self) -> list[tuple[Loc, str]]:
         problems: list[tuple[Loc, str]] = []
@@ -150,6 +184,15 @@ class RoutingConfig(Strict):
             if q.id not in reached
         ]
 
+    def group_ids(self) -> set[str] | None:
+        """The router's groups: those declared, else every group of an agent or queue in the file; None when the
+        file cannot tell (no groups declared and no agents: they are all managed over the API)."""
+        if self.groups is not None:
+            return set(self.groups)
+        if not self.agents:
+            return None
+        return {g for a in self.agents for g in a.groups} | {q.group for q in self.queues if q.group is not None}
+
     def queue_of_group(self, group: str) -> str | None:
         """The queue escalations to ``group`` land in: the first queue served by that group."""
         return next((q.id for q in self.queues if q.group == group), None)
@@ -180,8 +223,10 @@ class RoutingConfig(Strict):
         return Classification(queue, priorities[queue], None)
 
 
-def _unservable(queue: QueueConfig) -> str:
+def _unservable(queue: QueueConfig, channel: Channel) -> str:
     need = queue.loosest_requirement()
-    skills = f"skills {need} (after every bullseye step)" if need else "no skills"
-    channels = [str(c) for c in queue.channels]
-    return f"no configured agent can ever serve queue {queue.id!r}: none has {skills} and a slot on {channels}"
+    wanted = [f"a slot on {channel}"]
+    wanted += [f"group {queue.group!r}"] if queue.group is not None else []
+    wanted += [f"skills {need} (after every bullseye step)"] if need else []
+    wants = wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " and " + wanted[-1]
+    return f"no configured agent can ever serve {channel} contacts in queue {queue.id!r}: none has {wants}"

@@ -1,0 +1,86 @@
+"""The escalation policy against the router's configuration: the checks that span the two services' files.
+
+Services do not import each other, so neither model can check the other's names; ``kefu.config_check`` holds both
+and runs these for ``kefu config validate`` and for every service at start. Locations are relative to the
+``escalation`` section.
+"""
+
+from services.escalation.domain.policy import EscalationPolicy, Target
+from services.router.domain.config import RoutingConfig
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+
+def escalation_problems(policy: EscalationPolicy, routing: RoutingConfig) -> tuple[list[Problem], list[Problem]]:
+    """The errors (a target naming a router group or queue that does not exist) and the warnings of ``policy``."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    queues = {q.id: q for q in routing.queues}
+    groups = routing.group_ids()
+    for name, target in policy.targets.items():
+        at: Loc = ("targets", name)
+        queue = queues.get(target.queue)
+        if queue is None:
+            errors.append(((*at, "queue"), f"unknown router queue {target.queue!r}; the router's are {sorted(queues)}"))
+        for field in ("group", "fallback_group"):
+            group = getattr(target, field)
+            if group is not None and groups is not None and group not in groups:
+                errors.append(((*at, field), f"unknown router group {group!r}; the router's are {sorted(groups)}"))
+        if queue is not None:
+            warnings += _doubtful_target(at, target, queue.group, [str(c) for c in queue.channels], routing)
+    warnings += _source_is_target(policy, routing)
+    return errors, warnings
+
+
+def _doubtful_target(
+    at: Loc, target: Target, queue_group: str | None, accepted: list[str], routing: RoutingConfig
+) -> list[Problem]:
+    warnings: list[Problem] = []
+    if queue_group is not None and queue_group not in (target.group, target.fallback_group):
+        warnings.append(
+            ((*at, "group"), f"queue {target.queue!r} is served by group {queue_group!r}, not {target.group!r}")
+        )
+    elsewhere = sorted({str(c) for q in routing.queues for c in q.channels} - set(accepted))
+    if elsewhere:
+        warnings.append(
+            (
+                (*at, "queue"),
+                f"queue {target.queue!r} does not accept {', '.join(elsewhere)}: a contact on "
+                f"{'that channel' if len(elsewhere) == 1 else 'those channels'} escalated here would wait for ever",
+            )
+        )
+    return warnings
+
+
+def _source_is_target(policy: EscalationPolicy, routing: RoutingConfig) -> list[Problem]:
+    """Triggers whose contacts already wait in the target's queue: escalating moves nobody anywhere."""
+    warnings: list[Problem] = []
+    triggers = policy.triggers
+    if triggers.sla is not None:
+        sla = triggers.sla
+        to = policy.targets[sla.target].queue
+        warnings += [
+            (("triggers", "sla", "clocks", i, "queue"), _same_queue(to, sla.target))
+            for i, clock in enumerate(sla.clocks)
+            if clock.queue == to
+        ]
+    if triggers.technical is not None:
+        technical = triggers.technical
+        to = policy.targets[technical.target].queue
+        placed: dict[str, set[str]] = {}
+        for rule in routing.rules:
+            placed.setdefault(rule.name, set()).add(rule.queue)
+        for k, category in enumerate(technical.categories):
+            loc: Loc = ("triggers", "technical", "categories", k)
+            if category not in placed:
+                warnings.append(
+                    (loc, f"no routing rule is named {category!r}; a contact's category is the name of its rule")
+                )
+            elif to in placed[category]:
+                warnings.append((loc, _same_queue(to, technical.target)))
+    return warnings
+
+
+def _same_queue(queue: str, target: str) -> str:
+    return f"these contacts wait in queue {queue!r}, the queue of target {target!r}: escalating them moves nobody"
