@@ -47,8 +47,9 @@ clean:
 bench-channels: install  ## webhooks/s and latency per channel vs a bare endpoint (needs wrk)
 	$(BIN)/python -m bench.channels
 
-simulate: install  ## the decision core against Erlang C (a = 2.5 Erlangs, c = 3..6, 100,000 arrivals each)
+simulate: install  ## the decision core against Erlang C, then 30 % priority contacts against Cobham (a = 2.5, c = 3..6, 100,000 arrivals each)
 	$(BIN)/kefu simulate --erlangs 2.5 --agents 3 4 5 6 --arrivals 100000 --seed 1
+	$(BIN)/kefu simulate --erlangs 2.5 --agents 3 4 5 6 --arrivals 100000 --seed 1 --priority-share 0.3
 
 bench-router: install  ## decision core vs PostgreSQL SKIP LOCKED at 15k agents / 500k waiting contacts
 	$(BIN)/python -m bench.router

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     from services.router import simulate
 
     simulate.add_arguments(
-        commands.add_parser("simulate", help="drive the decision core with Poisson arrivals; compare with Erlang C")
+        commands.add_parser(
+            "simulate",
+            help="drive the decision core with Poisson arrivals; compare with Erlang C (and Cobham's priority waits)",
+        )
     )
 
     demo = commands.add_parser("demo", help="post a signed demo web chat message")
