@@ -1,6 +1,7 @@
 """The router against a real PostgreSQL and a real Kafka-protocol broker."""
 
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,34 @@ async def test_queue_statistics_for_the_wallboard(database_url: str, broker: Emb
         assert (await client.get("/v1/queues/presales/stats")).status_code == 401
         bad = await client.get("/v1/queues/presales/stats", params={"window_minutes": 0}, headers=SUPERVISOR)
         assert bad.status_code == 422
+
+
+async def test_contacts_nobody_can_serve_are_reported(
+    database_url: str, broker: EmbeddedKafka, config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an admin takes web chat away from the only presales agents: presales web chats can now never be served
+    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
+    async with serving(create_app(settings)) as client:
+        for agent_id, skills in (("alice", {"presales": 4}), ("bob", {"presales": 2})):
+            body = {"name": agent_id, "groups": ["tier1"], "skills": skills, "capacity": {"phone": 1}}
+            assert (await client.put(f"/v1/agents/{agent_id}", json=body, headers=ADMIN)).status_code == 200
+        with caplog.at_level(logging.WARNING, logger="services.router.service"):
+            await publish_contacts(broker.bootstrap, contact_event("lost-1"), contact_event("lost-2"))
+
+            async def reported() -> dict[str, Any]:
+                found = (await client.get("/v1/queues/presales/stats", headers=SUPERVISOR)).json()
+                return dict(found) if found["waiting"] == 2 else {}
+
+            stats = await eventually(reported)
+        assert stats["unservable"] == 2
+        assert stats["channels"]["webchat"]["unservable"] == 2
+        assert stats["free_slots"] == 0
+        assert stats["estimated_wait_seconds"] is None  # unknown, not 0
+        warnings = [r for r in caplog.records if "no agent can serve" in r.getMessage()]
+        assert len(warnings) == 1, "said once per queue and channel"
+        assert "'presales'" in warnings[0].getMessage() and "webchat" in warnings[0].getMessage()
+        metrics = (await client.get("/metrics")).text
+        assert 'kefu_router_unservable_contacts{channel="webchat",queue="presales"} 2.0' in metrics
 
 
 async def test_agents_are_managed_through_the_api(database_url: str, broker: EmbeddedKafka, config_path: Path) -> None:

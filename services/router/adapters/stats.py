@@ -8,8 +8,11 @@ Definitions (the contact-centre usual ones):
   window (abandoned ones count against it);
 * abandonment rate: abandoned over answered plus abandoned;
 * AHT: mean time from assignment to completion, over assignments completed in the window;
-* estimated wait of a new contact: zero with an eligible free slot now, else the contacts ahead of it
-  (plus itself) times AHT, shared among the eligible available agents.
+* estimated wait of a new contact, per channel: unknown (None) when no agent can ever serve that channel of the
+  queue; zero with a free slot on the channel now; else the contacts of the channel ahead of it (plus itself) times
+  AHT, shared among the available agents with capacity on the channel. The queue's own estimate is its slowest
+  channel's, and unknown when any channel of it has nobody;
+* unservable: waiting contacts no agent, in any presence, can ever serve (skills, group, a slot on the channel).
 """
 
 from datetime import datetime, timedelta
@@ -18,33 +21,47 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contracts import Channel
 from services.router.adapters.orm import assignments, contacts
-from services.router.domain.model import Presence, Queue, RoutingState
+from services.router.domain.model import Agent, Presence, Queue, RoutingState, WaitingContact
 
 
 def live(state: RoutingState, queue: Queue, now: datetime) -> dict[str, Any]:
-    """What waits in ``queue`` and who could serve it, right now."""
+    """What waits in ``queue`` and who could serve it, right now, in all and per channel."""
     waiting = [w for w in state.waiting.values() if w.ref.queue_id == queue.id]
     serves = state.index().eligible  # skills at any bullseye step, and the queue's group
     eligible = [a for a in state.agents.values() if queue.id in serves.get(a.id, {})]
     presence = {p.value: 0 for p in Presence}
     for agent in eligible:
         presence[agent.presence.value] += 1
-    free_slots = sum(
-        max(0, agent.capacity.get(channel, 0) - agent.load[channel])
-        for agent in eligible
-        if agent.presence is Presence.AVAILABLE
-        for channel in queue.channels
-    )
+    channels = {
+        channel.value: _channel(channel, [w for w in waiting if w.ref.channel is channel], eligible)
+        for channel in sorted(queue.channels)
+    }
     oldest = min((w.ref.enqueued_at for w in waiting), default=None)
     return {
         "queue_id": queue.id,
         "name": queue.name,
         "waiting": len(waiting),
         "offered": sum(1 for w in waiting if w.offer_id is not None),
+        "unservable": sum(c["unservable"] for c in channels.values()),
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
         "eligible_agents": presence,
-        "free_slots": free_slots,
+        "free_slots": sum(c["free_slots"] for c in channels.values()),
+        "channels": channels,
+    }
+
+
+def _channel(channel: Channel, waiting: list[WaitingContact], eligible: list[Agent]) -> dict[str, int]:
+    capable = [a for a in eligible if a.capacity.get(channel, 0) > 0]
+    available = [a for a in capable if a.presence is Presence.AVAILABLE]
+    return {
+        "waiting": len(waiting),
+        "offered": sum(1 for w in waiting if w.offer_id is not None),
+        "unservable": 0 if capable else len(waiting),
+        "agents_with_capacity": len(capable),
+        "available_agents": len(available),
+        "free_slots": sum(max(0, a.capacity.get(channel, 0) - a.load[channel]) for a in available),
     }
 
 
@@ -96,11 +113,16 @@ async def window(
 
 
 def estimated_wait(live_stats: dict[str, Any], aht_seconds: float | None) -> float | None:
-    """Seconds a new contact would wait, by the rule in the module docstring; None without history."""
+    """Seconds a new contact would wait, by the rule in the module docstring: of one channel's figures from ``live``,
+    or of the whole queue's (its slowest channel); None when unknown (nobody can serve it, or no history yet)."""
+    if "channels" in live_stats:
+        waits = [estimated_wait(figures, aht_seconds) for figures in live_stats["channels"].values()]
+        return None if any(w is None for w in waits) else max((w for w in waits if w is not None), default=None)
+    if not live_stats["agents_with_capacity"]:
+        return None
     if live_stats["free_slots"] > 0:
         return 0.0
     if aht_seconds is None:
         return None
-    available = live_stats["eligible_agents"][Presence.AVAILABLE.value]
     ahead = live_stats["waiting"] - live_stats["offered"] + 1
-    return round(float(ahead) * aht_seconds / max(1, int(available)), 1)
+    return round(float(ahead) * aht_seconds / max(1, int(live_stats["available_agents"])), 1)

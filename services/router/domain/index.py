@@ -5,6 +5,7 @@ behind its back (see ``RoutingState.index``).
 """
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -167,8 +168,29 @@ class RoutingIndex:
                 if queue.id in reordering:
                     self._reorders.add(agent_id)
         self._reorders |= {a.id for a in agents.values() if a.phone_exclusive}
+        # (queue, channel) pairs some agent, in any presence, may ever serve: skills at some step, group, a slot
+        self._servable = {
+            (queue_id, channel)
+            for agent_id, queues in self.eligible.items()
+            for channel, slots in agents[agent_id].capacity.items()
+            if slots > 0
+            for queue_id in queues
+        }
 
     # -- reading --
+
+    def can_ever_serve(self, queue_id: str, channel: Channel) -> bool:
+        """Whether any agent, in any presence, may ever serve ``channel`` contacts of ``queue_id``."""
+        return (queue_id, channel) in self._servable
+
+    def unservable(self) -> Counter[tuple[str, Channel]]:
+        """Waiting contacts no agent can ever serve, per (queue, channel)."""
+        servable = self._servable
+        return Counter(
+            (w.ref.queue_id, w.ref.channel)
+            for w in self._state.waiting.values()
+            if (w.ref.queue_id, w.ref.channel) not in servable
+        )
 
     def agent_heap(self, queue_id: str, channel: Channel, step: int = 0) -> LazyHeap[AgentEntry] | None:
         return self._agents.get((queue_id, channel, step))
