@@ -1,9 +1,9 @@
 """What a configuration must be, in one place: checked by ``kefu config validate FILE...`` and by each service at start.
 
 The files are read together. Each top-level section (channels, routing, escalation, auth) may be in any of them, but
-in one only. Every section is validated, then what crosses sections and files (``kefu.config_targets``): every
-escalation target names a router group and queue that exist. One run lists every problem, each as
-``file:line: field: message``. Warnings (a queue nothing routes to, a trigger escalating contacts into the queue they
+in one only. Every section is validated, then what crosses sections and files (``kefu.config_cross``): every
+channel account's contacts reach a queue that accepts their channel, every escalation target names a router group
+and queue that exist. One run lists every problem, each as ``file:line: field: message``. Warnings (a queue nothing routes to, a trigger escalating contacts into the queue they
 are already in) do not make the files invalid.
 
 A service calls ``at_start`` with the files it reads: it refuses to start on an error (``ConfigError``, one line per
@@ -19,8 +19,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from kefu.auth import AuthConfig
+from kefu.config_cross import channel_problems, escalation_problems
 from kefu.config_file import ConfigError, Source, parse_section, read
-from kefu.config_targets import escalation_problems
 from services.channels.domain.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy
 from services.router.domain.config import RoutingConfig
@@ -70,6 +70,12 @@ def check(paths: Sequence[Path], *, required: Sequence[str] = ()) -> Report:
     routing = sections.get("routing")
     if isinstance(routing, RoutingConfig):
         warnings += [f"{sources['routing'].where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
+    accounts = sections.get("channels")
+    if isinstance(accounts, ChannelsConfig) and isinstance(routing, RoutingConfig):
+        errors += [
+            f"{sources['channels'].where(('channels', *loc))}: {msg}"
+            for loc, msg in channel_problems(accounts, routing)
+        ]
     policy = sections.get("escalation")
     if isinstance(policy, EscalationPolicy):
         place = sources["escalation"]

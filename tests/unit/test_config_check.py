@@ -113,6 +113,24 @@ def test_a_route_or_rule_to_a_queue_that_refuses_its_channel_is_an_error(tmp_pat
     ]
 
 
+def test_a_channel_account_whose_contacts_reach_a_queue_that_refuses_their_channel_is_an_error(tmp_path: Path) -> None:
+    # the web chat site and the WeCom account are routed; the mailbox falls through to the default queue, no email there
+    kf = "{id: kf, name: KF, corp_id: wx5823bf96d3bd56c7, secret: s, token: QDG6eK, encoding_aes_key: " + "a" * 43 + "}"
+    channels = f"""\
+channels:
+  webchat: [{{id: shop, name: Shop, secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]}}]
+  wecom_kf: [{kf}]
+  email:
+    - {{id: inbox, name: Inbox, address: help@shop.example.com, provider: raw, bearer_token: not-a-real-token}}
+"""
+    path = _write(tmp_path, "kefu.yaml", channels + ROUTING)
+    assert check([path]).errors == [
+        f"{path}:{_line(channels, 'id: inbox')}: channels.email.0.id: email contacts of account 'inbox': no route sends"
+        " them elsewhere, so to queue 'presales', which does not accept email (its channels are ['webchat', 'wechat']);"
+        " route them to one that does"
+    ]
+
+
 def test_an_overflow_into_a_queue_that_refuses_some_of_the_channels_is_an_error(tmp_path: Path) -> None:
     routing = ROUTING.replace(
         "skills: {presales: 1}}", "skills: {presales: 1},\n        overflow: {to: crisis, after_seconds: 60}}"

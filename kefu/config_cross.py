@@ -1,15 +1,48 @@
-"""The escalation policy against the router's configuration: the checks that span the two services' files.
+"""The checks that span two services' sections: channel accounts and the escalation policy against the routing.
 
-Services do not import each other, so neither model can check the other's names; ``kefu.config_check`` holds both
-and runs these for ``kefu config validate`` and for every service at start. Locations are relative to the
-``escalation`` section.
+Services do not import each other, so neither model can check the other's names; ``kefu.config_check`` holds them
+all and runs these for ``kefu config validate`` and for every service at start. Locations are relative to the
+section checked (``channels``, ``escalation``).
 """
 
+from contracts import Channel
+from services.channels.domain.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy, Target
 from services.router.domain.config import RoutingConfig
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
+
+
+# the channel of the contacts each list of accounts sends (WeCom customer service is WeChat to the router)
+ACCOUNT_CHANNELS: dict[str, Channel] = {
+    "webchat": Channel.WEBCHAT,
+    "wechat": Channel.WECHAT,
+    "wecom_kf": Channel.WECHAT,
+    "douyin": Channel.DOUYIN,
+    "email": Channel.EMAIL,
+    "phone": Channel.PHONE,
+}
+
+
+def channel_problems(channels: ChannelsConfig, routing: RoutingConfig) -> list[Problem]:
+    """Accounts whose contacts, when no rule places them, go to a queue that does not accept their channel."""
+    queues = {q.id: q for q in routing.queues}
+    problems: list[Problem] = []
+    for field, channel in ACCOUNT_CHANNELS.items():
+        for i, account in enumerate(getattr(channels, field)):
+            queue = queues.get(routing.queue_for(channel, account.id))
+            if queue is not None and channel not in queue.channels:
+                how = "no route sends them elsewhere, so" if queue.id == routing.default_queue else "a route sends them"
+                problems.append(
+                    (
+                        (field, i, "id"),
+                        f"{channel} contacts of account {account.id!r}: {how} to queue {queue.id!r}, which does not"
+                        f" accept {channel} (its channels are {[str(c) for c in queue.channels]}); route them to one"
+                        " that does",
+                    )
+                )
+    return problems
 
 
 def escalation_problems(policy: EscalationPolicy, routing: RoutingConfig) -> tuple[list[Problem], list[Problem]]:
