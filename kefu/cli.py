@@ -18,11 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--channels-port", type=int, default=int(os.environ.get("KEFU_CHANNELS_PORT", 8000)))
     dev.add_argument("--router-port", type=int, default=int(os.environ.get("KEFU_ROUTER_PORT", 8001)))
     dev.add_argument("--escalation-port", type=int, default=int(os.environ.get("KEFU_ESCALATION_PORT", 8002)))
+    dev.add_argument(
+        "--receiver-port",
+        type=int,
+        default=int(os.environ.get("KEFU_RECEIVER_PORT", 8003)),
+        help="port of the notification receiver on 127.0.0.1 (the example policy's webhooks post to 8003)",
+    )
     dev.add_argument("--kafka-port", type=int, default=None, help="port of the embedded broker (default: a free one)")
 
     commands.add_parser("channels", help="run the channel adapters (webhooks)")
     commands.add_parser("router", help="run the router and agent desktop API")
     commands.add_parser("escalation", help="run the escalation service")
+    commands.add_parser("receiver", help="run the notification receiver of kefu dev (needs KEFU_RECEIVER_SECRET)")
     commands.add_parser("migrate", help="apply database migrations to KEFU_DATABASE_URL")
     commands.add_parser("contracts", help="regenerate contracts/schemas/ from the models")
     config = commands.add_parser("config", help="check configuration files")
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--conversation", default="demo-1")
     demo.add_argument("--channels-url", default="http://127.0.0.1:8000")
     demo.add_argument("--router-url", default="http://127.0.0.1:8001")
+    demo.add_argument("--receiver-url", default="http://127.0.0.1:8003", help="kefu dev's notification receiver")
 
     args = parser.parse_args(argv)
     try:
@@ -67,6 +75,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "channels": args.channels_port,
                 "router": args.router_port,
                 "escalation": args.escalation_port,
+                "receiver": args.receiver_port,
             }
             return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
         case "channels":
@@ -96,6 +105,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             escalation_settings = EscalationSettings()
             escalation_config(escalation_settings, log_warnings=False)  # refuse before serving, without a traceback
             serve(escalation_app(escalation_settings), escalation_settings)
+        case "receiver":
+            from kefu import receiver
+
+            return receiver.run()
         case "migrate":
             from kefu import migrate
 
@@ -123,6 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 conversation=args.conversation,
                 channels_url=args.channels_url,
                 router_url=args.router_url,
+                receiver_url=args.receiver_url,
             )
     return 0
 

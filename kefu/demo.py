@@ -15,6 +15,8 @@ from services.channels.domain.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
 
 ALICE_DEMO = "Authorization: Bearer demo-token-alice-0001"
+# a smoking plug and a threat to call the press: the example policy's crisis lexicon (safety, media) escalates it
+CRISIS_DEMO = "空调插头冒烟了，再不处理我就找记者曝光"
 
 
 def describe(config_path: Path) -> list[str]:
@@ -57,6 +59,7 @@ def run(
     conversation: str,
     channels_url: str,
     router_url: str,
+    receiver_url: str,
 ) -> int:
     """Post one signed message and print what to do next."""
     channels = load_section(config_path, "channels", ChannelsConfig)
@@ -80,6 +83,8 @@ def run(
         print(
             "next (alice's demo token):\n"
             f"  curl -s -H '{ALICE_DEMO}' {router_url}/v1/agents/alice/offers\n"
-            f"  curl -s -X POST -H '{ALICE_DEMO}' {router_url}/v1/offers/<offer_id>/accept"
+            f"  curl -s -X POST -H '{ALICE_DEMO}' {router_url}/v1/offers/<offer_id>/accept\n"
+            "an escalation (the crisis lexicon's, say) notifies the receiver kefu dev runs:\n"
+            f"  curl -s {receiver_url}/notifications"
         )
     return 0 if response.is_success else 1

@@ -2,8 +2,10 @@
 
 Starts an embedded PostgreSQL and an embedded Kafka-protocol broker (unless ``KEFU_DATABASE_URL``
 / ``KEFU_KAFKA_BOOTSTRAP`` name external ones), applies the migrations, creates the topics, and
-runs channels, router and escalation as child processes. Ctrl-C (or SIGTERM) stops the services
-first, then the broker and the database.
+runs channels, router and escalation as child processes, with a receiver for the escalation
+policy's notifications (``kefu.receiver``): every webhook of the policy whose URL is that receiver is
+signed with a secret generated at start. Ctrl-C (or SIGTERM) stops the services first, then the
+broker and the database.
 """
 
 import asyncio
@@ -21,10 +23,14 @@ import httpx
 
 from contracts import ALL_TOPICS
 from kefu import kafka, migrate
+from kefu.config_file import load_section
 from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
-from kefu.settings import ServiceSettings
+from kefu.receiver import generate_secret
+from services.escalation.config import EscalationSettings
+from services.escalation.domain.policy import EscalationPolicy, Webhook
 
-SERVICES = ("channels", "router", "escalation")
+SERVICES = ("channels", "router", "escalation", "receiver")
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,11 @@ class DevOptions:
 def run(options: DevOptions) -> int:
     """Run the stack until interrupted; return the exit status."""
     stop = _StopSignal()
-    settings = ServiceSettings()
+    settings = EscalationSettings()
+    # read before anything starts: a broken policy stops kefu dev with file, line and field
+    policy = load_section(settings.policy_path, "escalation", EscalationPolicy)
+    hooks = receiver_hooks(policy, options.ports["receiver"])
+    secret = generate_secret()
     with contextlib.ExitStack() as stack:
         database_url = os.environ.get("KEFU_DATABASE_URL")
         if not database_url:
@@ -56,13 +66,18 @@ def run(options: DevOptions) -> int:
             "KEFU_DATABASE_URL": database_url,
             "KEFU_KAFKA_BOOTSTRAP": bootstrap,
             "KEFU_CONFIG_PATH": str(settings.config_path),
+            "KEFU_POLICY_PATH": str(settings.policy_path),
             "KEFU_HOST": options.host,
         }
-        children = {name: _spawn(name, env, options.ports[name]) for name in SERVICES}
+        own_env = {
+            "escalation": {hook.secret: secret for hook in hooks},
+            "receiver": {"KEFU_RECEIVER_SECRET": secret, "KEFU_HOST": LOOPBACK[0]},
+        }
+        children = {name: _spawn(name, {**env, **own_env.get(name, {})}, options.ports[name]) for name in SERVICES}
         stack.callback(_stop_all, children)
         if not _wait_healthy(options, children, stop):
             return 1
-        _banner(options, database_url, bootstrap, settings.config_path)
+        _banner(options, database_url, bootstrap, settings, hooks)
         while not stop.requested:
             for name, child in children.items():
                 if child.poll() is not None:
@@ -71,6 +86,16 @@ def run(options: DevOptions) -> int:
             time.sleep(0.2)
         _say("stopping …")
     return 0
+
+
+def receiver_hooks(policy: EscalationPolicy, port: int) -> list[Webhook]:
+    """The policy's webhooks that post to the receiver ``kefu dev`` runs on loopback ``port``."""
+    return [
+        hook
+        for target in policy.targets.values()
+        for hook in target.notify
+        if hook.url.host in LOOPBACK and hook.url.port == port
+    ]
 
 
 class _StopSignal:
@@ -118,28 +143,44 @@ def _wait_healthy(options: DevOptions, children: dict[str, "subprocess.Popen[byt
                     _say(f"{name} exited with status {children[name].returncode} while starting")
                     return False
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"http://{options.host}:{options.ports[name]}/readyz").status_code == 200:
+                    if client.get(f"{_base(options, name)}/readyz").status_code == 200:
                         pending.discard(name)
             time.sleep(0.1)
     return True
 
 
-def _banner(options: DevOptions, database_url: str, bootstrap: str, config_path: Path) -> None:
-    from kefu.demo import describe
+def _base(options: DevOptions, name: str) -> str:
+    host = LOOPBACK[0] if name == "receiver" else options.host
+    return f"http://{host}:{options.ports[name]}"
 
-    base = {name: f"http://{options.host}:{port}" for name, port in options.ports.items()}
+
+def _banner(
+    options: DevOptions, database_url: str, bootstrap: str, settings: EscalationSettings, hooks: list[Webhook]
+) -> None:
+    from kefu.demo import CRISIS_DEMO, describe
+
+    base = {name: _base(options, name) for name in SERVICES}
+    flags = "".join(
+        f" --{name}-url {base[name]}"
+        for name, default in (("channels", 8000), ("router", 8001), ("receiver", 8003))
+        if base[name] != f"http://{LOOPBACK[0]}:{default}"  # kefu demo's defaults
+    )
+    receiving = f"{len(hooks)} webhooks of the policy post here" if hooks else "no webhook of the policy posts here"
     lines = [
         "",
         "kefu dev is ready",
         f"  channels    {base['channels']}   POST /webhooks/webchat/{{site_id}}",
         f"  router      {base['router']}   agent desktop API, docs at {base['router']}/docs",
-        f"  escalation  {base['escalation']}   GET /v1/routing-events",
+        f"  escalation  {base['escalation']}   GET /v1/escalations, GET /v1/routing-events",
+        f"  receiver    {base['receiver']}   GET /notifications, verified escalation webhooks ({receiving})",
         f"  postgres    {database_url}",
         f"  kafka       {bootstrap}",
-        f"  config      {config_path}",
-        *describe(config_path),
+        f"  config      {settings.config_path}",
+        f"  policy      {settings.policy_path}",
+        *describe(settings.config_path),
         "",
-        f'  try: kefu demo "我想咨询一下这款空调" --channels-url {base["channels"]} --router-url {base["router"]}',
+        f'  try: kefu demo "我想咨询一下这款空调"{flags}',
+        f'       kefu demo "{CRISIS_DEMO}" --conversation demo-2{flags}   (a crisis: watch it arrive here)',
         "  Ctrl-C stops everything.",
         "",
     ]

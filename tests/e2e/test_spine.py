@@ -1,7 +1,9 @@
 """The walking skeleton end to end: `kefu dev` as a user runs it, driven over HTTP only.
 
 webhook → channels → Kafka → router → offer (REST and SSE) → accept → assignment → routing
-events → escalation; then Ctrl-C stops every process it started.
+events → escalation; the demo's crisis path: a crisis phrase → escalation case → the contact in
+the crisis queue → a signed notification verified by kefu dev's receiver; then Ctrl-C stops every
+process it started.
 """
 
 import asyncio
@@ -11,8 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +24,40 @@ import httpx
 import psutil
 import pytest
 
-from kefu.demo import signed_request
+from kefu.demo import CRISIS_DEMO, signed_request
 from kefu.embedded import free_port
+from services.escalation.config import EXAMPLE_POLICY
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the demo site's, from deploy/examples/kefu.yaml
 ALICE = {"authorization": "Bearer demo-token-alice-0001"}
 SUPERVISOR = {"authorization": "Bearer demo-token-supervisor"}
+GAO = {"authorization": "Bearer demo-token-gao-000006"}  # the crisis group's available agent
 
 
 class Stack:
     def __init__(self, process: "subprocess.Popen[str]", ports: dict[str, int]) -> None:
         self.process = process
         self.url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        self.output: list[str] = []  # what kefu dev printed after its banner
+
+    def read_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ports = {name: free_port() for name in ("channels", "router", "escalation")}
-    env = {k: v for k, v in os.environ.items() if k not in ("KEFU_DATABASE_URL", "KEFU_KAFKA_BOOTSTRAP")}
+    ports = {name: free_port() for name in ("channels", "router", "escalation", "receiver")}
+    # the example policy as it is, but posting to this run's receiver port instead of the default 8003
+    policy = tmp_path_factory.mktemp("policy") / "escalation.yaml"
+    example = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    assert example.count("http://127.0.0.1:8003/hooks/") == 5
+    policy.write_text(example.replace("127.0.0.1:8003", f"127.0.0.1:{ports['receiver']}"), encoding="utf-8")
+    skip = ("KEFU_DATABASE_URL", "KEFU_KAFKA_BOOTSTRAP", "KEFU_CONFIG_PATH")
+    env = {k: v for k, v in os.environ.items() if k not in skip} | {"KEFU_POLICY_PATH": str(policy)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -54,6 +72,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             str(ports["router"]),
             "--escalation-port",
             str(ports["escalation"]),
+            "--receiver-port",
+            str(ports["receiver"]),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -70,13 +90,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         process.kill()
         pytest.fail("kefu dev did not start:\n" + "".join(banner))
     stack = Stack(process, ports)
+    reader = threading.Thread(target=stack.read_output, name="kefu-dev-output", daemon=True)
+    reader.start()
     try:
         yield stack
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        _stop(process)
+        reader.join(timeout=10)  # the services share kefu dev's stdout: it ends once they are all gone
+        if not reader.is_alive():
+            process.stdout.close()
+
+
+def _stop(process: "subprocess.Popen[str]") -> None:
+    if process.poll() is not None:
+        return
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for child in [*children, psutil.Process(process.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        process.wait()
 
 
 async def _events(client: httpx.AsyncClient, url: str, into: list[tuple[str, dict[str, Any]]]) -> None:
@@ -174,9 +210,73 @@ async def test_one_contact_end_to_end(stack: Stack) -> None:
         assert 'kefu_router_contact_events_total{outcome="opened"} 1.0' in metrics
 
 
+async def test_a_crisis_message_reaches_the_crisis_queue_and_its_notification_is_verified(stack: Stack) -> None:
+    router, channels, receiver = stack.url["router"], stack.url["channels"], stack.url["receiver"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        body = json.dumps(
+            {
+                "conversation_id": "e2e-crisis",
+                "visitor": {"id": "visitor-e2e-crisis", "name": "李娜"},
+                "message": {"text": CRISIS_DEMO, "sent_at": datetime.now(UTC).isoformat()},
+            },
+            ensure_ascii=False,
+        ).encode()
+        response = await client.post(
+            f"{channels}/webhooks/webchat/demo", content=body, headers=signed_request(SECRET, body)
+        )
+        assert response.status_code == 202, response.text
+
+        async def notified() -> dict[str, dict[str, Any]]:
+            listed = (await client.get(f"{receiver}/notifications")).json()
+            found = {n["hook"]: n for n in listed if CRISIS_DEMO in (n["payload"].get("reason") or "")}
+            return found if len(found) == 2 else {}
+
+        # the crisis target's two webhooks, each signed with the secret kefu dev generated and verified on arrival
+        by_hook = await _until(notified)
+        assert set(by_hook) == {"wecom-crisis", "slack-pr"}
+        payload = by_hook["wecom-crisis"]["payload"]
+        assert payload["type"] == "escalation.opened"
+        assert (payload["trigger"], payload["target"], payload["group"], payload["queue"]) == (
+            "crisis",
+            "crisis",
+            "crisis",
+            "crisis",
+        )
+        contact_id = payload["contact_id"]
+
+        async def in_crisis_queue() -> dict[str, Any] | None:
+            contact = (await client.get(f"{router}/v1/contacts/{contact_id}", headers=SUPERVISOR)).json()
+            return contact if contact["queue_id"] == "crisis" else None
+
+        contact = await _until(in_crisis_queue)
+        assert contact["conversation_key"] == "webchat:demo:e2e-crisis"
+        assert contact["priority"] == 100
+
+        async def offered_to_the_crisis_group() -> list[dict[str, Any]]:
+            offers = (await client.get(f"{router}/v1/agents/gao/offers", headers=GAO)).json()
+            return [o for o in offers if o["contact_id"] == contact_id and o["queue_id"] == "crisis"]
+
+        assert await _until(offered_to_the_crisis_group)
+
+        # a notification signed with any other secret is refused and not kept
+        before = (await client.get(f"{receiver}/notifications")).json()
+        forged = b'{"type":"escalation.opened","target":"crisis"}'
+        headers = signed_request("whsec_" + "A" * 43 + "=", forged)
+        refused = await client.post(f"{receiver}/hooks/wecom-crisis", content=forged, headers=headers)
+        assert refused.status_code == 401
+        assert (await client.get(f"{receiver}/notifications")).json() == before
+
+    async def printed() -> bool:
+        return any(
+            "notified wecom-crisis: type=escalation.opened" in line and contact_id in line for line in stack.output
+        )
+
+    await _until(printed, timeout=5)
+
+
 def test_ctrl_c_stops_everything(stack: Stack) -> None:
     children = psutil.Process(stack.process.pid).children(recursive=True)
-    assert len(children) >= 4, "three services and the broker at least"
+    assert len(children) >= 5, "three services, the receiver and the broker at least"
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=30) == 0
     _, alive = psutil.wait_procs(children, timeout=10)
