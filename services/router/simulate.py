@@ -14,7 +14,9 @@ Every measured figure comes with a 95 % confidence interval from **batch means**
 order (per class, for a class's wait) are cut into ``BATCHES`` consecutive batches, and the interval is
 mean ± t(0.975, BATCHES − 1)·s/√BATCHES over the batch means, s their standard deviation. Batches of
 thousands of consecutive arrivals are nearly independent where single waits are not (a binomial interval
-would be far too narrow). A figure is *ok* when the theoretical value lies inside its interval, widened to
+would be far too narrow). The run starts empty and no warm-up is cut: at 100,000 arrivals the start's bias is far
+inside the interval, while a run of a few thousand arrivals, whose batches are not much longer than the queue's
+memory, gets a rougher interval. A figure is *ok* when the theoretical value lies inside its interval, widened to
 a small absolute floor (``--tolerance``: in P(wait), and in mean handle times for a wait) so that a very
 long run is not failed on rounding; a correct core is therefore *off* on a given figure about 1 time in 20.
 """

@@ -88,9 +88,20 @@ def test_a_figure_is_judged_by_its_own_interval() -> None:
     assert precise.covers(0.701, floor=0.002), "the floor widens a very narrow interval"
 
 
+def test_the_tolerance_floors_p_wait_absolutely_and_a_wait_in_mean_handle_times() -> None:
+    result = simulate(erlangs=2.5, agents=5, arrivals=1_000, seed=1)
+    exact = replace(
+        result,
+        p_wait=Estimate(result.erlang_c + 0.0015, 0.0001),
+        mean_wait=Estimate(result.erlang_c_mean_wait + 0.3, 0.01),  # 0.3 s of a 180 s handle time: 0.0017
+    )
+    assert exact.misses(tolerance=0.002) == []
+    assert [m.split()[1] for m in exact.misses(tolerance=0.001)] == ["P(wait)", "Wq"]
+
+
 def test_the_decision_core_reproduces_erlang_c() -> None:
-    result = simulate(erlangs=2.5, agents=4, arrivals=10_000, seed=1)
-    assert result.arrivals == result.completed == 10_000
+    result = simulate(erlangs=2.5, agents=4, arrivals=5_000, seed=1)
+    assert result.arrivals == result.completed == 5_000
     assert result.p_wait.covers(result.erlang_c)
     assert result.mean_wait.covers(result.erlang_c_mean_wait)
     assert result.service_level.covers(result.erlang_c_service_level)
