@@ -21,11 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import ContactEvent, RoutingEvent, RoutingEventType
 from contracts.escalations import EscalationStatus
+from contracts.routing import CommandPrecondition
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
 from services.escalation.adapters.store import record_routing_event
 from services.escalation.adapters.timers import Timer, TimerStore, timer_row
 from services.escalation.domain import triggers
+from services.escalation.domain.cases import Action
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.domain.triggers import ContactFacts, Escalation, evaluate
 from services.escalation.exceptions import AlreadyEscalated
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 POLICY = "policy"
 """The actor the audit trail names for what the policy engine did."""
+ROUTER = "router"
+"""The actor the audit trail names for a case cancelled because the router refused its command."""
 
 
 def move(escalation: Escalation) -> cases.Move:
@@ -86,6 +90,8 @@ class Escalator:
             if not await record_routing_event(conn, event):
                 return
             await facts.apply_routing(conn, event)
+            if event.type is RoutingEventType.COMMAND_REFUSED:
+                await self._refused(tx, event)
             if event.type.value in triggers.CLOSED:
                 # nothing can fire for a closed contact; its wake-up calls would find nothing to do
                 await self._timers.cancel_for_contact(event.contact_id, conn=conn)
@@ -95,6 +101,25 @@ class Escalator:
                 if event.type is RoutingEventType.QUEUED:
                     await self._evaluate_latest_of_customer(tx, event.contact_id, now)
         self._committed(tx)
+
+    async def _refused(self, tx: Committed, event: RoutingEvent) -> None:
+        """The router refused a case's command as stale: the case did not act, so it is cancelled and its trigger
+        forgotten; the evaluation that follows decides again on the newer facts (and may open it again)."""
+        if event.command_id is None:
+            return
+        case = await cases.find_by_command(tx.conn, event.contact_id, event.command_id)
+        if case is None or case["status"] not in (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED):
+            return
+        reason = f"the router refused its routing command: {event.reason or 'its precondition no longer held'}"
+        log.info("escalation case %s: %s", case["case_id"], reason)
+        await cases.act(
+            tx.conn, uuid.UUID(case["case_id"]), Action.CANCEL, actor=ROUTER, note=reason, now=self._clock()
+        )
+        await facts.unmark_fired(tx.conn, event.contact_id, case["trigger"])
+        await self._timers.cancel_for_contact(
+            event.contact_id, prefix=f"{event.contact_id}/{case['trigger']}/ack.", conn=tx.conn
+        )
+        tx.outbound = True
 
     async def _evaluate_latest_of_customer(self, tx: Committed, contact_id: uuid.UUID, now: datetime) -> None:
         """A contact began: its customer's latest contact may now be a repeat, even if this one came in late.
@@ -163,6 +188,9 @@ class Escalator:
         if known is None:
             return
         result = evaluate(known, self.policy, now)
+        assumed = None
+        if any(not d.warning_only for d in result.escalations):
+            assumed = await self._assumed(tx.conn, known)
         for decision in result.escalations:
             if decision.warning_only:
                 await self._notify(
@@ -172,7 +200,8 @@ class Escalator:
                     _payload("sla.warning", contact_id, decision, now),
                 )
             else:
-                await self._open(tx, contact_id, decision, now, actor=POLICY, evidence={"evidence": decision.evidence})
+                evidence = {"evidence": decision.evidence}
+                await self._open(tx, contact_id, decision, now, actor=POLICY, evidence=evidence, precondition=assumed)
         await facts.mark_fired(tx.conn, contact_id, [d.trigger for d in result.escalations])
         await self._schedule(tx, contact_id, result.timers)
 
@@ -185,7 +214,9 @@ class Escalator:
         *,
         actor: str,
         evidence: dict[str, Any],
+        precondition: CommandPrecondition | None = None,
     ) -> uuid.UUID | None:
+        """Open a case and send its command; a policy case whose command was refused opens again."""
         reason = decision.evidence
         if decision.agent is not None:
             reason = f"{reason} (owning TAM {decision.agent})"
@@ -198,6 +229,8 @@ class Escalator:
             evidence=evidence,
             actor=actor,
             now=now,
+            precondition=precondition,
+            reopen=actor == POLICY,
         )
         if case_id is None:
             return None
@@ -224,12 +257,19 @@ class Escalator:
             payload = {**_payload("escalation.unacknowledged", contact_id, current, now), "case_id": str(case_id)}
             await self._notify(tx, current.target, f"{case_id}/{current.level}/unacknowledged", payload)
             return
-        await cases.climb(tx.conn, case_id, move(nxt), reason=nxt.evidence, now=now)
+        assumed = None if known is None else await self._assumed(tx.conn, known)
+        await cases.climb(tx.conn, case_id, move(nxt), reason=nxt.evidence, now=now, precondition=assumed)
         tx.outbound = True
         payload = {**_payload("escalation.climbed", contact_id, nxt, now), "case_id": str(case_id)}
         await self._notify(tx, nxt.target, f"{case_id}/{nxt.level}", payload)
         timer = triggers.ack_timer(contact_id, nxt, self.policy, now)
         await self._schedule(tx, contact_id, [timer] if timer is not None else [])
+
+    @staticmethod
+    async def _assumed(conn: AsyncConnection, known: ContactFacts) -> CommandPrecondition | None:
+        """What a command decided on ``known`` assumes: the router refuses it once the contact has moved on."""
+        assignment = await facts.current_assignment(conn, known.contact_id) if known.status == "assigned" else None
+        return triggers.assumed(known, assignment)
 
     async def _notify(self, tx: Committed, target: str, message_id: str, payload: dict[str, Any]) -> None:
         """One notification per webhook of ``target``; the message id makes a replay notify once."""

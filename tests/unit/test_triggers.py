@@ -42,7 +42,8 @@ def test_crisis_fires_at_once_with_highest_priority_and_evidence(policy: Escalat
         1,
     )
     assert "media: '记者'" in first.evidence and "找记者曝光" in first.evidence
-    assert any(t.kind == "ack.level1" and t.key == f"{CONTACT}/crisis/ack.level1" for t in result.timers)
+    opened = (T0 + timedelta(minutes=1)).isoformat()
+    assert any(t.kind == "ack.level1" and t.key == f"{CONTACT}/crisis/ack.level1@{opened}" for t in result.timers)
 
 
 def test_crisis_ignores_agent_messages_negations_and_fired(policy: EscalationPolicy) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import ESCALATIONS, ROUTING_COMMANDS, EscalationEvent, RoutingCommand
 from contracts.escalations import EscalationStatus
-from contracts.routing import RoutingCommandType
+from contracts.routing import CommandPrecondition, RoutingCommandType
 from kefu.outbox import add, outbox_row
 from services.escalation.adapters.orm import case_audit, cases, outbox
 from services.escalation.domain.cases import Action, move
@@ -45,36 +45,48 @@ async def open_case(
     evidence: dict[str, Any],
     actor: str,
     now: datetime,
+    precondition: CommandPrecondition | None = None,
+    reopen: bool = False,
 ) -> uuid.UUID | None:
-    """Open a case, unless this contact was already escalated for ``trigger`` (then None)."""
-    case_id = uuid.uuid4()
-    created = await conn.execute(
-        insert(cases)
-        .values(
-            id=case_id,
-            contact_id=contact_id,
-            trigger=trigger,
-            target=move.target,
-            level=move.level,
-            status=EscalationStatus.OPEN.value,
-            priority=move.priority,
-            reason=reason,
-            evidence=json.dumps(evidence, ensure_ascii=False),
-            created_by=actor,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(constraint="uq_cases_contact_trigger")
-        .returning(cases.c.id)
+    """Open a case, unless this contact was already escalated for ``trigger`` (then None).
+
+    With ``reopen``, a cancelled case of the same trigger opens again instead (the policy decided it anew after
+    the router refused its command). ``precondition`` is what the case's routing command assumes.
+    """
+    values = {
+        "target": move.target,
+        "level": move.level,
+        "status": EscalationStatus.OPEN.value,
+        "priority": move.priority,
+        "reason": reason,
+        "evidence": json.dumps(evidence, ensure_ascii=False),
+        "updated_at": now,
+    }
+    statement = insert(cases).values(
+        id=uuid.uuid4(), contact_id=contact_id, trigger=trigger, created_by=actor, created_at=now, **values
     )
-    if created.first() is None:
+    if reopen:
+        cancelled = cases.c.status == EscalationStatus.CANCELLED.value
+        statement = statement.on_conflict_do_update(constraint="uq_cases_contact_trigger", set_=values, where=cancelled)
+    else:
+        statement = statement.on_conflict_do_nothing(constraint="uq_cases_contact_trigger")
+    case_id: uuid.UUID | None = (await conn.execute(statement.returning(cases.c.id))).scalar_one_or_none()
+    if case_id is None:
         return None
-    await _audit(conn, case_id, actor, "open", reason, now)
-    await _announce(conn, case_id, contact_id, trigger, move, EscalationStatus.OPEN, reason, now)
+    audit_id = await _audit(conn, case_id, actor, "open", reason, now)
+    await _announce(conn, case_id, contact_id, trigger, move, reason, now, command_of(case_id, audit_id), precondition)
     return case_id
 
 
-async def climb(conn: AsyncConnection, case_id: uuid.UUID, move: Move, *, reason: str, now: datetime) -> None:
+async def climb(
+    conn: AsyncConnection,
+    case_id: uuid.UUID,
+    move: Move,
+    *,
+    reason: str,
+    now: datetime,
+    precondition: CommandPrecondition | None = None,
+) -> None:
     """Move an open case up a level: a new target and priority, an audit entry, and the contact moved again."""
     row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().one()
     await conn.execute(
@@ -82,8 +94,31 @@ async def climb(conn: AsyncConnection, case_id: uuid.UUID, move: Move, *, reason
         .where(cases.c.id == case_id)
         .values(target=move.target, level=move.level, priority=move.priority, updated_at=now)
     )
-    await _audit(conn, case_id, "policy", "climb", reason, now)
-    await _announce(conn, case_id, row["contact_id"], row["trigger"], move, EscalationStatus.OPEN, reason, now)
+    audit_id = await _audit(conn, case_id, "policy", "climb", reason, now)
+    command_id = command_of(case_id, audit_id)
+    await _announce(conn, case_id, row["contact_id"], row["trigger"], move, reason, now, command_id, precondition)
+
+
+def command_of(case_id: uuid.UUID, audit_id: int) -> uuid.UUID:
+    """The id of the routing command sent by the audit entry ``audit_id`` (an open or a climb) of a case.
+
+    Derived, not stored: a refusal naming the command finds its case without another column.
+    """
+    return uuid.uuid5(case_id, f"audit/{audit_id}")
+
+
+async def find_by_command(conn: AsyncConnection, contact_id: uuid.UUID, command_id: uuid.UUID) -> dict[str, Any] | None:
+    """The case of ``contact_id`` whose open or climb sent routing command ``command_id``, locked; None if none."""
+    sent = await conn.execute(
+        select(case_audit.c.case_id, case_audit.c.id)
+        .join(cases, cases.c.id == case_audit.c.case_id)
+        .where(cases.c.contact_id == contact_id, case_audit.c.action.in_(("open", "climb")))
+    )
+    case_id = next((case for case, audit_id in sent if command_of(case, audit_id) == command_id), None)
+    if case_id is None:
+        return None
+    row = (await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())).mappings().one()
+    return _view(row)
 
 
 async def find(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> dict[str, Any] | None:
@@ -106,12 +141,13 @@ async def _announce(
     contact_id: uuid.UUID,
     trigger: str,
     move: Move,
-    status: EscalationStatus,
     reason: str,
     now: datetime,
+    command_id: uuid.UUID,
+    precondition: CommandPrecondition | None,
 ) -> None:
     command = RoutingCommand(
-        command_id=uuid.uuid4(),
+        command_id=command_id,
         type=RoutingCommandType.ESCALATE,
         issued_at=now,
         contact_id=contact_id,
@@ -120,12 +156,13 @@ async def _announce(
         priority=move.priority,
         target_agent_id=move.agent,
         reason=f"{trigger}: {reason}"[:1024],
+        precondition=precondition,
     )
     await add(
         conn,
         outbox,
         [
-            _event_row(case_id, contact_id, trigger, move.target, move.level, status, reason, now),
+            _event_row(case_id, contact_id, trigger, move.target, move.level, EscalationStatus.OPEN, reason, now),
             outbox_row(ROUTING_COMMANDS, str(contact_id), command.model_dump_json()),
         ],
     )
@@ -200,10 +237,14 @@ def _view(row: Any) -> dict[str, Any]:
     }
 
 
-async def _audit(
-    conn: AsyncConnection, case_id: uuid.UUID, actor: str, action: str, detail: str, now: datetime
-) -> None:
-    await conn.execute(insert(case_audit).values(case_id=case_id, at=now, actor=actor, action=action, detail=detail))
+async def _audit(conn: AsyncConnection, case_id: uuid.UUID, actor: str, action: str, detail: str, now: datetime) -> int:
+    """Add an entry to the case's audit trail; its id."""
+    added = await conn.execute(
+        insert(case_audit)
+        .values(case_id=case_id, at=now, actor=actor, action=action, detail=detail)
+        .returning(case_audit.c.id)
+    )
+    return int(added.scalar_one())
 
 
 def _event_row(

@@ -169,12 +169,19 @@ class TimerStore:
         return await self._cancel(timers.c.key == key, conn) > 0
 
     async def cancel_for_contact(
-        self, contact_id: uuid.UUID, *, kinds: Collection[str] | None = None, conn: AsyncConnection | None = None
+        self,
+        contact_id: uuid.UUID,
+        *,
+        kinds: Collection[str] | None = None,
+        prefix: str | None = None,
+        conn: AsyncConnection | None = None,
     ) -> int:
-        """Cancel the contact's pending timers (of ``kinds`` only, if given); return how many."""
+        """Cancel the contact's pending timers (of ``kinds``, keys starting with ``prefix``, if given); how many."""
         condition = timers.c.contact_id == contact_id
         if kinds is not None:
             condition = and_(condition, timers.c.kind.in_(list(kinds)))
+        if prefix is not None:
+            condition = and_(condition, timers.c.key.startswith(prefix, autoescape=True))
         return await self._cancel(condition, conn)
 
     async def get(self, key: str) -> Timer | None:

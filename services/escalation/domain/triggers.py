@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from contracts.routing import CommandPrecondition, ContactState
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.domain.sla import SlaFacts, sla_clocks
 from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
@@ -103,6 +104,21 @@ def manual(facts: ContactFacts, policy: EscalationPolicy, *, target: str, reason
     return _decide(policy, facts, trigger, target, reason or "requested by an agent")
 
 
+def assumed(facts: ContactFacts, assignment_id: UUID | None) -> CommandPrecondition | None:
+    """What a command decided on ``facts`` assumes about the contact, so the router can refuse it once stale.
+
+    ``assignment_id`` is the assignment the facts last saw (when assigned). A contact not yet queued by the router
+    (only its message seen) is waiting in whatever queue the router chose; a closed one has nothing to assume.
+    """
+    if facts.status == "waiting":
+        return CommandPrecondition(state=ContactState.WAITING, queue_id=facts.queue or None)
+    if facts.status == "assigned":
+        return CommandPrecondition(
+            state=ContactState.ASSIGNED, queue_id=facts.queue or None, assignment_id=assignment_id
+        )
+    return None
+
+
 def ack_timer(contact_id: UUID, escalation: Escalation, policy: EscalationPolicy, opened_at: datetime) -> Timer | None:
     """The timer after which an unacknowledged ``escalation`` climbs a level; None without a timeout configured."""
     level = policy.levels.get(escalation.target)
@@ -110,7 +126,9 @@ def ack_timer(contact_id: UUID, escalation: Escalation, policy: EscalationPolicy
         return None
     kind = f"ack.level{escalation.level}"
     due = opened_at + timedelta(seconds=level.ack_timeout_seconds)
-    return Timer(kind, f"{contact_id}/{escalation.trigger}/{kind}", due, trigger=escalation.trigger)
+    # keyed by when the level opened too: a case opened again (its command refused as stale) gets a timer of its own
+    key = f"{contact_id}/{escalation.trigger}/{kind}@{opened_at.isoformat()}"
+    return Timer(kind, key, due, trigger=escalation.trigger)
 
 
 def climb(facts: ContactFacts, escalation: Escalation, policy: EscalationPolicy) -> Escalation | None:
