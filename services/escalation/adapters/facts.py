@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import ContactEvent, ContactEventKind, RoutingEvent, RoutingEventType
-from services.escalation.adapters.orm import contact_facts, contact_messages
+from services.escalation.adapters.orm import contact_facts, contact_messages, routing_events
 from services.escalation.domain.triggers import CLOSED, ContactFacts, Message
 
 MESSAGES_KEPT = 100
@@ -38,6 +38,15 @@ _STATUS: dict[RoutingEventType, str] = {
     RoutingEventType.ABANDONED: "abandoned",
     RoutingEventType.CLOSED: "closed",
 }
+
+
+def clock_start(event: ContactEvent) -> datetime:
+    """When a customer message starts or restarts a clock: when kefu received it.
+
+    Never ``occurred_at``: that is the platform's or the sender's claim (an e-mail's ``Date`` header, a phone's
+    clock), hours early or late, kept on the router's record of the message for display.
+    """
+    return event.received_at
 
 
 def customer_key(event: ContactEvent | RoutingEvent) -> str | None:
@@ -63,10 +72,16 @@ async def apply_message(conn: AsyncConnection, event: ContactEvent) -> uuid.UUID
         return None
     if contact_id is None:
         contact_id = event.event_id
-        await _ensure(conn, contact_id, event.conversation_key, event.occurred_at, customer_key(event))
+        await _ensure(conn, contact_id, event.conversation_key, clock_start(event), customer_key(event))
+    else:
+        # the router's ``queued`` came first: it queued the contact (after a backlog, maybe long) after kefu had it
+        started = func.least(contact_facts.c.queued_at, clock_start(event))
+        await conn.execute(
+            update(contact_facts).where(contact_facts.c.contact_id == contact_id).values(queued_at=started)
+        )
     added = await conn.execute(
         insert(contact_messages)
-        .values(event_id=event.event_id, contact_id=contact_id, at=event.occurred_at, text=event.message.text)
+        .values(event_id=event.event_id, contact_id=contact_id, at=clock_start(event), text=event.message.text)
         .on_conflict_do_nothing()
         .returning(contact_messages.c.event_id)
     )
@@ -153,6 +168,24 @@ async def mark_fired(conn: AsyncConnection, contact_id: uuid.UUID, triggers: Seq
     if triggers:
         fired = func.array_cat(contact_facts.c.fired, list(triggers))
         await conn.execute(update(contact_facts).where(contact_facts.c.contact_id == contact_id).values(fired=fired))
+
+
+async def unmark_fired(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> None:
+    """Forget that ``trigger`` fired (its command was refused as stale), so the engine decides it again."""
+    fired = func.array_remove(contact_facts.c.fired, trigger)
+    await conn.execute(update(contact_facts).where(contact_facts.c.contact_id == contact_id).values(fired=fired))
+
+
+async def current_assignment(conn: AsyncConnection, contact_id: uuid.UUID) -> uuid.UUID | None:
+    """The assignment of the contact's latest ``assigned`` routing event seen here, if any."""
+    latest = await conn.execute(
+        select(routing_events.c.payload)
+        .where(routing_events.c.contact_id == contact_id, routing_events.c.type == RoutingEventType.ASSIGNED.value)
+        .order_by(routing_events.c.occurred_at.desc(), routing_events.c.received_at.desc())
+        .limit(1)
+    )
+    payload = latest.scalar_one_or_none()
+    return None if payload is None else RoutingEvent.model_validate_json(payload).assignment_id
 
 
 async def _ensure(
