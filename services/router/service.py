@@ -42,6 +42,7 @@ from services.router.domain.decisions import (
     PresenceSet,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
+from services.router.domain.preconditions import refusal
 from services.router.exceptions import (
     NotYours,
     UnknownAgent,
@@ -345,6 +346,11 @@ class RoutingService:
                     outcome = "no_queue"
                 elif not open_now:
                     outcome = "contact_closed"
+                elif (refused := refusal(self.state, command.contact_id, command.precondition)) is not None:
+                    # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
+                    await repository.refuse_command(conn, command.command_id, refused, self._clock())
+                    log.info("routing command %s refused: %s", command.command_id, refused.reason)
+                    outcome = "refused"
                 else:
                     reason = f"{command.type.value} to {command.target_group}: {command.reason}"
                     now = self._clock()
@@ -361,6 +367,8 @@ class RoutingService:
                     await repository.persist(conn, decisions)
                     outcome = "moved"
             self._committed(decisions)
+            if outcome == "refused":
+                self._on_commit()  # the refusal's routing event is in the outbox
             COMMANDS_APPLIED.labels(outcome).inc()
 
     def _where(self, contact_id: UUID) -> ContactRef:
