@@ -57,6 +57,8 @@ BATCHES = 20
 T_975_19 = 2.093
 HIGH, LOW = 1, 0  # the two priorities of a two-class run: the core serves the higher number first
 PROGRESS_EVERY = 1_000
+# below this many arrivals a batch, batches are not much longer than a busy queue's memory (nor its empty start)
+ROUGH_BATCH = 1_000
 
 
 class InvariantBroken(Exception):
@@ -433,7 +435,9 @@ def main(args: argparse.Namespace) -> int:
             )
         print(f"{row} {'off' if row_misses else 'ok'}", flush=True)
     judged = "P(wait) and each class's Wq" if two_classes else "P(wait) and Wq"
-    print(f"±95%: a 95% confidence interval from {BATCHES} batch means of consecutive arrivals.")
+    batch = args.arrivals // BATCHES
+    rough = f" Batches of {batch} arrivals are short: the intervals are rough." if batch < ROUGH_BATCH else ""
+    print(f"±95%: a 95% confidence interval from {BATCHES} batch means of consecutive arrivals.{rough}")
     print(
         f"A row is ok when its {judged} lie within their intervals (at least ±{args.tolerance:g}, in mean handle "
         "times for a wait) of the theory; a correct core is off on a given figure about 1 time in 20."

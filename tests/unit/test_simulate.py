@@ -207,6 +207,7 @@ def test_the_command_prints_one_row_per_agent_count_with_its_interval(capsys: py
     assert captured.err == "", "no progress bar when stderr is no terminal"
     assert "a = 2.5 Erlangs" in captured.out.splitlines()[0]
     assert "batch means" in captured.out
+    assert "Batches of 100 arrivals are short" in captured.out
     rows = _rows(captured.out)
     assert [row[:2] for row in rows] == [["4", "2000"], ["5", "2000"]]
     p_wait, half_width, theory = (float(x) for x in rows[0][2:5])
