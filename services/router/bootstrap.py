@@ -18,6 +18,7 @@ from kefu.auth import AuthConfig, TokenRegistry
 from kefu.config_check import Report
 from kefu.config_file import ConfigError
 from kefu.outbox import OutboxRelay
+from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
 from services.router.config import RouterSettings
@@ -68,6 +69,8 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     router = Router(settings, engine, producer, service, feed, tokens)
     try:
         await service.start(config_text, settings.config_path)
+        async with engine.connect() as conn:  # new desktop streams start after the newest feed item
+            feed.last_id = await feed_store.newest_id(conn)
         await producer.start()
         await consumer.start()
         await commands.start()
@@ -81,6 +84,7 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="timers"),
             asyncio.create_task(keep_shifts(ShiftKeeper(service), settings.shift_check_seconds), name="shifts"),
+            asyncio.create_task(feed_store.keep_pruned(engine, keep_seconds=settings.feed_keep_seconds), name="feed"),
         ]
         for task in router.tasks:
             task.add_done_callback(_report_crash)

@@ -19,3 +19,14 @@ class RouterSettings(ServiceSettings):
     shift_check_seconds: float = Field(
         default=30, gt=0, description="How often agents' shifts are compared with the clock to set their presence."
     )
+    sse_heartbeat_seconds: float = Field(
+        default=15,
+        gt=0,
+        description="How often an idle desktop event stream gets a comment line, so proxies keep it open.",
+    )
+    feed_keep_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="How long desktop feed items are kept for desktops that reconnect with Last-Event-ID; a desktop "
+        "further behind gets feed.reset.",
+    )

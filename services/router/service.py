@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, Channel, ContactEvent, ContactEventKind, RoutingCommand
-from services.router.adapters import config_store, customers, repository, shifts, stats, timeline
-from services.router.adapters.feed import AgentFeed
+from services.router import notices
+from services.router.adapters import config_store, customers, feed_store, repository, shifts, stats, timeline
+from services.router.adapters.feed import AgentFeed, FeedItem
 from services.router.adapters.orm import offers
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, parse_routing
 from services.router.domain.decide import apply, decide, is_due
@@ -28,21 +29,16 @@ from services.router.domain.decisions import (
     Assigned,
     AssignmentCompleted,
     ClockTicked,
-    Completed,
     ContactAbandoned,
     ContactArrived,
     ContactMoved,
     Decision,
     Event,
     OfferAccepted,
-    OfferClosed,
     OfferDeclined,
-    Offered,
     PresenceRequested,
-    PresenceSet,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
-from services.router.domain.preconditions import refusal
 from services.router.exceptions import (
     NotYours,
     UnknownAgent,
@@ -53,7 +49,6 @@ from services.router.exceptions import (
     UnknownQueue,
     WrongState,
 )
-from services.router.views import assignment_view, offer_view
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +132,7 @@ class RoutingService:
         async with self._lock:
             now = self._clock()
             decisions: list[Decision] = []
+            written: list[FeedItem] = []
             async with self._engine.begin() as conn:
                 if not await repository.mark_applied(conn, event.event_id, CONTACTS):
                     CONTACTS_APPLIED.labels("duplicate").inc()
@@ -145,11 +141,12 @@ class RoutingService:
                 if event.kind is ContactEventKind.ABANDONED:
                     if existing is not None:
                         decisions = decide(self.state, ContactAbandoned(existing[0]), now)
-                        await repository.persist(conn, decisions)
+                        written = await self._persist(conn, decisions)
                     outcome = "abandoned" if decisions else "abandon_ignored"
                 elif existing is not None:
                     await customers.resolve(conn, event.channel, event.customer)
                     await repository.insert_message(conn, existing[0], event)
+                    written = await feed_store.append(conn, notices.of_message(self.state, existing[0], event))
                     outcome = "appended"
                 else:
                     customer_id = await customers.resolve(conn, event.channel, event.customer)
@@ -157,12 +154,10 @@ class RoutingService:
                     await repository.insert_contact(conn, ref, event, customer_id)
                     await repository.insert_message(conn, ref.id, event)
                     decisions = decide(self.state, ContactArrived(ref), now)
-                    await repository.persist(conn, decisions)
+                    written = await self._persist(conn, decisions)
                     outcome = "opened"
-            self._committed(decisions)
+            self._committed(decisions, written)
             CONTACTS_APPLIED.labels(outcome).inc()
-            if outcome == "appended" and existing is not None:
-                self._notify_message(existing[0], event)
 
     async def link_identity(self, customer_id: UUID, channel: Channel, platform_id: str) -> dict[str, Any]:
         """Attach an identity (and whatever its customer had) to ``customer_id``; return the customer."""
@@ -333,6 +328,7 @@ class RoutingService:
         """
         async with self._lock:
             decisions: list[Decision] = []
+            written: list[FeedItem] = []
             async with self._engine.begin() as conn:
                 if not await repository.mark_applied(conn, command.command_id, ROUTING_COMMANDS):
                     COMMANDS_APPLIED.labels("duplicate").inc()
@@ -346,11 +342,6 @@ class RoutingService:
                     outcome = "no_queue"
                 elif not open_now:
                     outcome = "contact_closed"
-                elif (refused := refusal(self.state, command.contact_id, command.precondition)) is not None:
-                    # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
-                    await repository.refuse_command(conn, command.command_id, refused, self._clock())
-                    log.info("routing command %s refused: %s", command.command_id, refused.reason)
-                    outcome = "refused"
                 else:
                     reason = f"{command.type.value} to {command.target_group}: {command.reason}"
                     now = self._clock()
@@ -364,11 +355,9 @@ class RoutingService:
                         prefer_until=now + ESCALATION_AGENT_WAIT if agent else None,
                     )
                     decisions = decide(self.state, moved, now)
-                    await repository.persist(conn, decisions)
+                    written = await self._persist(conn, decisions)
                     outcome = "moved"
-            self._committed(decisions)
-            if outcome == "refused":
-                self._on_commit()  # the refusal's routing event is in the outbox
+            self._committed(decisions, written)
             COMMANDS_APPLIED.labels(outcome).inc()
 
     def _where(self, contact_id: UUID) -> ContactRef:
@@ -399,44 +388,20 @@ class RoutingService:
                 decisions = decide(self.state, event, self._clock())
                 if decisions:
                     async with self._engine.begin() as conn:
-                        await repository.persist(conn, decisions)
-                    self._committed(decisions)
+                        written = await self._persist(conn, decisions)
+                    self._committed(decisions, written)
         return decisions
 
-    def _committed(self, decisions: list[Decision]) -> None:
+    async def _persist(self, conn: AsyncConnection, decisions: list[Decision]) -> list[FeedItem]:
+        """Write the decisions (rows, outbox events) and what they tell desktops, in the caller's transaction."""
+        await repository.persist(conn, decisions)
+        return await feed_store.append(conn, notices.of_decisions(decisions))
+
+    def _committed(self, decisions: list[Decision], written: list[FeedItem]) -> None:
         apply(self.state, decisions)
         if decisions:
             self._on_commit()
-        for decision in decisions:
-            match decision:
-                case Offered(offer_id=offer_id, agent_id=agent_id):
-                    self._feed.publish(agent_id, "offer.created", offer_view(self.state.offers[offer_id]))
-                case OfferClosed(offer_id=offer_id, agent_id=agent_id, outcome=outcome):
-                    self._feed.publish(agent_id, "offer.closed", {"offer_id": str(offer_id), "outcome": outcome})
-                case Assigned(assignment_id=assignment_id, agent_id=agent_id):
-                    view = assignment_view(self.state.assignments[assignment_id])
-                    self._feed.publish(agent_id, "assignment.created", view)
-                case Completed(assignment_id=assignment_id, agent_id=agent_id):
-                    self._feed.publish(agent_id, "assignment.closed", {"assignment_id": str(assignment_id)})
-                case PresenceSet(agent_id=agent_id, presence=presence, until=until, reason=reason):
-                    # wrap-up and its end, or away after missed offers: the desktop shows what the router decided
-                    change = {
-                        "presence": presence.value,
-                        "until": until.isoformat() if until else None,
-                        "reason": reason,
-                    }
-                    self._feed.publish(agent_id, "presence.changed", change)
-
-    def _notify_message(self, contact_id: UUID, event: ContactEvent) -> None:
-        for assignment in self.state.assignments.values():
-            if assignment.contact.id == contact_id:
-                payload = {
-                    "assignment_id": str(assignment.id),
-                    "contact_id": str(contact_id),
-                    "text": event.message.text,
-                    "occurred_at": event.occurred_at.isoformat(),
-                }
-                self._feed.publish(assignment.agent_id, "assignment.message", payload)
+        self._feed.publish(written)  # after apply: a new desktop's snapshot and the feed's last id agree
 
     async def set_customer_profile(self, customer_id: UUID, profile: customers.Profile) -> dict[str, Any]:
         """Set a customer's tier and owning TAM (an existing agent); return the customer."""

@@ -217,9 +217,10 @@ async def test_wrap_up_follows_a_completion_and_the_desktop_hears_of_it(
             )
             assert done.status_code == 200, done.text
             seen = [await asyncio.wait_for(feed.get(), 5) for _ in range(3)]
-        names = [name for name, _ in seen]
+        assert all(seen), "nothing dropped"
+        names = [item.name for item in seen if item]
         assert names == ["assignment.closed", "presence.changed", "presence.changed"]
-        wrap_up, back = seen[1][1], seen[2][1]
+        wrap_up, back = (item.payload for item in seen[1:] if item)
         assert wrap_up["presence"] == "wrap_up" and wrap_up["until"] is not None
         assert back == {"presence": "available", "until": None, "reason": None}
         view = (await client.get("/v1/agents/alice", headers=ALICE)).json()

@@ -1,6 +1,7 @@
 """The router's durable truth in PostgreSQL (schema ``router``)."""
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -145,4 +146,23 @@ config_versions = Table(
     Column("text", Text, nullable=False),
     Column("applied_by", String(256), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+agent_feed = Table(
+    "agent_feed",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True, comment="the SSE event id (Last-Event-ID)"),
+    Column("agent_id", String(128), nullable=False),
+    Column("name", String(64), nullable=False, comment="the SSE event name, e.g. offer.created"),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()"), index=True),
+    Index("ix_agent_feed_agent_id_id", "agent_id", "id"),
+    comment="what each agent's desktop was sent, so a desktop that reconnects gets what it missed",
+)
+
+agent_feed_horizons = Table(
+    "agent_feed_horizons",
+    metadata,
+    Column("agent_id", String(128), primary_key=True),
+    Column("pruned_through", BigInteger, nullable=False, comment="the newest of the agent's feed items deleted"),
 )

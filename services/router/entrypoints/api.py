@@ -1,21 +1,18 @@
 """The agent desktop API: agents, presence, offers (REST and Server-Sent Events), assignments."""
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sse_starlette import EventSourceResponse
 
 from contracts import Channel
 from kefu.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
 from kefu.ops import ApiError
-from services.router.adapters.feed import AgentFeed
 from services.router.domain.config import AgentConfig, Shift
 from services.router.domain.model import Agent, Presence
+from services.router.entrypoints import desktop_stream
 from services.router.entrypoints.deps import Service
 from services.router.exceptions import UnknownAgent, UnknownAssignment
 from services.router.service import RoutingService
@@ -23,15 +20,7 @@ from services.router.views import agent_view, assignment_view, offer_view
 
 router = APIRouter(prefix="/v1")
 
-KEEPALIVE_SECONDS = 15.0
-
-
-async def _feed(request: Request) -> AgentFeed:
-    feed: AgentFeed = request.app.state.router.feed
-    return feed
-
-
-Feed = Annotated[AgentFeed, Depends(_feed)]
+MAX_EVENT_ID = 2**63 - 1  # a bigint
 
 
 class AgentBody(BaseModel):
@@ -132,31 +121,35 @@ async def list_assignments(agent_id: str, service: Service, who: Caller) -> list
 @router.get(
     "/agents/{agent_id}/events",
     summary="Server-Sent Events for the agent's desktop",
-    description="Starts with the pending offers (`offer.created`), then streams `offer.created`, `offer.closed`, "
-    "`assignment.created`, `assignment.message`, `assignment.closed` and `presence.changed` (wrap-up, its end, "
-    "away after missed offers, a shift) as they happen.",
-    response_class=StreamingResponse,
+    description="Streams `offer.created`, `offer.closed`, `assignment.created`, `assignment.message`, "
+    "`assignment.closed` and `presence.changed` (wrap-up, its end, away after missed offers, a shift) as they happen, "
+    "each with an `id`. A new stream starts with the pending offers (`offer.created`). A desktop that reconnects "
+    "with `Last-Event-ID` gets what it missed first; if that is no longer kept, `feed.reset` tells it to re-read "
+    "its offers and assignments. A comment line is sent every `KEFU_SSE_HEARTBEAT_SECONDS`.",
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
 )
-async def agent_events(agent_id: str, service: Service, feed: Feed, who: Caller) -> StreamingResponse:
+async def agent_events(
+    agent_id: str,
+    request: Request,
+    service: Service,
+    who: Caller,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID, description="the id of the last event seen")
+    ] = None,
+    since: Annotated[
+        int | None,
+        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description="for clients that cannot set the header"),
+    ] = None,
+) -> EventSourceResponse:
     require_self_or_supervisor(who, agent_id)
     _agent(service, agent_id)
-    return StreamingResponse(_stream(agent_id, service, feed), media_type="text/event-stream")
-
-
-async def _stream(agent_id: str, service: RoutingService, feed: AgentFeed) -> AsyncIterator[str]:
-    with feed.subscribe(agent_id) as queue:
-        yield "retry: 2000\n\n"
-        for offer in [o for o in service.state.offers.values() if o.agent_id == agent_id]:
-            yield _sse("offer.created", offer_view(offer))
-        while True:
-            try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    name, payload = await queue.get()
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            yield _sse(name, payload)
+    running = request.app.state.router
+    after = last_event_id if last_event_id is not None else since  # a browser's reconnect keeps the first URL
+    stream = desktop_stream.events(agent_id, after, service=service, feed=running.feed, engine=running.engine)
+    return EventSourceResponse(
+        stream, ping=running.settings.sse_heartbeat_seconds, ping_message_factory=desktop_stream.heartbeat
+    )
 
 
 def _offeree(who: Principal) -> str:
@@ -164,10 +157,6 @@ def _offeree(who: Principal) -> str:
     if who.agent_id is None:
         raise forbidden("only the agent an offer was made to may accept or decline it")
     return who.agent_id
-
-
-def _sse(name: str, payload: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer: it becomes an assignment")
