@@ -39,6 +39,7 @@ from services.router.domain.decisions import (
     PresenceRequested,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
+from services.router.domain.preconditions import refusal
 from services.router.exceptions import (
     NotYours,
     UnknownAgent,
@@ -340,6 +341,11 @@ class RoutingService:
                 if queue_id is None or queue_id not in self.state.queues:
                     log.warning("routing command %s: no queue for group %r", command.command_id, command.target_group)
                     outcome = "no_queue"
+                elif (refused := refusal(self.state, command.contact_id, command.precondition)) is not None:
+                    # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
+                    await repository.refuse_command(conn, command, refused, self._clock())
+                    log.info("routing command %s refused: %s", command.command_id, refused.reason)
+                    outcome = "refused"
                 elif not open_now:
                     outcome = "contact_closed"
                 else:
@@ -358,6 +364,8 @@ class RoutingService:
                     written = await self._persist(conn, decisions)
                     outcome = "moved"
             self._committed(decisions, written)
+            if outcome == "refused":
+                self._on_commit()  # the refusal's routing event is in the outbox
             COMMANDS_APPLIED.labels(outcome).inc()
 
     def _where(self, contact_id: UUID) -> ContactRef:

@@ -25,7 +25,7 @@ from tests.integration.support import contact_event, eventually, publish, publis
 from tests.integration.support import serving as serving_app
 from tests.integration.test_escalation_flow import SUPERVISOR, Service, receiver, routed, started
 from tests.integration.test_escalation_notifier import SECRET, Receiver
-from tests.integration.test_router_moves import _assigned_to_alice, moves_config
+from tests.integration.test_router_moves import ALICE, _assigned_to_alice, moves_config
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +115,21 @@ async def test_a_stale_escalation_leaves_the_accepted_contact_with_its_agent_and
         # a supervisor's command (no precondition) is applied wherever the contact is, as before
         await send(broker, escalate(contact_id, None))
         await eventually(lambda: _metric(client, 'kefu_router_commands_total{outcome="moved"} 3.0'))
+
+        # completed before the command arrived: refused too, so its sender does not take it for done
+        done = await _assigned_to_alice(client, broker, "stale-completed")
+        completed = await client.post(f"/v1/assignments/{done['assignment_id']}/complete", headers=ALICE)
+        assert completed.status_code == 200, completed.text
+        late = escalate(uuid.UUID(done["contact_id"]), WAITING_IN_PRESALES)
+        await send(broker, late)
+
+        async def closed_refusal() -> list[RoutingEvent]:
+            events = await routing_events(broker, late.contact_id)
+            return [e for e in events if e.type is RoutingEventType.COMMAND_REFUSED]
+
+        (refused_closed,) = await eventually(closed_refusal)
+        assert refused_closed.command_id == late.command_id and refused_closed.queue_id == "presales"
+        assert refused_closed.reason is not None and "no longer open" in refused_closed.reason
 
 
 async def _async(value: bool) -> bool:

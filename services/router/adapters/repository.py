@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ROUTING_EVENTS, Channel, ContactEvent, RoutingEvent, RoutingEventType
+from contracts import ROUTING_EVENTS, Channel, ContactEvent, RoutingCommand, RoutingEvent, RoutingEventType
 from kefu.outbox import add, outbox_row
 from services.router.adapters.orm import (
     agents,
@@ -163,22 +163,7 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
         )
     refs: dict[uuid.UUID, ContactRef] = {}
     for row in (await conn.execute(select(contacts).where(contacts.c.status.in_(OPEN_STATUSES)))).mappings():
-        queue_id = row["queue_id"] if row["queue_id"] in queues else default_queue
-        refs[row["id"]] = ContactRef(
-            row["id"],
-            row["conversation_key"],
-            Channel(row["channel"]),
-            queue_id,
-            row["priority"],
-            row["enqueued_at"],
-            preferred_agent=row["preferred_agent"],
-            prefer_until=row["prefer_until"],
-            customer_id=row["customer_id"],
-            tier=row["tier"],
-            owning_tam=row["owning_tam"],
-            category=row["category"],
-            queued_at=row["queued_at"],
-        )
+        refs[row["id"]] = _ref(row, row["queue_id"] if row["queue_id"] in queues else default_queue)
         if row["status"] != "assigned":
             state.waiting[row["id"]] = WaitingContact(refs[row["id"]])
     offers_made: Counter[uuid.UUID] = Counter()
@@ -320,11 +305,36 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
     await add(conn, outbox, events)
 
 
-async def refuse_command(conn: AsyncConnection, command_id: uuid.UUID, refused: Refusal, at: datetime) -> None:
-    """Record a refused routing command: a ``command_refused`` routing event, through the outbox, saying why."""
+def _ref(row: Any, queue_id: str) -> ContactRef:
+    return ContactRef(
+        row["id"],
+        row["conversation_key"],
+        Channel(row["channel"]),
+        queue_id,
+        row["priority"],
+        row["enqueued_at"],
+        preferred_agent=row["preferred_agent"],
+        prefer_until=row["prefer_until"],
+        customer_id=row["customer_id"],
+        tier=row["tier"],
+        owning_tam=row["owning_tam"],
+        category=row["category"],
+        queued_at=row["queued_at"],
+    )
+
+
+async def refuse_command(conn: AsyncConnection, command: RoutingCommand, refused: Refusal, at: datetime) -> None:
+    """Record a refused routing command: a ``command_refused`` routing event, through the outbox, saying why.
+
+    A contact no longer open is read from its row; one the router never had (its first message not consumed yet)
+    has no event to carry the refusal, only the caller's log line.
+    """
     contact = refused.contact
     if contact is None:
-        return  # no longer open: nothing to tell that the contact's closing events did not
+        row = (await conn.execute(select(contacts).where(contacts.c.id == command.contact_id))).mappings().first()
+        if row is None:
+            return
+        contact = _ref(row, row["queue_id"])
     assignment = refused.assignment
     event = _event(
         RoutingEventType.COMMAND_REFUSED,
@@ -333,7 +343,7 @@ async def refuse_command(conn: AsyncConnection, command_id: uuid.UUID, refused: 
         agent_id=assignment.agent_id if assignment is not None else None,
         assignment_id=assignment.id if assignment is not None else None,
         reason=refused.reason[:1024],
-        command_id=command_id,
+        command_id=command.command_id,
     )
     await add(conn, outbox, [event])
 
