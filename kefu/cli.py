@@ -48,9 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    demo = commands.add_parser("demo", help="post a signed demo web chat message")
+    demo = commands.add_parser("demo", help="post a signed demo message (web chat, or another channel)")
     demo.add_argument("text", nargs="?", default="你好，我想咨询一下这款空调的安装服务")
-    demo.add_argument("--site", default=None, help="web chat site id (default: the first configured)")
+    demo.add_argument(
+        "--channel",
+        default="webchat",
+        choices=("webchat", "wechat", "douyin", "email", "phone"),
+        help="default webchat",
+    )
+    demo.add_argument("--site", "--account", dest="site", default=None, help="account id (default: the first)")
     demo.add_argument("--conversation", default="demo-1")
     demo.add_argument("--channels-url", default="http://127.0.0.1:8000")
     demo.add_argument("--router-url", default="http://127.0.0.1:8001")
@@ -132,6 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return demo.run(
                 text=args.text,
                 config_path=ServiceSettings().config_path,
+                channel=args.channel,
                 site_id=args.site,
                 conversation=args.conversation,
                 channels_url=args.channels_url,

@@ -1,4 +1,4 @@
-"""``kefu demo``: sign and post a web chat message as the example site's widget would."""
+"""``kefu demo``: sign and post a customer's message as the web chat widget, or another channel's platform, would."""
 
 import json
 import time
@@ -11,12 +11,14 @@ from standardwebhooks.webhooks import Webhook
 
 from kefu.auth import AuthConfig
 from kefu.config_file import load_section
+from kefu.demo_channels import BUILDERS, DemoRequest, NoAccount
 from services.channels.domain.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
 
 ALICE_DEMO = "Authorization: Bearer demo-token-alice-0001"
 # a smoking plug and a threat to call the press: the example policy's crisis lexicon (safety, media) escalates it
 CRISIS_DEMO = "空调插头冒烟了，再不处理我就找记者曝光"
+_ANSWER_CHARS = 300
 
 
 def describe(config_path: Path) -> list[str]:
@@ -51,22 +53,11 @@ def signed_request(secret: str, body: bytes, *, msg_id: str | None = None) -> di
     }
 
 
-def run(
-    *,
-    text: str,
-    config_path: Path,
-    site_id: str | None,
-    conversation: str,
-    channels_url: str,
-    router_url: str,
-    receiver_url: str,
-) -> int:
-    """Post one signed message and print what to do next."""
-    channels = load_section(config_path, "channels", ChannelsConfig)
-    site = next((s for s in channels.webchat if site_id in (None, s.id)), None)
+def webchat(config: ChannelsConfig, site_id: str | None, text: str, conversation: str) -> DemoRequest:
+    """A visitor's message on a web chat site, signed with the site's first secret."""
+    site = next((s for s in config.webchat if site_id in (None, s.id)), None)
     if site is None:
-        print(f"no web chat site {site_id!r} in {config_path}")
-        return 2
+        raise NoAccount(f"no web chat site {site_id!r}" if site_id else "no web chat site in the configuration")
     body = json.dumps(
         {
             "conversation_id": conversation,
@@ -76,9 +67,35 @@ def run(
         },
         ensure_ascii=False,
     ).encode()
-    headers = signed_request(site.secrets[0].get_secret_value(), body)
-    response = httpx.post(f"{channels_url}/webhooks/webchat/{site.id}", content=body, headers=headers)
-    print(f"POST /webhooks/webchat/{site.id} -> {response.status_code} {response.text}")
+    return DemoRequest(f"/webhooks/webchat/{site.id}", body, signed_request(site.secrets[0].get_secret_value(), body))
+
+
+CHANNELS = {"webchat": webchat, **BUILDERS}
+
+
+def run(
+    *,
+    text: str,
+    config_path: Path,
+    channel: str,
+    site_id: str | None,
+    conversation: str,
+    channels_url: str,
+    router_url: str,
+    receiver_url: str,
+) -> int:
+    """Post one signed message on ``channel`` and print what to do next."""
+    config = load_section(config_path, "channels", ChannelsConfig)
+    try:
+        request = CHANNELS[channel](config, site_id, text, conversation)
+    except NoAccount as exc:
+        print(f"{exc}: see {config_path}")
+        return 2
+    response = httpx.post(
+        f"{channels_url}{request.path}", params=request.params, content=request.body, headers=request.headers
+    )
+    # the phone webhook answers TwiML, the others a line of JSON or text
+    print(f"POST {request.path} -> {response.status_code} {response.text[:_ANSWER_CHARS]}")
     if response.is_success:
         print(
             "next (alice's demo token):\n"
