@@ -3,8 +3,8 @@
 The files are read together. Each top-level section (channels, routing, escalation, auth) may be in any of them, but
 in one only. Every section is validated, then what crosses sections and files (``kefu.config_cross``): every
 channel account's contacts reach a queue that accepts their channel, every escalation target names a router group
-and queue that exist. One run lists every problem, each as ``file:line: field: message``. Warnings (a queue nothing routes to, a trigger escalating contacts into the queue they
-are already in) do not make the files invalid.
+and queue that exist. One run lists every problem, each as ``file:line: field: message``. Warnings (a queue nothing
+routes to, a trigger escalating contacts into the queue they are already in) do not make the files invalid.
 
 A service calls ``at_start`` with the files it reads: it refuses to start on an error (``ConfigError``, one line per
 problem) and logs the warnings.
