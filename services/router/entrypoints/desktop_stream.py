@@ -6,7 +6,7 @@ after it from PostgreSQL, then what follows. Live items come from the in-process
 the table is read: an item committed meanwhile arrives both ways, and the live copy is dropped by its id.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sse_starlette import JSONServerSentEvent, ServerSentEvent
@@ -26,9 +26,10 @@ def heartbeat() -> ServerSentEvent:
 
 async def events(
     agent_id: str, after: int | None, *, service: RoutingService, feed: AgentFeed, engine: AsyncEngine
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """The agent's events after id ``after`` (None: from now, with the pending offers), then live, for ever."""
     with feed.subscribe(agent_id) as live:
+        yield ServerSentEvent(retry=RETRY_MILLISECONDS)
         sent, opening = await _resume(agent_id, after, service=service, feed=feed, engine=engine)
         for event in opening:
             yield event
@@ -52,10 +53,7 @@ async def _resume(
         async with engine.connect() as conn:
             missed = await feed_store.since(conn, agent_id, after)
         if not isinstance(missed, feed_store.Reset):
-            return (missed[-1].id if missed else after), [
-                ServerSentEvent(retry=RETRY_MILLISECONDS),
-                *map(_event, missed),
-            ]
+            return (missed[-1].id if missed else after), [_event(item) for item in missed]
         reset = missed
     return _start(agent_id, service, feed, reset)
 
@@ -70,7 +68,7 @@ def _start(
     """
     cursor = feed.last_id
     # an event without data dispatches nothing, but sets the desktop's Last-Event-ID
-    start = [ServerSentEvent(id=str(cursor), retry=RETRY_MILLISECONDS)]
+    start = [ServerSentEvent(id=str(cursor))]
     if reset is not None:
         reread = [f"/v1/agents/{agent_id}/offers", f"/v1/agents/{agent_id}/assignments"]
         start.append(JSONServerSentEvent({"reason": reset.value, "reread": reread}, event="feed.reset", id=str(cursor)))
