@@ -257,7 +257,9 @@ class Escalator:
             payload = {**_payload("escalation.unacknowledged", contact_id, current, now), "case_id": str(case_id)}
             await self._notify(tx, current.target, f"{case_id}/{current.level}/unacknowledged", payload)
             return
-        assumed = None if known is None else await self._assumed(tx.conn, known)
+        assumed = None  # a case opened by hand moves the contact wherever it is: a person asked for it
+        if known is not None and case["created_by"] == POLICY:
+            assumed = await self._assumed(tx.conn, known)
         await cases.climb(tx.conn, case_id, move(nxt), reason=nxt.evidence, now=now, precondition=assumed)
         tx.outbound = True
         payload = {**_payload("escalation.climbed", contact_id, nxt, now), "case_id": str(case_id)}
