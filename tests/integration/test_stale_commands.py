@@ -129,7 +129,7 @@ async def test_a_stale_escalation_leaves_the_accepted_contact_with_its_agent_and
 
         (refused_closed,) = await eventually(closed_refusal)
         assert refused_closed.command_id == late.command_id and refused_closed.queue_id == "presales"
-        assert refused_closed.reason is not None and "no longer open" in refused_closed.reason
+        assert refused_closed.reason is not None and "not open (closed" in refused_closed.reason
 
 
 async def _async(value: bool) -> bool:

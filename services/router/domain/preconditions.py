@@ -13,7 +13,7 @@ from services.router.domain.model import Assignment, ContactRef, RoutingState
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a command is refused, and where the contact is instead (nowhere: it is no longer open)."""
+    """Why a command is refused, and where the contact is instead (nowhere: it is not open)."""
 
     reason: str
     contact: ContactRef | None = None
@@ -36,7 +36,7 @@ def refusal(state: RoutingState, contact_id: UUID, precondition: CommandPrecondi
         return Refusal(f"expected {expected}; the contact is waiting in {queue}", waiting.ref)
     assignment = next((a for a in state.assignments.values() if a.contact.id == contact_id), None)
     if assignment is None:
-        return Refusal(f"expected {expected}; the contact is no longer open")
+        return Refusal(f"expected {expected}; the contact is not open (closed, or not received by the router yet)")
     queue = assignment.contact.queue_id
     if (
         precondition.state is ContactState.ASSIGNED
