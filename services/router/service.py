@@ -6,15 +6,19 @@ in-memory state and pushed to desktops. A failed transaction leaves memory untou
 """
 
 import asyncio
+import collections
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -33,10 +37,12 @@ from services.router.domain.decisions import (
     ContactArrived,
     ContactMoved,
     Decision,
+    Enqueued,
     Event,
     OfferAccepted,
     OfferDeclined,
     PresenceRequested,
+    Requeued,
 )
 from services.router.domain.model import Agent, Assignment, ContactRef, Presence, RoutingState
 from services.router.domain.preconditions import refusal
@@ -74,6 +80,29 @@ DECISION_SECONDS = Histogram(
 )
 
 
+class _Unservable(Collector):
+    """``kefu_router_unservable_contacts``: counted from the routing state when scraped (one scan, not per event)."""
+
+    def __init__(self) -> None:
+        self.services: weakref.WeakSet[RoutingService] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "kefu_router_unservable_contacts",
+            "Waiting contacts no agent, in any presence, can ever serve (skills, group, a slot on the channel)",
+            labels=["queue", "channel"],
+        )
+        counts: collections.Counter[tuple[str, Channel]] = collections.Counter()
+        for service in list(self.services):
+            counts.update(service.state.index().unservable())
+        for (queue_id, channel), count in sorted(counts.items()):
+            family.add_metric([queue_id, channel.value], count)
+        yield family
+
+
+UNSERVABLE = _Unservable()
+REGISTRY.register(UNSERVABLE)
+
 DEFAULT_ANSWER_WITHIN_SECONDS = 20
 ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TAM) waits this long for them first
 
@@ -102,6 +131,8 @@ class RoutingService:
         self._lock = asyncio.Lock()
         self.state = RoutingState(queues={q.id: q.to_domain() for q in config.queues})
         self.config_version = 0
+        self._warned_unservable: set[tuple[str, Channel]] = set()
+        UNSERVABLE.services.add(self)
 
     async def start(self, config_text: str, config_path: Path) -> None:
         """Apply the routing configuration (the file if it changed, else the latest version) and rebuild the
@@ -118,6 +149,7 @@ class RoutingService:
             await repository.upsert_agents(conn, self._config.agents, self._clock())
             queues = {q.id: q.to_domain() for q in self._config.queues}
             self.state = await repository.load_state(conn, queues, self._config.default_queue)
+        self._warn_unservable(w.ref for w in self.state.waiting.values())
         log.info(
             "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
             len(self.state.agents),
@@ -226,6 +258,8 @@ class RoutingService:
                 await repository.upsert_agents(conn, config.agents, self._clock())
                 rebuilt = await repository.load_state(conn, queues, config.default_queue)
             self._config, self.state, self.config_version = config, rebuilt, version
+            self._warned_unservable.clear()
+            self._warn_unservable(w.ref for w in self.state.waiting.values())
         for agent in [a for a in self.state.agents.values() if a.presence is Presence.AVAILABLE]:
             await self.set_presence(agent.id, Presence.AVAILABLE)  # new queues or skills may match waiting work
         return version
@@ -407,9 +441,30 @@ class RoutingService:
 
     def _committed(self, decisions: list[Decision], written: list[FeedItem]) -> None:
         apply(self.state, decisions)
+        self._warn_unservable(
+            d.contact if isinstance(d, Enqueued) else d.new for d in decisions if isinstance(d, Enqueued | Requeued)
+        )
         if decisions:
             self._on_commit()
         self._feed.publish(written)  # after apply: a new desktop's snapshot and the feed's last id agree
+
+    def _warn_unservable(self, refs: Iterable[ContactRef]) -> None:
+        """Say once per (queue, channel) that a contact waits where no agent, in any presence, can ever serve it."""
+        index = self.state.index()
+        for ref in refs:
+            if index.can_ever_serve(ref.queue_id, ref.channel):
+                continue
+            if (ref.queue_id, ref.channel) not in self._warned_unservable:
+                self._warned_unservable.add((ref.queue_id, ref.channel))
+                log.warning(
+                    "contact %s waits in queue %r on channel %s, which no agent can serve (skills, group and a %s "
+                    "slot): give an agent that capacity, or route the channel elsewhere",
+                    ref.id,
+                    ref.queue_id,
+                    ref.channel.value,
+                    ref.channel.value,
+                    extra={"contact_id": str(ref.id), "queue_id": ref.queue_id, "channel": ref.channel.value},
+                )
 
     async def set_customer_profile(self, customer_id: UUID, profile: customers.Profile) -> dict[str, Any]:
         """Set a customer's tier and owning TAM (an existing agent); return the customer."""
