@@ -197,7 +197,13 @@ class Escalator:
                     tx,
                     decision.target,
                     f"{contact_id}/{decision.trigger}",
-                    _payload("sla.warning", contact_id, decision, now),
+                    # an SLA warning, or an escalation that would have moved the contact down: told, moving nothing
+                    _payload(
+                        "sla.warning" if decision.trigger.endswith(".warn") else "escalation.notice",
+                        contact_id,
+                        decision,
+                        now,
+                    ),
                 )
             else:
                 evidence = {"evidence": decision.evidence}

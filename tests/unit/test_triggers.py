@@ -131,3 +131,21 @@ def test_manual_and_climbing_levels(policy: EscalationPolicy) -> None:
     third = climb(facts, second, policy)
     assert third is not None and (third.target, third.level, third.priority) == ("crisis", 3, 100)
     assert climb(facts, third, policy) is None
+
+
+def test_an_escalation_never_moves_a_contact_down(policy: EscalationPolicy) -> None:
+    # a crisis contact nobody answered breaches its first-response SLA: supervisors hear of it, but the contact stays
+    # in the crisis queue (the breach's target, complaints at priority 60, is below crisis at 100)
+    crisis = _facts(queue="crisis", messages=[Message("起火了", T0)], fired=frozenset({"crisis"}))
+    late = T0 + timedelta(hours=2)
+    result = evaluate(crisis, policy, late)
+    breach = [e for e in result.escalations if e.trigger == "sla.first_response.breach"]
+    assert breach, "the breach is still reported"
+    assert all(e.warning_only for e in breach), "and moves nothing"
+    assert _fired(policy, crisis, late) == []
+
+
+def test_one_evaluation_moves_a_contact_once_to_the_highest_target(policy: EscalationPolicy) -> None:
+    # a crisis phrase in a contact that has also breached its SLA: crisis moves it, the breach only notifies
+    facts = _facts(messages=[Message("起火了", T0)])
+    assert _fired(policy, facts, T0 + timedelta(hours=2)) == ["crisis"]

@@ -84,8 +84,41 @@ def evaluate(facts: ContactFacts, policy: EscalationPolicy, now: datetime) -> Ev
     _repeat_contact(facts, policy, now, out)
     _sla(facts, policy, now, out)
     out.escalations.sort(key=lambda e: (e.warning_only, -e.priority))
+    _never_down(facts, policy, out)
     out.timers.extend(t for e in out.escalations if (t := ack_timer(facts.contact_id, e, policy, now)) is not None)
     return out
+
+
+def _never_down(facts: ContactFacts, policy: EscalationPolicy, out: Evaluation) -> None:
+    """An escalation never moves a contact down, nor twice at once: of the escalations that would move it, only the
+    highest moves it, and only if its priority is not below the one an earlier escalation gave it; the others are
+    still reported to their targets, and move nothing."""
+    moved_to = [_moved_to(name, policy) for name in facts.fired]
+    reached = max((policy.targets[t].priority for t in moved_to if t in policy.targets), default=None)
+    moving = False
+    for n, escalation in enumerate(out.escalations):
+        if escalation.warning_only:
+            continue
+        if moving or (reached is not None and escalation.priority < reached):
+            out.escalations[n] = replace(escalation, warning_only=True)
+        else:
+            moving = True
+
+
+def _moved_to(trigger: str, policy: EscalationPolicy) -> str | None:
+    """The target a fired trigger moved the contact to (None for a warning, which moves nothing)."""
+    triggers = policy.triggers
+    if trigger.startswith("manual."):
+        return trigger.removeprefix("manual.")
+    if trigger.startswith("sla."):
+        return triggers.sla.target if triggers.sla is not None and trigger.endswith(".breach") else None
+    named = (
+        getattr(triggers, trigger, None)
+        if trigger in ("crisis", "key_account", "technical", "repeat_contact")
+        else None
+    )
+    target = getattr(named, "target", None)
+    return target if isinstance(target, str) else None
 
 
 def manual_targets(policy: EscalationPolicy) -> list[str]:
