@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from contracts import CONTACTS, Channel, ContactEvent, Customer, Message
 from kefu import kafka
@@ -177,3 +178,8 @@ async def publish(bootstrap: str, topic: str, *messages: tuple[bytes, bytes]) ->
 async def publish_contacts(bootstrap: str, *events: ContactEvent) -> None:
     """Publish contact events as the channels service does: keyed by conversation."""
     await publish(bootstrap, CONTACTS, *((e.model_dump_json().encode(), e.conversation_key.encode()) for e in events))
+
+
+def commands(outcome: str) -> float:
+    """How many routing commands this process's routers counted with ``outcome`` (other tests count too)."""
+    return REGISTRY.get_sample_value("kefu_router_commands_total", {"outcome": outcome}) or 0.0

@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 from contracts import ROUTING_COMMANDS, ROUTING_EVENTS, RoutingCommand, RoutingEvent, RoutingEventType
 from contracts.routing import CommandPrecondition, ContactState, RoutingCommandType
 from kefu.embedded import EmbeddedKafka
 from services.escalation.config import EscalationSettings
 from services.router.entrypoints.app import create_app
-from tests.integration.support import contact_event, eventually, publish, publish_contacts, read_topic, router_settings
+from tests.integration.support import (
+    commands,
+    contact_event,
+    eventually,
+    publish,
+    publish_contacts,
+    read_topic,
+    router_settings,
+)
 from tests.integration.support import serving as serving_app
 from tests.integration.test_escalation_flow import SUPERVISOR, Service, receiver, routed, started
 from tests.integration.test_escalation_notifier import SECRET, Receiver
@@ -134,11 +141,6 @@ async def test_a_stale_escalation_leaves_the_accepted_contact_with_its_agent_and
 
 async def _async(value: bool) -> bool:
     return value
-
-
-def commands(outcome: str) -> float:
-    """How many routing commands this process's routers counted with ``outcome`` (other tests count too)."""
-    return REGISTRY.get_sample_value("kefu_router_commands_total", {"outcome": outcome}) or 0.0
 
 
 # ---- the escalation service's half: the refusal makes it look again, on the newer facts ----
