@@ -33,14 +33,13 @@ from kefu.embedded import EmbeddedKafka, free_port
 from services.escalation.adapters.orm import timers
 from services.escalation.config import EscalationSettings
 from services.escalation.entrypoints.app import create_app
-from tests.integration.conftest import ALICE_TOKEN, SUPERVISOR_TOKEN
+from tests.integration.conftest import SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, server_in_thread, serving
 from tests.integration.test_escalation_notifier import SECRET, Received, Receiver
 
 pytestmark = pytest.mark.integration
 
 SUPERVISOR = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}
-ALICE = {"authorization": f"Bearer {ALICE_TOKEN}"}
 
 POLICY = """
 escalation:
@@ -115,14 +114,21 @@ class Service:
 
     async def settle(self) -> None:
         """Wait until both consumers have applied everything published so far: a sentinel on each topic, the
-        contact's a crisis word that opens a case once applied."""
+        contact's a crisis word that opens a case once applied (and the router has queued it)."""
         sentinel = routed(RoutingEventType.QUEUED, uuid.uuid4(), queue="sentinel")
         message = contact_event(f"sentinel-{uuid.uuid4().hex}", text="sentinel: fire")
         await self.routing(sentinel)
         await self.contact(message)
+        await self.routing(
+            routed(
+                RoutingEventType.QUEUED, message.event_id, queue="sentinel", conversation_key=message.conversation_key
+            )
+        )
 
         async def applied() -> bool:
-            stored = await self.client.get("/v1/routing-events", params={"contact_id": str(sentinel.contact_id)})
+            stored = await self.client.get(
+                "/v1/routing-events", params={"contact_id": str(sentinel.contact_id)}, headers=SUPERVISOR
+            )
             return bool(stored.json()) and bool(await self.cases(message.event_id))
 
         await eventually(applied)
@@ -289,11 +295,11 @@ async def test_a_technical_contact_transferred_twice_goes_to_engineers_and_climb
 async def test_an_acknowledged_case_does_not_climb(service: Service) -> None:
     contact_id = uuid.uuid4()
     body = {"contact_id": str(contact_id), "target": "engineers", "reason": "设备反复报错 E4"}
-    case = (await service.client.post("/v1/escalations", json=body, headers=ALICE)).json()
-    acked = await service.client.post(f"/v1/escalations/{case['case_id']}/acknowledge", headers=ALICE)
+    case = (await service.client.post("/v1/escalations", json=body, headers=SUPERVISOR)).json()
+    acked = await service.client.post(f"/v1/escalations/{case['case_id']}/acknowledge", headers=SUPERVISOR)
     assert acked.status_code == 200, acked.text
     await asyncio.sleep(1.5)
-    found = (await service.client.get(f"/v1/escalations/{case['case_id']}", headers=ALICE)).json()
+    found = (await service.client.get(f"/v1/escalations/{case['case_id']}", headers=SUPERVISOR)).json()
     assert (found["level"], [a["action"] for a in found["audit"]]) == (1, ["open", "acknowledge"])
 
 
@@ -317,14 +323,14 @@ async def test_the_third_contact_of_a_customer_within_the_window_goes_to_supervi
 async def test_manual_targets_come_from_the_policy_and_closed_cases_refuse_changes(service: Service) -> None:
     contact_id = str(uuid.uuid4())
     unknown = await service.client.post(
-        "/v1/escalations", json={"contact_id": contact_id, "target": "marketing", "reason": "x"}, headers=ALICE
+        "/v1/escalations", json={"contact_id": contact_id, "target": "marketing", "reason": "x"}, headers=SUPERVISOR
     )
     assert unknown.status_code == 422
     assert unknown.json()["error"] == "unknown_target"
     for known in ("engineers", "tam", "supervisors", "crisis"):
         assert known in unknown.json()["detail"]
     body = {"contact_id": contact_id, "target": "tam", "reason": "key account asked for its TAM", "priority": 90}
-    case = (await service.client.post("/v1/escalations", json=body, headers=ALICE)).json()
+    case = (await service.client.post("/v1/escalations", json=body, headers=SUPERVISOR)).json()
     assert (case["trigger"], case["priority"]) == ("manual.tam", 90)
     url = f"/v1/escalations/{case['case_id']}"
     assert (await service.client.post(f"{url}/cancel", headers=SUPERVISOR)).json()["status"] == "cancelled"
@@ -353,7 +359,7 @@ async def test_timers_due_while_the_service_is_down_fire_once_after_restart(
     async with started(settings, broker, receiver) as service:
         await service.routing(routed(RoutingEventType.QUEUED, held, customer_tier="key_account"))
         body = {"contact_id": str(uuid.uuid4()), "target": "engineers", "reason": "needs an engineer"}
-        manual = (await service.client.post("/v1/escalations", json=body, headers=ALICE)).json()
+        manual = (await service.client.post("/v1/escalations", json=body, headers=SUPERVISOR)).json()
 
         async def scheduled() -> dict[str, datetime | None] | None:
             found = await pending_timers(settings.database_url)

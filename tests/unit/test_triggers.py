@@ -1,5 +1,6 @@
 """The policy engine: each trigger fires once, with evidence and target; timers for what is not due yet."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -149,3 +150,11 @@ def test_one_evaluation_moves_a_contact_once_to_the_highest_target(policy: Escal
     # a crisis phrase in a contact that has also breached its SLA: crisis moves it, the breach only notifies
     facts = _facts(messages=[Message("起火了", T0)])
     assert _fired(policy, facts, T0 + timedelta(hours=2)) == ["crisis"]
+
+
+def test_nothing_moves_a_contact_the_router_has_not_queued_yet(policy: EscalationPolicy) -> None:
+    # the escalation service read the crisis message before the router took the contact in: a command now would name a
+    # contact the router does not hold. It fires once the router's `queued` arrives (the facts then have a queue)
+    unrouted = _facts(queue="", messages=[Message("起火了", T0)])
+    assert _fired(policy, unrouted, T0) == []
+    assert _fired(policy, replace(unrouted, queue="presales"), T0) == ["crisis"]

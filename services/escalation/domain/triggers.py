@@ -84,15 +84,22 @@ def evaluate(facts: ContactFacts, policy: EscalationPolicy, now: datetime) -> Ev
     _repeat_contact(facts, policy, now, out)
     _sla(facts, policy, now, out)
     out.escalations.sort(key=lambda e: (e.warning_only, -e.priority))
-    _never_down(facts, policy, out)
+    _sound_moves(facts, policy, out)
     out.timers.extend(t for e in out.escalations if (t := ack_timer(facts.contact_id, e, policy, now)) is not None)
     return out
 
 
-def _never_down(facts: ContactFacts, policy: EscalationPolicy, out: Evaluation) -> None:
+def _sound_moves(facts: ContactFacts, policy: EscalationPolicy, out: Evaluation) -> None:
     """An escalation never moves a contact down, nor twice at once: of the escalations that would move it, only the
     highest moves it, and only if its priority is not below the one an earlier escalation gave it; the others are
-    still reported to their targets, and move nothing."""
+    still reported to their targets, and move nothing.
+
+    Nor does one move a contact the router has not queued yet (its ``queued`` event not seen: no queue): the router
+    would not know the contact the command names. Those wait, unfired, for the evaluation that event brings.
+    """
+    if not facts.queue:
+        out.escalations[:] = [e for e in out.escalations if e.warning_only]
+        return
     moved_to = [_moved_to(name, policy) for name in facts.fired]
     reached = max((policy.targets[t].priority for t in moved_to if t in policy.targets), default=None)
     moving = False
