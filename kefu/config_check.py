@@ -53,6 +53,16 @@ class Report:
         return found
 
 
+def group_members(report: Report) -> dict[str, frozenset[str]]:
+    """Each router group's agents, as the routing section lists them (none without one)."""
+    routing = report.sections.get("routing")
+    members: dict[str, set[str]] = {}
+    for agent in routing.agents if isinstance(routing, RoutingConfig) else []:
+        for group in agent.groups:
+            members.setdefault(group, set()).add(agent.id)
+    return {group: frozenset(agents) for group, agents in members.items()}
+
+
 def check(paths: Sequence[Path], *, required: Sequence[str] = ()) -> Report:
     """Check the configuration files at ``paths`` together; a section in ``required`` must be in one of them."""
     errors: list[str] = []
@@ -67,16 +77,18 @@ def check(paths: Sequence[Path], *, required: Sequence[str] = ()) -> Report:
     if complete:  # an unreadable file may hold what is missing
         named = ", ".join(str(p) for p in paths)
         errors += [f"{named}: no {name} section (kefu needs one here)" for name in required if name not in sources]
-    routing = sections.get("routing")
+    routing, policy = sections.get("routing"), sections.get("escalation")
     if isinstance(routing, RoutingConfig):
-        warnings += [f"{sources['routing'].where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings()]
+        escalated = [t.queue for t in policy.targets.values()] if isinstance(policy, EscalationPolicy) else []
+        warnings += [
+            f"{sources['routing'].where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings(escalated)
+        ]
     accounts = sections.get("channels")
     if isinstance(accounts, ChannelsConfig) and isinstance(routing, RoutingConfig):
         errors += [
             f"{sources['channels'].where(('channels', *loc))}: {msg}"
             for loc, msg in channel_problems(accounts, routing)
         ]
-    policy = sections.get("escalation")
     if isinstance(policy, EscalationPolicy):
         place = sources["escalation"]
         if isinstance(routing, RoutingConfig):

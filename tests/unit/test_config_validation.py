@@ -188,7 +188,7 @@ def test_an_unreachable_queue_is_a_warning_not_an_error(tmp_path: Path) -> None:
     assert errors == []
     assert warnings == [
         f"{path}:{_line(text, 'id: spare')}: routing.queues.2.id: queue 'spare' is unreachable: "
-        "no rule, route or overflow sends contacts to it"
+        "no rule, route, overflow or escalation sends to it"
     ]
 
 

@@ -1,5 +1,6 @@
 """The whole ``routing`` section and the checks that span its parts."""
 
+from collections.abc import Iterable
 from typing import NamedTuple, Self
 
 from pydantic import Field, model_validator
@@ -168,18 +169,19 @@ class RoutingConfig(Strict):
                 )
         return problems
 
-    def warnings(self) -> list[tuple[Loc, str]]:
-        """Queues no rule, route or overflow ever sends a contact to (only escalations and transfers could)."""
+    def warnings(self, escalated_to: Iterable[str] = ()) -> list[tuple[Loc, str]]:
+        """Queues no rule, route, overflow or escalation (``escalated_to``: the policy's target queues, when it is
+        checked along) ever sends a contact to (only transfers could)."""
         target = {q.id: q.overflow.to for q in self.queues if q.overflow is not None}
         reached: set[str] = set()
-        todo = [self.default_queue, *(r.queue for r in self.routes), *(r.queue for r in self.rules)]
+        todo = [self.default_queue, *(r.queue for r in self.routes), *(r.queue for r in self.rules), *escalated_to]
         while todo:
             name = todo.pop()
             if name not in reached:
                 reached.add(name)
                 todo += [target[name]] if name in target else []
         return [
-            (("queues", i, "id"), f"queue {q.id!r} is unreachable: no rule, route or overflow sends contacts to it")
+            (("queues", i, "id"), f"queue {q.id!r} is unreachable: no rule, route, overflow or escalation sends to it")
             for i, q in enumerate(self.queues)
             if q.id not in reached
         ]
