@@ -1,8 +1,9 @@
-"""What every channel's normalization shares: account ids, stable event ids, conversation keys."""
+"""What every channel's normalization shares: account ids, stable event ids, conversation keys, customer ids."""
 
 import uuid
 
-from contracts import Channel
+from contracts import Channel, identities
+from services.channels.exceptions import InvalidPayload
 
 ACCOUNT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """Account ids appear in webhook URLs: letters, digits, ``_.-``."""
@@ -18,3 +19,12 @@ def event_id(channel: Channel, account_id: str, dedup_key: str) -> uuid.UUID:
 def conversation_key(channel: Channel, account_id: str, conversation: str) -> str:
     """The Kafka key and conversation identity: ``channel:account:conversation``."""
     return f"{channel}:{account_id}:{conversation}"
+
+
+def customer_id(channel: Channel, value: str, where: str) -> str:
+    """The sender's platform id, ``value`` from ``where``, in its canonical form (``contracts.identities``), so
+    that it names the same customer as an identity linked by hand; ``InvalidPayload`` (422) says why it is none."""
+    try:
+        return identities.canonical(channel, value)
+    except identities.InvalidIdentity as exc:
+        raise InvalidPayload(f"{where} is not valid: {exc}") from None

@@ -13,7 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
+from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id
 
 VERIFY_WEBHOOK: Final = "verify_webhook"
 RECEIVE_MESSAGE: Final = "im_receive_msg"
@@ -146,7 +146,7 @@ def to_contact_event(
     app_id: str, dedup: str, webhook: DouyinWebhook, message: PrivateMessage, received_at: datetime
 ) -> ContactEvent:
     """Normalize one customer private message (``im_receive_msg``)."""
-    open_id = webhook.from_user_id or ""
+    open_id = customer_id(Channel.DOUYIN, webhook.from_user_id or "", "from_user_id")
     text, attachments = render(message)
     return ContactEvent(
         event_id=event_id(Channel.DOUYIN, app_id, dedup),

@@ -39,7 +39,7 @@ from bs4 import BeautifulSoup
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
+from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id
 from services.channels.exceptions import BodyTooLarge, InvalidPayload, MalformedBody
 
 MIB = 1024 * 1024
@@ -788,9 +788,8 @@ def to_contact_event(inbox: EmailInbox, facts: EmailFacts, received_at: datetime
     """Normalize one email received on ``inbox``."""
     if facts.sender is None:
         raise InvalidPayload("the email has no valid sender address (From)")
-    display_name, address = facts.sender
-    if len(address) > 256:
-        raise InvalidPayload("the sender address is longer than 256 characters")
+    display_name, sender = facts.sender
+    address = customer_id(Channel.EMAIL, sender, "the sender address (From)")
     dedup = dedup_key(facts)
     metadata = {"subject": facts.subject[:998], "provider": inbox.provider.value}
     if facts.message_id:

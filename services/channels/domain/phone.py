@@ -12,7 +12,6 @@ keypad-spelled placeholders such as ``+266696687`` = ANONYMOUS) get ``anonymous:
 unknown callers are never merged into one customer.
 """
 
-import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from contracts import Channel, ContactEvent, ContactEventKind, Customer, Message
+from contracts import Channel, ContactEvent, ContactEventKind, Customer, Message, identities
 from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
 
 CALL_SID = r"^CA[0-9a-fA-F]{32}$"
@@ -103,9 +102,7 @@ class PhoneLine(BaseModel):
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. CN, US)")
-        return value.upper() if value else value
+        return identities.phone_region(value) if value is not None else None
 
     @property
     def queue(self) -> str:
@@ -195,36 +192,27 @@ class Caller(BaseModel):
     kind: CallerKind
 
 
-@functools.lru_cache(maxsize=65536)
 def e164_or_none(raw: str, region: str | None) -> str | None:
-    """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number.
-
-    Cached: parsing costs ~17 µs and a call normalizes the same few numbers (the line's, the caller's)
-    on each of its webhooks."""
+    """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number."""
     try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
+        return identities.phone_number(raw, region)
+    except identities.InvalidIdentity:
         return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def identify_caller(raw: str, call_sid: str, region: str | None) -> Caller:
-    """The customer id of a caller: E.164, ``client:…``, ``sip:…`` or ``anonymous:<CallSid>``."""
+    """The customer id of a caller, in the canonical form of ``contracts.identities.phone``: E.164,
+    ``client:…``, ``sip:…`` or ``anonymous:<CallSid>``."""
     value = raw.strip()
     lowered = value.lower()
-    if value in WITHHELD_NUMBERS or lowered in WITHHELD_WORDS:
+    if value in WITHHELD_NUMBERS or lowered in WITHHELD_WORDS or lowered.startswith("anonymous:"):
         return Caller(platform_id=f"anonymous:{call_sid}", kind="withheld")
-    if lowered.startswith("client:") and len(value) > len("client:"):
-        return Caller(platform_id=f"client:{value[len('client:') :]}"[:256], kind="client")
-    if lowered.startswith(("sip:", "sips:")):
-        uri = value.split(";", 1)[0]  # drop transport and other URI parameters
-        if len(uri) <= 256:
-            return Caller(platform_id=uri, kind="sip")
-    elif (e164 := e164_or_none(value, region)) is not None:
-        return Caller(platform_id=e164, kind="number")
-    return Caller(platform_id=f"anonymous:{call_sid}", kind="unparseable")
+    try:
+        platform_id = identities.phone(value, region)
+    except identities.InvalidIdentity:
+        return Caller(platform_id=f"anonymous:{call_sid}", kind="unparseable")
+    kind: CallerKind = "number" if platform_id.startswith("+") else "client" if lowered.startswith("client:") else "sip"
+    return Caller(platform_id=platform_id, kind=kind)
 
 
 def normalize_number(raw: str, region: str | None) -> str:

@@ -3,6 +3,8 @@ customer record, and identities can be linked, so that one person is one custome
 
 Identities sharing the business's own id (``external_id``, e.g. a web chat login) are linked on
 arrival; ``link`` joins any two by hand. Linking merges the two customers' identities and contacts.
+Identities are kept in the canonical form of ``contracts.identities`` (E.164 numbers, normalized
+e-mail addresses), which the channel adapters send and the API links.
 """
 
 import uuid
@@ -13,7 +15,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import Channel, Customer
+from contracts import Channel, Customer, identities
 from services.router.adapters.orm import assignments, contacts, customer_identities, customers
 from services.router.domain.config import CustomerTier
 
@@ -27,11 +29,11 @@ class Profile(NamedTuple):
 
 async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
     """The customer behind ``customer``'s identity on ``channel``, created or linked as needed."""
+    platform_id = _canonical(channel, customer.platform_id)
     current: uuid.UUID | None = (
         await conn.execute(
             select(customer_identities.c.customer_id).where(
-                customer_identities.c.channel == channel.value,
-                customer_identities.c.platform_id == customer.platform_id,
+                customer_identities.c.channel == channel.value, customer_identities.c.platform_id == platform_id
             )
         )
     ).scalar_one_or_none()
@@ -39,9 +41,7 @@ async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -
     if current is None:
         customer_id = owner or await _create(conn, customer)
         await conn.execute(
-            insert(customer_identities).values(
-                channel=channel.value, platform_id=customer.platform_id, customer_id=customer_id
-            )
+            insert(customer_identities).values(channel=channel.value, platform_id=platform_id, customer_id=customer_id)
         )
         return customer_id
     if customer.external_id and owner is None:
@@ -163,6 +163,15 @@ async def last_agent(conn: AsyncConnection, customer_id: uuid.UUID, *, since: da
     )
     agent_id: str | None = found.scalar_one_or_none()
     return agent_id
+
+
+def _canonical(channel: Channel, platform_id: str) -> str:
+    """The identity as the adapters send it today: events published before they canonicalized it (or by another
+    producer) still find their customer. One the channel would refuse is kept as sent: the contact is not lost."""
+    try:
+        return identities.canonical(channel, platform_id)
+    except identities.InvalidIdentity:
+        return platform_id
 
 
 async def _by_external_id(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:
