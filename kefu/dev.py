@@ -4,8 +4,10 @@ Starts an embedded PostgreSQL and an embedded Kafka-protocol broker (unless ``KE
 / ``KEFU_KAFKA_BOOTSTRAP`` name external ones), applies the migrations, creates the topics, and
 runs channels, router and escalation as child processes, with a receiver for the escalation
 policy's notifications (``kefu.receiver``): every webhook of the policy whose URL is that receiver is
-signed with a secret generated at start. Ctrl-C (or SIGTERM) stops the services first, then the
-broker and the database.
+signed with a secret generated at start. Ctrl-C (or SIGTERM) stops the services first (SIGTERM, then
+waiting while they drain their requests, consumers and outboxes), then the broker and the database. The
+services and the broker run in sessions of their own (PostgreSQL's ``pg_ctl`` does the same), so a
+terminal's Ctrl-C, which signals the whole foreground process group, reaches only ``kefu dev``.
 """
 
 import asyncio
@@ -26,6 +28,7 @@ from kefu import kafka, migrate
 from kefu.config_file import load_section
 from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
 from kefu.receiver import generate_secret
+from kefu.startup import listen
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy, Webhook
 
@@ -47,6 +50,7 @@ def run(options: DevOptions) -> int:
     settings = EscalationSettings()
     # read before anything starts: a broken policy stops kefu dev with file, line and field
     policy = load_section(settings.policy_path, "escalation", EscalationPolicy)
+    _check_ports(options)
     hooks = receiver_hooks(policy, options.ports["receiver"])
     secret = generate_secret()
     with contextlib.ExitStack() as stack:
@@ -86,6 +90,15 @@ def run(options: DevOptions) -> int:
             time.sleep(0.2)
         _say("stopping …")
     return 0
+
+
+def _check_ports(options: DevOptions) -> None:
+    """Refuse at once, before anything starts, when a service's port is taken (``PortInUse`` names its option)."""
+    for name, port in options.ports.items():
+        host = LOOPBACK[0] if name == "receiver" else options.host
+        listen(host, port, setting=f"--{name}-port").close()
+    if options.kafka_port is not None and not os.environ.get("KEFU_KAFKA_BOOTSTRAP"):
+        listen(LOOPBACK[0], options.kafka_port, setting="--kafka-port").close()
 
 
 def receiver_hooks(policy: EscalationPolicy, port: int) -> list[Webhook]:

@@ -101,6 +101,9 @@ class EmbeddedKafka:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # out of the caller's process group: a terminal's Ctrl-C must not stop the broker before the
+            # services using it have drained (kefu dev stops it last)
+            start_new_session=True,
         )
         wait_for_port("127.0.0.1", self.port)
         log.info("tansu broker on %s (pid %d)", self.bootstrap, self._process.pid)

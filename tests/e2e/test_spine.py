@@ -40,7 +40,7 @@ class Stack:
     def __init__(self, process: "subprocess.Popen[str]", ports: dict[str, int]) -> None:
         self.process = process
         self.url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        self.output: list[str] = []  # what kefu dev printed after its banner
+        self.output: list[str] = []  # what kefu dev and the services printed and logged after the banner
 
     def read_output(self) -> None:
         assert self.process.stdout is not None
@@ -76,8 +76,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             str(ports["receiver"]),
         ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the services' logs too: Ctrl-C must leave no error among them
         text=True,
         env=env,
+        start_new_session=True,  # a process group of its own, which the Ctrl-C test signals as a terminal does
     )
     assert process.stdout is not None
     deadline = time.monotonic() + 90
@@ -88,6 +90,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             break
     if process.poll() is not None or not any("kefu dev is ready" in line for line in banner):
         process.kill()
+        process.wait()
+        process.stdout.close()
         pytest.fail("kefu dev did not start:\n" + "".join(banner))
     stack = Stack(process, ports)
     reader = threading.Thread(target=stack.read_output, name="kefu-dev-output", daemon=True)
@@ -197,7 +201,9 @@ async def test_one_contact_end_to_end(stack: Stack) -> None:
 
         async def history() -> list[str]:
             events = (
-                await client.get(f"{escalation}/v1/routing-events", params={"contact_id": offer["contact_id"]})
+                await client.get(
+                    f"{escalation}/v1/routing-events", params={"contact_id": offer["contact_id"]}, headers=SUPERVISOR
+                )
             ).json()
             types = [e["type"] for e in events]
             return types if len(types) >= 4 else []
@@ -277,8 +283,24 @@ async def test_a_crisis_message_reaches_the_crisis_queue_and_its_notification_is
 def test_ctrl_c_stops_everything(stack: Stack) -> None:
     children = psutil.Process(stack.process.pid).children(recursive=True)
     assert len(children) >= 5, "three services, the receiver and the broker at least"
-    stack.process.send_signal(signal.SIGINT)
+    logged = len(stack.output)
+    # a terminal's Ctrl-C signals its whole foreground process group, not just kefu dev
+    os.killpg(stack.process.pid, signal.SIGINT)
     assert stack.process.wait(timeout=30) == 0
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"still running after Ctrl-C: {[p.info for p in alive]}"
     assert not Path("/proc").joinpath(str(stack.process.pid)).exists() or stack.process.poll() is not None
+    time.sleep(0.5)  # the reader thread takes the last lines
+    stopping = stack.output[logged:]
+    assert any("kefu dev: stopping" in line for line in stopping), "".join(stopping)
+    errors = [line for line in stopping if _is_error(line) or "shutdown failed" in line.lower()]
+    assert not errors, "".join(errors)
+
+
+def _is_error(line: str) -> bool:
+    """A log line at ERROR or worse (JSON or text), or a traceback."""
+    try:
+        level = json.loads(line).get("level", "")
+    except (ValueError, AttributeError):
+        return "Traceback" in line or " ERROR " in line or " CRITICAL " in line
+    return level in {"ERROR", "CRITICAL"}
