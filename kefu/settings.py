@@ -27,3 +27,22 @@ class ServiceSettings(BaseSettings):
     publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long to wait for a broker ack before giving up."
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Largest request head (request line and headers); beyond it 431."
+    )
+    max_header_count: int = Field(default=100, ge=8, description="Most header fields in one request; beyond it 431.")
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="Largest request body; a longer one is refused with 413 before it is read (channels: an e-mail "
+        "inbox may allow more).",
+    )
+    header_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time for a request head to arrive, from its first byte or the connect; 408."
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="Time for a request body to arrive, from the end of its head; 408."
+    )
+    idle_timeout_seconds: int = Field(
+        default=5, ge=1, description="How long an idle keep-alive connection is kept open between requests."
+    )

@@ -30,6 +30,11 @@ CHANNEL_MODULES: dict[str, ModuleType] = {
 state has ``aclose()``, it is awaited at shutdown)."""
 
 
+def largest_body(settings: ChannelsSettings, config: ChannelsConfig) -> int:
+    """The largest body any webhook takes (``KEFU_MAX_BODY_BYTES``, or an e-mail inbox's own larger limit)."""
+    return max([settings.max_body_bytes, *(inbox.max_body_bytes or 0 for inbox in config.email)])
+
+
 def load_config(settings: ChannelsSettings, *, log_warnings: bool = True) -> Report:
     """The configuration file, checked as ``kefu config validate`` checks it; ConfigError lists every error."""
     return config_check.at_start([settings.config_path], required=["channels"], log=log if log_warnings else None)

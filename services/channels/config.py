@@ -1,15 +1,26 @@
 """The channel adapters' settings (``KEFU_*`` environment variables)."""
 
-from pydantic import Field
+from limits import parse_many
+from pydantic import Field, field_validator
 
 from kefu.settings import ServiceSettings
 
 
 class ChannelsSettings(ServiceSettings):
     port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=256 * 1024, gt=0, description="Largest webhook body accepted.")
     signature_tolerance_seconds: int = Field(
         default=300,
         gt=0,
         description="How far a webhook timestamp may be from now (Standard Webhooks: 5 min).",
     )
+    webhook_rate_limit: str = Field(
+        default="1000/second",
+        description="Webhooks accepted per channel account and process, in the limits notation (e.g. 100/second, "
+        "or 100/second;2000/minute); beyond it 429 with Retry-After.",
+    )
+
+    @field_validator("webhook_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_many(value)  # a ValueError names what is wrong
+        return value

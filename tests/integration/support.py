@@ -20,6 +20,8 @@ from prometheus_client import REGISTRY
 from contracts import CONTACTS, Channel, ContactEvent, Customer, Message
 from kefu import kafka
 from kefu.embedded import EmbeddedKafka
+from kefu.serve import server_config
+from kefu.settings import ServiceSettings
 from services.router.config import RouterSettings
 
 T = TypeVar("T")
@@ -127,16 +129,22 @@ async def assert_refused_then_still_serving(
 
 
 @contextlib.contextmanager
-def server_in_thread(app: Any, port: int, *, lifespan: str = "off", name: str = "test-server") -> Iterator[str]:
-    """Serve ``app`` with uvicorn on ``127.0.0.1:port`` in a thread (a real HTTP peer); yield its base URL."""
-    config = uvicorn.Config(
+def server_in_thread(
+    app: Any,
+    port: int,
+    *,
+    lifespan: str = "off",
+    name: str = "test-server",
+    settings: ServiceSettings | None = None,
+) -> Iterator[str]:
+    """Serve ``app`` as the services are served (``kefu.serve``: bounded requests) on ``127.0.0.1:port`` in a
+    thread (a real HTTP peer); yield its base URL. ``settings`` sets the request limits and timeouts."""
+    settings = (settings or ServiceSettings()).model_copy(update={"host": "127.0.0.1", "port": port})
+    config = server_config(
         app,
-        host="127.0.0.1",
-        port=port,
+        settings,
         log_config=None,
-        access_log=False,
-        lifespan=lifespan,  # type: ignore[arg-type]
-        ws="none",
+        lifespan=lifespan,
         timeout_graceful_shutdown=1,  # a hanging handler must not hold up the teardown
     )
     server = uvicorn.Server(config)

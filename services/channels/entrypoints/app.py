@@ -13,6 +13,7 @@ from kefu.ops import Check, error_response, install_error_handlers, ops_router
 from services.channels.bootstrap import CHANNEL_MODULES, running
 from services.channels.config import ChannelsSettings
 from services.channels.entrypoints import fastpath
+from services.channels.entrypoints.rate_limit import WebhookRateLimit
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
 
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
@@ -30,6 +31,7 @@ def create_app(settings: ChannelsSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="kefu channels", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(WebhookRateLimit, rate=settings.webhook_rate_limit)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(_: Request, exc: WebhookRejected) -> JSONResponse:
