@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kefu.outage import log_retry
+
 log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("kefu_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
@@ -81,8 +83,8 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 delay = 0.1
-            except Exception:
-                log.exception("outbox relay failed; retrying in %.1fs", delay)
+            except Exception as exc:
+                log_retry(log, exc, "outbox relay failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from kefu.calendar import BusinessCalendar
+from kefu.outage import log_retry
 from services.router.domain.config import Shift
 from services.router.domain.model import Presence
 from services.router.service import RoutingService, utcnow
@@ -60,6 +61,6 @@ async def run(keeper: ShiftKeeper, every: float) -> None:
     while True:
         try:
             await keeper.sync()
-        except Exception:
-            log.exception("applying shifts failed; will retry")
+        except Exception as exc:
+            log_retry(log, exc, "applying shifts failed; will retry")
         await asyncio.sleep(every)

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
+from kefu.outage import log_retry
 from services.escalation.adapters.orm import notifications
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,8 @@ class Notifier:
                 self._wakeup.clear()
                 wait = await self._seconds_until_due()
                 trouble = 0.1
-            except Exception:
-                log.exception("notifier failed; retrying in %.1fs", trouble)
+            except Exception as exc:
+                log_retry(log, exc, "notifier failed; retrying in %.1fs", trouble)
                 wait, trouble = trouble, min(trouble * 2, 5.0)
             # idle_poll bounds the sleep: another process may enqueue without waking this one
             wait = self._idle_poll if wait is None else min(max(wait, 0.0), self._idle_poll)

@@ -36,6 +36,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kefu.outage import log_retry
 from services.escalation.adapters.orm import timers
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,8 @@ class TimerRunner:
                     continue  # more may be due right now
                 wait = await self._seconds_to_next()
                 delay = 0.1
-            except Exception:
-                log.exception("timer runner failed; retrying in %.1fs", delay)
+            except Exception as exc:
+                log_retry(log, exc, "timer runner failed; retrying in %.1fs", delay)
                 wait, delay = delay, min(delay * 2, 5.0)
             if wait > 0 and not self._stopping:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation racing the wake-up
@@ -287,12 +288,12 @@ class TimerRunner:
                     kind = timer.kind
                     await handler(timer, conn)
                 await self._mark_fired(conn, rows)
-        except Exception:
+        except Exception as exc:
             failures = self._backoff.get(timer_id, (0, 0.0))[0] + 1
             retry_in = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
             self._backoff[timer_id] = (failures, time.monotonic() + retry_in)
             FAILED.labels(kind).inc()
-            log.exception("timer %s (%s) failed %d times; retrying in %.0fs", timer_id, kind, failures, retry_in)
+            log_retry(log, exc, "timer %s (%s) failed %d times; retrying in %.0fs", timer_id, kind, failures, retry_in)
             return
         self._fired(rows)
 

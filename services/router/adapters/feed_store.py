@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kefu.outage import log_retry
 from services.router.adapters.feed import FeedItem, Notice
 from services.router.adapters.orm import agent_feed, agent_feed_horizons
 
@@ -100,6 +101,6 @@ async def keep_pruned(engine: AsyncEngine, *, keep_seconds: float, every: float 
             async with engine.begin() as conn:
                 agents = await prune(conn, keep_seconds=keep_seconds)
             log.debug("desktop feed pruned: older items of %d agents deleted", agents)
-        except Exception:
-            log.exception("pruning the desktop feed failed; will retry")
+        except Exception as exc:
+            log_retry(log, exc, "pruning the desktop feed failed; will retry")
         await asyncio.sleep(every)
