@@ -1,8 +1,21 @@
-"""PostgreSQL through SQLAlchemy's async engine and asyncpg."""
+"""PostgreSQL through SQLAlchemy's async engine and asyncpg.
 
-from sqlalchemy import MetaData, text
-from sqlalchemy.engine import make_url
+Database errors carry no data: they are logged and copied into dead-letter reasons, so the text of every error an
+engine raises names what failed (SQLSTATE, constraint, statement with placeholders) but no value. SQLAlchemy hides
+the bound parameters (``hide_parameters``); ``_without_values`` takes out what PostgreSQL and asyncpg add: the
+``DETAIL`` of a constraint violation (``Key (channel, platform_id)=(phone, +8613800138000) already exists``,
+``Failing row contains (…)``), a value quoted in a data error (``invalid input syntax for type uuid: "…"``), and the
+argument asyncpg could not encode (``invalid input for query argument $3: '你好…'``).
+"""
+
+import re
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from kefu.outage import watch_engine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -28,7 +41,51 @@ def async_url(url: str) -> str:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the service's engine; the caller disposes of it."""
-    return create_async_engine(async_url(url), pool_size=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(async_url(url), pool_size=pool_size, pool_pre_ping=True, hide_parameters=True)
+    event.listen(engine.sync_engine, "handle_error", _without_values)
+    watch_engine(engine)  # an outage is logged when it begins and when it ends, not at every failure
+    return engine
+
+
+_UNENCODABLE = re.compile(r"^(invalid input for query argument [^:]*): .*", re.DOTALL)
+"""asyncpg's client-side error: ``…argument $N[ in element #i of executemany() sequence]: <repr> (<cause>)``."""
+_QUOTED_VALUE = re.compile(r'(: |value )"[^"]*"')
+"""A value PostgreSQL quotes in a data exception (SQLSTATE class 22); ``encoding "UTF8"`` and the like stay."""
+
+
+def _without_values(context: ExceptionContext) -> None:
+    """Take the values out of the driver's error, then out of the messages SQLAlchemy copied from it."""
+    original = context.original_exception
+    driver = original.orig if isinstance(original, EmulatedDBAPIException) and original.orig else original
+    if not _scrubbed(driver):
+        return
+    if driver is not original:
+        original.args = (driver.args[0],)
+    wrapped = context.sqlalchemy_exception
+    if isinstance(wrapped, DBAPIError) and wrapped.orig is original:
+        wrapped.args = (f"({type(original).__module__}.{type(original).__name__}) {original}",)
+
+
+def _scrubbed(driver: BaseException) -> bool:
+    """Remove the values from ``driver`` (an asyncpg error); whether there were any."""
+    if not driver.args or not isinstance(driver.args[0], str):
+        return False
+    message = driver.args[0]
+    had_detail = getattr(driver, "detail", None) is not None
+    if had_detail:
+        driver.detail = None  # type: ignore[attr-defined]
+    if (unencodable := _UNENCODABLE.match(message)) is not None:
+        cause = type(driver.__cause__).__name__ if driver.__cause__ is not None else "unknown"
+        message = f"{unencodable.group(1)}: value hidden ({cause})"
+        # the encoder's own error may quote the value too (``invalid UUID '…'``)
+        driver.__cause__ = None
+        driver.__suppress_context__ = True
+    elif str(getattr(driver, "sqlstate", "")).startswith("22"):
+        message = _QUOTED_VALUE.sub(r'\1"***"', message)
+    if message == driver.args[0]:
+        return had_detail
+    driver.args = (message, *driver.args[1:])
+    return True
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -2,21 +2,32 @@
 JSON errors.
 
 Errors a caller can act on are ``{"error": code, "detail": text}`` with a 4xx; validation errors
-add ``"fields"`` naming each offending location. Nothing unexpected leaks a stack trace.
+add ``"fields"`` naming each offending location. Nothing unexpected leaks a stack trace. When the
+database or the broker cannot be reached (``kefu.outage``), every route answers 503
+``database_unavailable`` / ``broker_unavailable`` with ``Retry-After``, and nothing is logged per request:
+the outage is logged once when it begins and once when it ends.
 """
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from kefu.access import AccessLog
+from kefu.outage import unavailable
+
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks the caller to wait before trying again."""
 
 Check = Callable[[], Awaitable[None]]
 
@@ -33,8 +44,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, error: str, detail: str, **extra: object) -> JSONResponse:
-    """Render the project's JSON error body."""
-    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+    """Render the project's JSON error body; a 503 says when to retry (``Retry-After``)."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
@@ -64,7 +76,8 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error as the project's JSON body; never a stack trace."""
+    """Render every error as the project's JSON body; never a stack trace. Log one access line per request."""
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -93,6 +106,16 @@ def install_error_handlers(app: FastAPI) -> None:
         # the caller hung up mid-body: nothing was published, and nobody is left to read an answer
         log.info("client disconnected during %s %s", request.method, request.url.path)
         return error_response(400, "client_disconnected", "the request body was not received in full")
+
+    async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        # registered for the database's and the broker's exception trees: answered here, not re-raised to the server
+        dependency = unavailable(exc)
+        if dependency is None:
+            return await unexpected(request, exc)
+        return error_response(503, f"{dependency}_unavailable", f"the {dependency} cannot be reached now; retry later")
+
+    for tree in (SQLAlchemyError, KafkaError):
+        app.add_exception_handler(tree, dependency_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
