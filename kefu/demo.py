@@ -35,7 +35,9 @@ def describe(config_path: Path) -> list[str]:
     auth = load_section(config_path, "auth", AuthConfig)
     lines.append("  desktop API tokens (Authorization: Bearer …):")
     lines += [
-        f"    {t.token.get_secret_value():<26} {t.role}{f' {t.agent_id}' if t.agent_id else ''}" for t in auth.tokens
+        f"    {t.token.get_secret_value() if t.token else '(kept hashed)':<26} {t.role}"
+        f"{f' {t.agent_id}' if t.agent_id else ''}"
+        for t in auth.tokens
     ]
     return lines
 

@@ -7,11 +7,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from kefu.db import create_engine
+from kefu.tokens import metadata as tokens_metadata
 from services.channels.adapters.orm import metadata as channels_metadata
 from services.escalation.adapters.orm import metadata as escalation_metadata
 from services.router.adapters.orm import metadata as router_metadata
 
-target_metadata = [router_metadata, escalation_metadata, channels_metadata]
+target_metadata = [router_metadata, escalation_metadata, channels_metadata, tokens_metadata]
 SCHEMAS = [m.schema for m in target_metadata]
 
 

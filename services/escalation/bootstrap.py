@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent
 from kefu import config_check, db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
-from kefu.config_check import Report
+from kefu.config_check import Report, group_members
 from kefu.outbox import OutboxRelay
+from kefu.tokens import TokenStore
+from services.escalation.access import CaseAccess
 from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
 from services.escalation.adapters.timers import TimerRunner, TimerStore
@@ -35,6 +37,7 @@ class Escalation:
     tokens: TokenRegistry
     relay: OutboxRelay
     escalator: Escalator
+    access: CaseAccess
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -68,8 +71,8 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
     """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit."""
     checked = load_config(settings)
     policy = checked.section("escalation", EscalationPolicy)
-    tokens = TokenRegistry(checked.section("auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
+    tokens = TokenRegistry(checked.section("auth", AuthConfig), stored=TokenStore(engine).find)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     # a group per topic: members of one group subscribed to different topics make every rebalance wait on both
     consumers = [
@@ -100,7 +103,8 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
             runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
     escalator = Escalator(engine, policy, TimerStore(engine), committed=committed)
-    escalation = Escalation(settings, engine, producer, tokens, relay, escalator)
+    access = CaseAccess(policy, group_members(checked))
+    escalation = Escalation(settings, engine, producer, tokens, relay, escalator, access)
     contacts, routing = consumers
     try:
         await producer.start()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import ContactEvent, RoutingEvent, RoutingEventType
 from contracts.escalations import EscalationStatus
 from contracts.routing import CommandPrecondition
+from services.escalation import access
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
 from services.escalation.adapters.store import record_routing_event
@@ -158,12 +159,22 @@ class Escalator:
         evidence: dict[str, Any],
         priority: int | None,
         actor: str,
+        holder_check: Callable[[str | None], None] | None = None,
     ) -> uuid.UUID:
-        """Open a manual case (``TargetNotAllowed``, ``AlreadyEscalated``); return its id."""
+        """Open a manual case (``TargetNotAllowed``, ``AlreadyEscalated``); return its id.
+
+        ``holder_check`` (an agent asking) is called with the agent holding the contact, the contact's facts locked,
+        and raises to refuse; then the routing command assumes the contact stays with that assignment, so the router
+        refuses it if the contact moved on meanwhile.
+        """
         now = self._clock()
         async with self._engine.begin() as conn:
             tx = Committed(conn)
             known = await facts.load(conn, contact_id)
+            precondition = None
+            if holder_check is not None:
+                holder_check(await access.holder(conn, contact_id) if known is not None else None)
+                precondition = None if known is None else await self._assumed(conn, known)
             # a contact this service has not seen yet (its events still on the way) can be escalated all the same
             decision = triggers.manual(
                 known or ContactFacts(contact_id, queue="", tier="standard", queued_at=now),
@@ -173,7 +184,9 @@ class Escalator:
             )
             if priority is not None:
                 decision = replace(decision, priority=priority)
-            case_id = await self._open(tx, contact_id, decision, now, actor=actor, evidence=evidence)
+            case_id = await self._open(
+                tx, contact_id, decision, now, actor=actor, evidence=evidence, precondition=precondition
+            )
             if case_id is None:
                 raise AlreadyEscalated(f"contact {contact_id} was already escalated to {target}")
             if known is not None:

@@ -17,7 +17,9 @@ from kefu import config_check, db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
 from kefu.config_check import Report
 from kefu.config_file import ConfigError
+from kefu.outage import log_retry
 from kefu.outbox import OutboxRelay
+from kefu.tokens import TokenStore
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
@@ -55,8 +57,8 @@ async def running(settings: RouterSettings) -> AsyncIterator[Router]:
     except OSError as exc:
         raise ConfigError([f"{settings.config_path}: cannot read: {exc.strerror}"]) from exc
     config = checked.section("routing", RoutingConfig)
-    tokens = TokenRegistry(checked.section("auth", AuthConfig))
     engine = db.create_engine(settings.database_url)
+    tokens = TokenRegistry(checked.section("auth", AuthConfig), stored=TokenStore(engine).find)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)
     # a group of its own: members of one group subscribed to different topics make every rebalance wait on both
@@ -106,8 +108,8 @@ async def _tick(service: RoutingService, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await service.tick()
-        except Exception:
-            log.exception("acting on due timers failed; will retry")
+        except Exception as exc:
+            log_retry(log, exc, "acting on due timers failed; will retry")
 
 
 def _report_crash(task: "asyncio.Task[None]") -> None:

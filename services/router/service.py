@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, Channel, ContactEvent, ContactEventKind, RoutingCommand
 from services.router import notices
-from services.router.adapters import config_store, customers, feed_store, repository, shifts, stats, timeline
+from services.router.adapters import access, config_store, customers, feed_store, repository, shifts, stats, timeline
 from services.router.adapters.feed import AgentFeed, FeedItem
 from services.router.adapters.orm import offers
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, parse_routing
@@ -209,6 +209,16 @@ class RoutingService:
             raise UnknownCustomer(f"no customer {customer_id}")
         return found
 
+    async def contact_readers(self, contact_id: UUID) -> set[str]:
+        """The agents that may read the contact: they hold or held an assignment, or have an open offer, of it."""
+        async with self._engine.connect() as conn:
+            return await access.contact_readers(conn, contact_id)
+
+    async def customer_readers(self, customer_id: UUID) -> set[str]:
+        """The agents that may read the customer: readers of any of its contacts."""
+        async with self._engine.connect() as conn:
+            return await access.customer_readers(conn, customer_id)
+
     async def contact(self, contact_id: UUID) -> dict[str, Any]:
         """A contact with its messages, oldest first."""
         async with self._engine.connect() as conn:
@@ -297,14 +307,14 @@ class RoutingService:
 
     async def accept(self, offer_id: UUID, agent_id: str) -> Assignment:
         """``agent_id`` accepts a pending offer made to them."""
-        await self._require_pending(offer_id)
+        await self._require_pending(offer_id, agent_id)
         decisions = await self._run(OfferAccepted(offer_id, agent_id))
         assigned = next(d for d in decisions if isinstance(d, Assigned))
         return self.state.assignments[assigned.assignment_id]
 
     async def decline(self, offer_id: UUID, agent_id: str) -> None:
         """``agent_id`` declines a pending offer made to them; the contact goes back to its queue."""
-        await self._require_pending(offer_id)
+        await self._require_pending(offer_id, agent_id)
         await self._run(OfferDeclined(offer_id, agent_id))
 
     async def complete(
@@ -414,15 +424,16 @@ class RoutingService:
         if is_due(self.state, self._clock()):
             await self._run(ClockTicked())
 
-    async def _require_pending(self, offer_id: UUID) -> None:
-        """404 for an offer never made, 409 for one no longer pending."""
-        if offer_id in self.state.offers:
+    async def _require_pending(self, offer_id: UUID, agent_id: str) -> None:
+        """404 for an offer never made to ``agent_id`` (another's looks the same), 409 for one no longer pending."""
+        pending = self.state.offers.get(offer_id)
+        if pending is not None and pending.agent_id == agent_id:
             return
         async with self._engine.connect() as conn:
-            status = await _offer_status(conn, offer_id)
-        if status is None:
+            row = await _offer(conn, offer_id)
+        if row is None or row[0] != agent_id:
             raise UnknownOffer(f"no offer {offer_id}")
-        raise WrongState(f"offer {offer_id} is no longer pending: it was {status}")
+        raise WrongState(f"offer {offer_id} is no longer pending: it was {row[1]}")
 
     async def _run(self, event: Event) -> list[Decision]:
         async with self._lock:
@@ -532,5 +543,7 @@ class RoutingService:
         return None, 0.0
 
 
-async def _offer_status(conn: AsyncConnection, offer_id: UUID) -> str | None:
-    return (await conn.execute(select(offers.c.status).where(offers.c.id == offer_id))).scalar_one_or_none()
+async def _offer(conn: AsyncConnection, offer_id: UUID) -> tuple[str, str] | None:
+    """The offer's agent and status; None for an offer never made."""
+    row = (await conn.execute(select(offers.c.agent_id, offers.c.status).where(offers.c.id == offer_id))).first()
+    return None if row is None else (row.agent_id, row.status)

@@ -25,6 +25,9 @@ from tests.integration.support import eventually, read_topic, serving
 
 pytestmark = pytest.mark.integration
 
+ALICE = {"authorization": f"Bearer {ALICE_TOKEN}"}
+SUPERVISOR = {"authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+
 
 async def test_routing_events_are_stored_once(
     database_url: str, broker: EmbeddedKafka, escalation_config_path: Path
@@ -58,13 +61,19 @@ async def test_routing_events_are_stored_once(
         await producer.stop()
 
         async def stored() -> list[dict[str, object]]:
-            found = (await client.get("/v1/routing-events", params={"contact_id": str(contact_id)})).json()
+            found = (
+                await client.get("/v1/routing-events", params={"contact_id": str(contact_id)}, headers=SUPERVISOR)
+            ).json()
             return list(found) if len(found) >= 3 else []
 
         history = await eventually(stored)
         assert [e["type"] for e in history] == ["queued", "offered", "accepted"]
-        assert (await client.get("/v1/routing-events", params={"limit": 0})).status_code == 422
-        assert (await client.get("/v1/routing-events", params={"contact_id": "nope"})).status_code == 422
+        assert (await client.get("/v1/routing-events", params={"limit": 0}, headers=SUPERVISOR)).status_code == 422
+        assert (
+            await client.get("/v1/routing-events", params={"contact_id": "nope"}, headers=SUPERVISOR)
+        ).status_code == 422
+        assert (await client.get("/v1/routing-events")).status_code == 401  # the history names customers and agents
+        assert (await client.get("/v1/routing-events", headers=ALICE)).status_code == 403
         assert (await client.get("/readyz")).status_code == 200
 
 
@@ -86,14 +95,16 @@ async def test_escalation_cases_by_hand(database_url: str, broker: EmbeddedKafka
             "evidence": {"message": "m1"},
         }
         assert (await client.post("/v1/escalations", json=body)).status_code == 401
-        opened = await client.post("/v1/escalations", json=body, headers=alice)
+        # alice holds no such contact (test_access: an agent escalates what it holds); a supervisor escalates any
+        assert (await client.post("/v1/escalations", json=body, headers=alice)).status_code == 404
+        opened = await client.post("/v1/escalations", json=body, headers=supervisor)
         assert opened.status_code == 201, opened.text
         case = opened.json()
         assert (case["status"], case["target"], case["trigger"]) == ("open", "engineers", "manual.engineers")
         assert [entry["action"] for entry in case["audit"]] == ["open"]
-        again = await client.post("/v1/escalations", json=body, headers=alice)
+        again = await client.post("/v1/escalations", json=body, headers=supervisor)
         assert again.status_code == 409  # never twice for the same trigger
-        unknown = await client.post("/v1/escalations", json={**body, "target": "marketing"}, headers=alice)
+        unknown = await client.post("/v1/escalations", json={**body, "target": "marketing"}, headers=supervisor)
         assert unknown.status_code == 422
 
         url = f"/v1/escalations/{case['case_id']}"

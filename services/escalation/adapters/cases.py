@@ -3,6 +3,7 @@ announces (``kefu.escalations.v1``, and the routing command that moves the conta
 
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -208,8 +209,9 @@ async def search(
     contact_id: uuid.UUID | None,
     target: str | None,
     limit: int,
+    targets: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cases matching every given filter, newest first."""
+    """Cases matching every given filter, newest first (``targets``: of one of those targets only)."""
     query = select(cases).order_by(cases.c.created_at.desc()).limit(limit)
     if status is not None:
         query = query.where(cases.c.status == status.value)
@@ -217,6 +219,8 @@ async def search(
         query = query.where(cases.c.contact_id == contact_id)
     if target is not None:
         query = query.where(cases.c.target == target)
+    if targets is not None:
+        query = query.where(cases.c.target.in_(list(targets)))
     return [_view(row) for row in (await conn.execute(query)).mappings()]
 
 

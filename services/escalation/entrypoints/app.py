@@ -9,7 +9,10 @@ from uuid import UUID
 from fastapi import FastAPI, Query, Request
 
 from kefu import db, kafka
+from kefu.auth import Supervisor
 from kefu.ops import Check, install_error_handlers, ops_router
+from kefu.tokens import TokenStore
+from kefu.tokens import router as tokens_router
 from services.escalation.adapters.store import routing_history
 from services.escalation.bootstrap import Escalation, running
 from services.escalation.config import EscalationSettings
@@ -25,6 +28,7 @@ def create_app(settings: EscalationSettings | None = None) -> FastAPI:
         async with running(settings) as escalation:
             app.state.escalation = escalation
             app.state.tokens = escalation.tokens
+            app.state.token_store = TokenStore(escalation.engine)
             yield
 
     app = FastAPI(title="kefu escalation", version="0.1.0", lifespan=lifespan)
@@ -38,11 +42,13 @@ def create_app(settings: EscalationSettings | None = None) -> FastAPI:
         }
 
     app.include_router(ops_router(checks))
+    app.include_router(tokens_router)
     app.include_router(cases_router)
 
-    @app.get("/v1/routing-events", summary="Routing events received, oldest first")
+    @app.get("/v1/routing-events", summary="Routing events received, oldest first (supervisors)")
     async def list_routing_events(
         request: Request,
+        _: Supervisor,
         contact_id: UUID | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:

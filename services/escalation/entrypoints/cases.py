@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.escalations import EscalationStatus
-from kefu.auth import Caller
+from kefu.auth import Caller, Principal, require_case_cancel, require_case_member, require_holder
 from kefu.ops import ApiError
+from services.escalation import access
 from services.escalation.adapters import cases
 from services.escalation.bootstrap import Escalation
 from services.escalation.domain.cases import Action, CaseClosed
@@ -44,9 +45,18 @@ def _escalation(request: Request) -> Escalation:
     return escalation
 
 
-@router.post("/escalations", status_code=201, summary="Escalate a contact by hand (agents and supervisors)")
+@router.post(
+    "/escalations",
+    status_code=201,
+    summary="Escalate a contact by hand (supervisors, and the agent the contact is assigned to)",
+)
 async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dict[str, Any]:
     escalation = _escalation(request)
+    unknown = ApiError(404, "unknown_contact", f"no contact {body.contact_id} assigned to you")
+
+    def holds(holder: str | None) -> None:
+        require_holder(who, holder, unknown)
+
     try:
         case_id = await escalation.escalator.escalate_by_hand(
             contact_id=body.contact_id,
@@ -55,6 +65,7 @@ async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dic
             evidence=body.evidence,
             priority=body.priority,
             actor=who.name,
+            holder_check=None if who.supervises else holds,
         )
     except TargetNotAllowed as exc:
         raise ApiError(422, "unknown_target", str(exc)) from exc
@@ -64,31 +75,42 @@ async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dic
         return await cases.get(conn, case_id)
 
 
-@router.get("/escalations", summary="Escalation cases, newest first")
+@router.get("/escalations", summary="Escalation cases, newest first (an agent's: those of its groups' targets)")
 async def list_cases(
     request: Request,
-    _: Caller,
+    who: Caller,
     status: EscalationStatus | None = None,
     contact_id: uuid.UUID | None = None,
     target: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    async with _escalation(request).engine.connect() as conn:
-        return await cases.search(conn, status=status, contact_id=contact_id, target=target, limit=limit)
+    escalation = _escalation(request)
+    mine = None if who.supervises or who.agent_id is None else escalation.access.targets_of(who.agent_id)
+    async with escalation.engine.connect() as conn:
+        return await cases.search(conn, status=status, contact_id=contact_id, target=target, limit=limit, targets=mine)
 
 
-@router.get("/escalations/{case_id}", summary="A case with its audit trail")
-async def get_case(case_id: uuid.UUID, request: Request, _: Caller) -> dict[str, Any]:
-    async with _escalation(request).engine.connect() as conn:
-        return await _found(cases.get(conn, case_id))
+@router.get("/escalations/{case_id}", summary="A case with its audit trail (supervisors, its target's members)")
+async def get_case(case_id: uuid.UUID, request: Request, who: Caller) -> dict[str, Any]:
+    escalation = _escalation(request)
+    async with escalation.engine.connect() as conn:
+        found = await _found(cases.get(conn, case_id))
+    _require_member(escalation, who, case_id, found["target"])
+    return found
 
 
-@router.post("/escalations/{case_id}/{action}", summary="Acknowledge, resolve or cancel a case")
+@router.post(
+    "/escalations/{case_id}/{action}",
+    summary="Acknowledge or resolve a case (its target's members, supervisors), or cancel it (supervisors)",
+)
 async def act(
     case_id: uuid.UUID, action: Action, request: Request, who: Caller, body: Note | None = None
 ) -> dict[str, Any]:
     escalation = _escalation(request)
     async with escalation.engine.begin() as conn:
+        _require_member(escalation, who, case_id, await access.locked_target(conn, case_id))
+        if action is Action.CANCEL:
+            require_case_cancel(who)
         note = body.note if body else ""
         try:
             await _found(cases.act(conn, case_id, action, actor=who.name, note=note, now=datetime.now(UTC)))
@@ -97,6 +119,14 @@ async def act(
         found = await _found(cases.get(conn, case_id))
     escalation.relay.wake()
     return found
+
+
+def _require_member(escalation: Escalation, who: Principal, case_id: uuid.UUID, target: str | None) -> None:
+    """404 for a case that does not exist, and (the same answer) for one an agent is no member of the target of."""
+    unknown = ApiError(404, "unknown_case", f"no escalation case {case_id}")  # as cases.get says it
+    if target is None:
+        raise unknown
+    require_case_member(who, escalation.access.members(target), unknown)
 
 
 async def _found(lookup: Awaitable[T]) -> T:

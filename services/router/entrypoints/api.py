@@ -8,14 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sse_starlette import EventSourceResponse
 
 from contracts import Channel
-from kefu.auth import Caller, Principal, Role, Supervisor, forbidden, require_self_or_supervisor
+from kefu.auth import Admin, Caller, Principal, Supervisor, forbidden
 from kefu.ops import ApiError
 from services.router.domain.config import AgentConfig, Shift
-from services.router.domain.model import Agent, Presence
+from services.router.domain.model import Presence
 from services.router.entrypoints import desktop_stream
-from services.router.entrypoints.deps import Service
-from services.router.exceptions import UnknownAgent, UnknownAssignment
-from services.router.service import RoutingService
+from services.router.entrypoints.deps import Service, own_agent, own_assignment
 from services.router.views import agent_view, assignment_view, offer_view
 
 router = APIRouter(prefix="/v1")
@@ -67,13 +65,6 @@ class Completion(BaseModel):
     resolved: bool | None = Field(default=None, description="Whether it was resolved (first-contact resolution).")
 
 
-def _agent(service: RoutingService, agent_id: str) -> Agent:
-    agent = service.state.agents.get(agent_id)
-    if agent is None:
-        raise UnknownAgent(f"no agent {agent_id!r}")
-    return agent
-
-
 @router.get("/agents", summary="All agents with their presence and load (supervisors)")
 async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
     return [agent_view(agent) for agent in service.state.agents.values()]
@@ -81,14 +72,11 @@ async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
 
 @router.get("/agents/{agent_id}", summary="One agent (the agent itself, or a supervisor)")
 async def get_agent(agent_id: str, service: Service, who: Caller) -> dict[str, Any]:
-    require_self_or_supervisor(who, agent_id)
-    return agent_view(_agent(service, agent_id))
+    return agent_view(own_agent(service, who, agent_id))
 
 
 @router.put("/agents/{agent_id}", summary="Create or update an agent (admins)")
-async def put_agent(agent_id: str, agent: AgentBody, service: Service, who: Caller) -> dict[str, Any]:
-    if who.role is not Role.ADMIN:
-        raise forbidden("agents are configuration: an admin token is needed")
+async def put_agent(agent_id: str, agent: AgentBody, service: Service, _: Admin) -> dict[str, Any]:
     try:
         config = AgentConfig.model_validate({**agent.model_dump(exclude_unset=True), "id": agent_id})
     except ValidationError as exc:
@@ -99,22 +87,20 @@ async def put_agent(agent_id: str, agent: AgentBody, service: Service, who: Call
 
 @router.put("/agents/{agent_id}/status", summary="Set an agent's presence")
 async def set_status(agent_id: str, change: StatusChange, service: Service, who: Caller) -> dict[str, Any]:
-    require_self_or_supervisor(who, agent_id)
+    own_agent(service, who, agent_id)
     await service.set_presence(agent_id, change.presence)
-    return agent_view(_agent(service, agent_id))
+    return agent_view(own_agent(service, who, agent_id))
 
 
 @router.get("/agents/{agent_id}/offers", summary="The agent's pending offers")
 async def list_offers(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
-    require_self_or_supervisor(who, agent_id)
-    _agent(service, agent_id)
+    own_agent(service, who, agent_id)
     return [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
 
 
 @router.get("/agents/{agent_id}/assignments", summary="The agent's open assignments")
 async def list_assignments(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
-    require_self_or_supervisor(who, agent_id)
-    _agent(service, agent_id)
+    own_agent(service, who, agent_id)
     return [assignment_view(a) for a in service.state.assignments.values() if a.agent_id == agent_id]
 
 
@@ -125,9 +111,13 @@ async def list_assignments(agent_id: str, service: Service, who: Caller) -> list
     "`assignment.closed` and `presence.changed` (wrap-up, its end, away after missed offers, a shift) as they happen, "
     "each with an `id`. A new stream starts with the pending offers (`offer.created`). A desktop that reconnects "
     "with `Last-Event-ID` gets what it missed first; if that is no longer kept, `feed.reset` tells it to re-read "
-    "its offers and assignments. A comment line is sent every `KEFU_SSE_HEARTBEAT_SECONDS`.",
+    "its offers and assignments. A comment line is sent every `KEFU_SSE_HEARTBEAT_SECONDS`. An agent has at most "
+    "`KEFU_SSE_MAX_STREAMS_PER_AGENT` streams open at once; one more gets 429 `too_many_streams`.",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "an endless event stream"},
+        429: {"description": "the agent already has as many streams open as allowed"},
+    },
 )
 async def agent_events(
     agent_id: str,
@@ -142,8 +132,7 @@ async def agent_events(
         Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description="for clients that cannot set the header"),
     ] = None,
 ) -> EventSourceResponse:
-    require_self_or_supervisor(who, agent_id)
-    _agent(service, agent_id)
+    own_agent(service, who, agent_id)
     running = request.app.state.router
     after = last_event_id if last_event_id is not None else since  # a browser's reconnect keeps the first URL
     stream = desktop_stream.events(agent_id, after, service=service, feed=running.feed, engine=running.engine)
@@ -172,11 +161,7 @@ async def decline_offer(offer_id: UUID, service: Service, who: Caller) -> dict[s
 
 @router.get("/assignments/{assignment_id}", summary="An open assignment (its agent, or a supervisor)")
 async def get_assignment(assignment_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
-    assignment = service.state.assignments.get(assignment_id)
-    if assignment is None:
-        raise UnknownAssignment(f"no open assignment {assignment_id}")
-    require_self_or_supervisor(who, assignment.agent_id)
-    return assignment_view(assignment)
+    return assignment_view(own_assignment(service, who, assignment_id))
 
 
 @router.post(
@@ -187,6 +172,7 @@ async def complete_assignment(
     assignment_id: UUID, service: Service, who: Caller, body: Completion | None = None
 ) -> dict[str, str]:
     body = body or Completion()
+    own_assignment(service, who, assignment_id)
     acting = None if who.supervises else who.agent_id
     await service.complete(assignment_id, acting, disposition=body.disposition, resolved=body.resolved)
     return {"assignment_id": str(assignment_id), "status": "completed"}

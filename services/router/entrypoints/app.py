@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 
 from kefu import db, kafka
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
+from kefu.tokens import TokenStore
+from kefu.tokens import router as tokens_router
 from services.router import exceptions
 from services.router.bootstrap import running
 from services.router.config import RouterSettings
@@ -39,6 +41,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         async with running(settings) as router:
             app.state.router = router
             app.state.tokens = router.tokens
+            app.state.token_store = TokenStore(router.engine)
             yield
 
     app = FastAPI(title="kefu router", version="0.1.0", lifespan=lifespan)
@@ -57,6 +60,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         }
 
     app.include_router(ops_router(checks))
+    app.include_router(tokens_router)
     app.include_router(api_router)
     app.include_router(customers_router)
     app.include_router(queues_router)

@@ -7,13 +7,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Channel
-from kefu.auth import Caller, Supervisor
+from kefu.auth import Caller, Supervisor, require_reader
 from kefu.ops import ApiError
 from services.router.adapters.customers import Profile
 from services.router.domain.config import CustomerTier
 from services.router.domain.config.text import Text
 from services.router.entrypoints.deps import Service
-from services.router.exceptions import UnknownAgent
+from services.router.exceptions import UnknownAgent, UnknownContact, UnknownCustomer
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -36,8 +36,14 @@ class ProfileBody(BaseModel):
     )
 
 
-@router.get("/customers/{customer_id}", summary="A customer: profile, identities on every channel, and contacts")
-async def get_customer(customer_id: UUID, service: Service, _: Caller) -> dict[str, Any]:
+@router.get(
+    "/customers/{customer_id}",
+    summary="A customer: profile, identities on every channel, and contacts (supervisors, and agents that hold or "
+    "held one of its contacts)",
+)
+async def get_customer(customer_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
+    if not who.supervises:
+        require_reader(who, await service.customer_readers(customer_id), UnknownCustomer(f"no customer {customer_id}"))
     return await service.customer(customer_id)
 
 
@@ -61,6 +67,11 @@ async def put_profile(customer_id: UUID, body: ProfileBody, service: Service, _:
         raise ApiError(422, "unknown_agent", str(exc)) from exc
 
 
-@router.get("/contacts/{contact_id}", summary="A contact and its messages")
-async def get_contact(contact_id: UUID, service: Service, _: Caller) -> dict[str, Any]:
+@router.get(
+    "/contacts/{contact_id}",
+    summary="A contact and its messages (supervisors, and agents that hold or held it or have an open offer of it)",
+)
+async def get_contact(contact_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
+    if not who.supervises:
+        require_reader(who, await service.contact_readers(contact_id), UnknownContact(f"no contact {contact_id}"))
     return await service.contact(contact_id)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kefu.auth import Caller, Supervisor
 from services.router.domain.model import ContactRef
-from services.router.entrypoints.deps import Service
+from services.router.entrypoints.deps import Service, own_assignment
 from services.router.service import TransferTarget
 
 router = APIRouter(prefix="/v1")
@@ -56,6 +56,7 @@ def _placed(ref: ContactRef) -> dict[str, Any]:
     summary="Transfer an assignment to a queue or an agent (its agent, or a supervisor); the history stays",
 )
 async def transfer_assignment(assignment_id: UUID, body: Transfer, service: Service, who: Caller) -> dict[str, Any]:
+    own_assignment(service, who, assignment_id)
     target = TransferTarget(body.queue_id, body.agent_id, body.wait_seconds, None, body.reason)
     ref = await service.transfer(assignment_id, None if who.supervises else who.agent_id, target)
     return _placed(ref)
