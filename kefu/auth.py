@@ -27,6 +27,7 @@ role that may never do a thing gets 403 (that says nothing about any id).
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,6 +38,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from kefu.logs import bind
 from kefu.ops import ApiError
 
 log = logging.getLogger(__name__)
@@ -146,12 +148,17 @@ StoredLookup = Callable[[bytes], Awaitable[Principal | None]]
 """Finds the principal of a token digest issued through the admin API (None: not issued, or revoked)."""
 
 
+KEY_REFRESH_SECONDS = 60.0
+
+
 class OidcVerifier:
     """Checks JWTs of one issuer against its JWKS (PyJWT's PyJWKClient: keys cached, refetched for a new key id)."""
 
     def __init__(self, config: OidcConfig) -> None:
         self._config = config
         self._jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=config.jwks_cache_seconds, timeout=5)
+        self._next_refresh = 0.0
+        self._unreachable = False
 
     async def principal(self, token: str) -> Principal:
         config = self._config
@@ -159,8 +166,7 @@ class OidcVerifier:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in config.algorithms:
                 raise _unauthorized(f"token algorithm must be one of {config.algorithms}")
-            # PyJWKClient fetches with urllib: off the event loop
-            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            key = await self._key(header.get("kid"))
             claims = jwt.decode(
                 token,
                 key.key,
@@ -171,7 +177,9 @@ class OidcVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.PyJWKClientConnectionError as exc:
-            log.warning("the OIDC issuer's JWKS cannot be fetched: %s", type(exc).__name__)
+            if not self._unreachable:  # once per outage, not per request
+                log.warning("the OIDC issuer's signing keys cannot be fetched (%s)", type(exc).__name__)
+            self._unreachable = True
             raise ApiError(
                 503,
                 "identity_provider_unavailable",
@@ -181,6 +189,23 @@ class OidcVerifier:
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"invalid token: {exc}") from exc
         return self._principal(claims)
+
+    async def _key(self, kid: object) -> jwt.PyJWK:
+        """The issuer's key ``kid``: from the cached key set, which is fetched again for a key id not in it at most
+        every KEY_REFRESH_SECONDS (tokens with made-up key ids must not turn into a flood of requests to the issuer)."""
+        # PyJWKClient fetches with urllib: off the event loop
+        keys = await asyncio.to_thread(self._jwks.get_signing_keys)
+        found = next((k for k in keys if k.key_id == kid), None)
+        if found is None and time.monotonic() >= self._next_refresh:
+            self._next_refresh = time.monotonic() + KEY_REFRESH_SECONDS
+            keys = await asyncio.to_thread(self._jwks.get_signing_keys, True)
+            found = next((k for k in keys if k.key_id == kid), None)
+        if self._unreachable:
+            log.info("the OIDC issuer's signing keys can be fetched again")
+            self._unreachable = False
+        if found is None:
+            raise _unauthorized("the token's key id is none of the issuer's signing keys")
+        return found
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         config = self._config
@@ -259,6 +284,7 @@ async def caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | N
     """The authenticated caller (a FastAPI dependency)."""
     registry: TokenRegistry = request.app.state.tokens
     principal = await registry.principal(request.headers.get("authorization"))
+    bind(agent_id=principal.agent_id)  # on the request's log lines, its access line included
     return principal
 
 

@@ -32,6 +32,7 @@ AUDIENCE = "kefu-desktop"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KID = "test-key-1"
+FETCHES: list[float] = []  # when the JWKS endpoint was asked
 
 
 def jwks() -> dict[str, Any]:
@@ -44,6 +45,7 @@ def jwks_url() -> Iterator[str]:
     """The issuer's JWKS, served over real HTTP on loopback."""
 
     async def keys(_: Request) -> JSONResponse:
+        FETCHES.append(time.monotonic())
         return JSONResponse(jwks())
 
     app = FastAPI(routes=[Route("/certs", keys)])
@@ -136,6 +138,16 @@ async def test_forged_expired_and_foreign_tokens_are_refused(jwks_url: str) -> N
         assert answer.status_code == 401, (attack, answer.text)
         assert answer.headers["www-authenticate"].startswith("Bearer"), attack
         assert bearer not in answer.text, attack
+
+
+async def test_made_up_key_ids_do_not_flood_the_issuer(jwks_url: str) -> None:
+    app = app_with(AuthConfig(oidc=oidc(jwks_url)))
+    assert (await whoami(app, token())).status_code == 200
+    before = len(FETCHES)
+    for _ in range(50):
+        assert (await whoami(app, token(kid=uuid.uuid4().hex))).status_code == 401
+    assert len(FETCHES) - before <= 1  # one refetch a minute at most for a key id not in the cached set
+    assert (await whoami(app, token())).status_code == 200
 
 
 def _hs256_with(secret: bytes) -> str:
