@@ -1,7 +1,8 @@
 """The router's settings (``KEFU_*`` environment variables)."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from contracts import identities
 from kefu.settings import ServiceSettings
 
 
@@ -24,9 +25,30 @@ class RouterSettings(ServiceSettings):
         gt=0,
         description="How often an idle desktop event stream gets a comment line, so proxies keep it open.",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest request body, refused with 413 before it is read: a routing configuration (PUT "
+        "/v1/config) may take up to 1 MiB.",
+    )
+    sse_max_streams_per_agent: int = Field(
+        default=4,
+        ge=1,
+        description="Event streams one agent may have open on one router process (desktops, devices); beyond it 429.",
+    )
     feed_keep_seconds: float = Field(
         default=3600,
         gt=0,
         description="How long desktop feed items are kept for desktops that reconnect with Last-Event-ID; a desktop "
         "further behind gets feed.reset.",
     )
+    phone_region: str = Field(
+        default=identities.DEFAULT_PHONE_REGION,
+        description="ISO 3166 region of national phone numbers (13800138000) in identities linked by hand; "
+        "numbers are stored in E.164.",
+    )
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        return identities.phone_region(value)

@@ -136,8 +136,12 @@ async def agent_events(
     running = request.app.state.router
     after = last_event_id if last_event_id is not None else since  # a browser's reconnect keeps the first URL
     stream = desktop_stream.events(agent_id, after, service=service, feed=running.feed, engine=running.engine)
-    return EventSourceResponse(
-        stream, ping=running.settings.sse_heartbeat_seconds, ping_message_factory=desktop_stream.heartbeat
+    return desktop_stream.AgentStream(
+        stream,
+        slots=request.app.state.desktop_streams,
+        agent_id=agent_id,
+        ping=running.settings.sse_heartbeat_seconds,
+        ping_message_factory=desktop_stream.heartbeat,
     )
 
 

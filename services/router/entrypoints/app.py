@@ -14,6 +14,7 @@ from kefu.tokens import router as tokens_router
 from services.router import exceptions
 from services.router.bootstrap import running
 from services.router.config import RouterSettings
+from services.router.entrypoints import desktop_stream
 from services.router.entrypoints.api import router as api_router
 from services.router.entrypoints.config_api import router as config_router
 from services.router.entrypoints.customers import router as customers_router
@@ -45,6 +46,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="kefu router", version="0.1.0", lifespan=lifespan)
+    app.state.desktop_streams = desktop_stream.StreamSlots(settings.sse_max_streams_per_agent)
     install_error_handlers(app)
 
     @app.exception_handler(exceptions.RoutingError)

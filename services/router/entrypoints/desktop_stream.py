@@ -6,17 +6,62 @@ after it from PostgreSQL, then what follows. Live items come from the in-process
 the table is read: an item committed meanwhile arrives both ways, and the live copy is dropped by its id.
 """
 
+from collections import Counter
 from collections.abc import AsyncGenerator
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sse_starlette import JSONServerSentEvent, ServerSentEvent
+from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
+from kefu.ops import ApiError
+from kefu.outage import unavailable
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed, FeedItem
 from services.router.service import RoutingService
 from services.router.views import offer_view
 
 RETRY_MILLISECONDS = 2000  # how long a disconnected desktop waits before it reconnects
+
+
+class StreamSlots:
+    """The event streams each agent has open on this process: at most ``limit`` each (a desktop per device)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    def take(self, agent_id: str) -> None:
+        """Hold one of ``agent_id``'s slots, or refuse with 429."""
+        if self._open[agent_id] >= self.limit:
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"agent {agent_id!r} already has {self.limit} event streams open; close one to open another",
+                headers={"Retry-After": str(RETRY_MILLISECONDS // 1000)},
+            )
+        self._open[agent_id] += 1
+
+    def give_back(self, agent_id: str) -> None:
+        self._open[agent_id] -= 1
+        if self._open[agent_id] <= 0:
+            del self._open[agent_id]
+
+
+class AgentStream(EventSourceResponse):
+    """An agent's event stream, holding one of the agent's slots from its creation until it has ended."""
+
+    def __init__(self, content: Any, *, slots: StreamSlots, agent_id: str, **options: Any) -> None:
+        super().__init__(content, **options)
+        slots.take(agent_id)
+        self._slots, self._agent_id = slots, agent_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slots.give_back(self._agent_id)
 
 
 def heartbeat() -> ServerSentEvent:
@@ -30,18 +75,37 @@ async def events(
     """The agent's events after id ``after`` (None: from now, with the pending offers), then live, for ever."""
     with feed.subscribe(agent_id) as live:
         yield ServerSentEvent(retry=RETRY_MILLISECONDS)
-        sent, opening = await _resume(agent_id, after, service=service, feed=feed, engine=engine)
+        resumed = await _resumed(agent_id, after, service=service, feed=feed, engine=engine)
+        if resumed is None:
+            return
+        sent, opening = resumed
         for event in opening:
             yield event
         while True:
             item = await live.get()
             if item is None:  # this desktop fell behind the fan-out: catch up from the table
-                sent, missed = await _resume(agent_id, sent, service=service, feed=feed, engine=engine)
+                resumed = await _resumed(agent_id, sent, service=service, feed=feed, engine=engine)
+                if resumed is None:
+                    return
+                sent, missed = resumed
                 for event in missed:
                     yield event
             elif item.id > sent:  # not one already replayed
                 yield _event(item)
                 sent = item.id
+
+
+async def _resumed(
+    agent_id: str, after: int | None, *, service: RoutingService, feed: AgentFeed, engine: AsyncEngine
+) -> tuple[int, list[ServerSentEvent]] | None:
+    """``_resume``, or None when the database cannot be reached: the stream ends (its answer already began, so no
+    503), and the desktop reconnects after ``retry`` with its Last-Event-ID; the outage is logged by the engine."""
+    try:
+        return await _resume(agent_id, after, service=service, feed=feed, engine=engine)
+    except SQLAlchemyError as exc:
+        if unavailable(exc) is None:
+            raise
+        return None
 
 
 async def _resume(
