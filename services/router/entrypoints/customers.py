@@ -1,12 +1,12 @@
 """Customers across channels, and a contact's history, for the agent desktop."""
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts import Channel
+from contracts import Channel, identities
 from kefu.auth import Caller, Supervisor, require_reader
 from kefu.ops import ApiError
 from services.router.adapters.customers import Profile
@@ -21,7 +21,22 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 class IdentityLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: Channel = Field(description="The identity's channel.", examples=["wechat"])
-    platform_id: Text = Field(min_length=1, max_length=256, description="Its id there.", examples=["oX1a2b3c"])
+    platform_id: Text = Field(
+        min_length=1,
+        max_length=256,
+        description="Its id there, stored in the form the channel's contacts carry: a phone number in E.164 "
+        "(national numbers read in the router's phone_region), an e-mail address normalized and lower-cased, a "
+        "WeChat or Douyin id of 6 to 64 letters, digits, '_' or '-'.",
+        examples=["oLVPpjqs9BhvzwPj5A-vTYAX3GLc", "+86 138 0013 8000", "Zhang.Wei@Example.com"],
+    )
+
+
+async def _phone_region(request: Request) -> str:
+    region: str = request.app.state.router.settings.phone_region
+    return region
+
+
+PhoneRegion = Annotated[str, Depends(_phone_region)]
 
 
 class ProfileBody(BaseModel):
@@ -50,9 +65,16 @@ async def get_customer(customer_id: UUID, service: Service, who: Caller) -> dict
 @router.post(
     "/customers/{customer_id}/identities",
     summary="Link an identity to a customer (merging the customer it belonged to)",
+    responses={422: {"description": "a malformed body, or a platform_id that is no identity on its channel (why)"}},
 )
-async def link_identity(customer_id: UUID, link: IdentityLink, service: Service, _: Supervisor) -> dict[str, Any]:
-    return await service.link_identity(customer_id, link.channel, link.platform_id)
+async def link_identity(
+    customer_id: UUID, link: IdentityLink, service: Service, _: Supervisor, region: PhoneRegion
+) -> dict[str, Any]:
+    try:
+        platform_id = identities.canonical(link.channel, link.platform_id, phone_region=region)
+    except identities.InvalidIdentity as exc:
+        raise ApiError(422, "invalid_identity", f"platform_id: {exc}") from None
+    return await service.link_identity(customer_id, link.channel, platform_id)
 
 
 @router.put(
