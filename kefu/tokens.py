@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, DateTime, LargeBinary, String, Table, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.text import storable
 from kefu.auth import Admin, Principal, Role, digest
 from kefu.db import metadata as schema_metadata
 from kefu.ops import ApiError
@@ -110,11 +111,18 @@ def _view(row: Any) -> dict[str, Any]:
     }
 
 
+Storable = Annotated[str, AfterValidator(storable)]  # NUL or a lone surrogate would be a database error
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role = Field(examples=["agent"])
-    agent_id: str | None = Field(default=None, min_length=1, max_length=128, description="For an agent token: who.")
-    name: str = Field(min_length=1, max_length=256, description="Who holds it, for the audit trail.", examples=["王丽"])
+    agent_id: Storable | None = Field(
+        default=None, min_length=1, max_length=128, description="For an agent token: who."
+    )
+    name: Storable = Field(
+        min_length=1, max_length=256, description="Who holds it, for the audit trail.", examples=["王丽"]
+    )
     expires_in_days: int | None = Field(default=None, ge=1, le=3650, description="None: until revoked.")
 
     @model_validator(mode="after")

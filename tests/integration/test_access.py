@@ -480,6 +480,13 @@ async def test_tokens_issued_through_the_api_work_on_both_services_until_revoked
         ]
         for bad in refused:
             assert (await router.post("/v1/tokens", json=bad, headers=headers("admin"))).status_code == 422, bad
+        as_json = {**headers("admin"), "content-type": "application/json"}
+        surrogate = rb'{"role": "admin", "name": "\ud800 night"}'
+        assert (await router.post("/v1/tokens", content=surrogate, headers=as_json)).status_code == 422
+        odd = rb'{"role": "agent", "agent_id": "a\u0000b", "name": "night\u0000"}'  # stored, never a 500
+        stored_odd = await router.post("/v1/tokens", content=odd, headers=as_json)
+        assert stored_odd.status_code == 201, stored_odd.text
+        assert stored_odd.json()["agent_id"] == "a\ufffdb"
         assert (await router.post("/v1/tokens", json=body, headers=lead)).status_code == 403  # supervisors cannot
         revoked = await escalation.delete(f"/v1/tokens/{issued.json()['token_id']}", headers=headers("admin"))
         assert revoked.status_code == 204
