@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import ContactEvent, RoutingEvent, RoutingEventType
 from contracts.escalations import EscalationStatus
 from contracts.routing import CommandPrecondition
+from kefu.logs import bind
 from services.escalation import access
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
@@ -80,6 +81,7 @@ class Escalator:
         async with self._engine.begin() as conn:
             tx = Committed(conn)
             contact_id = await facts.apply_message(conn, event)
+            bind(contact_id=contact_id)
             if contact_id is not None:
                 await self._evaluate(tx, contact_id, self._clock())
         self._committed(tx)

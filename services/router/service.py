@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, Channel, ContactEvent, ContactEventKind, RoutingCommand
+from kefu.logs import bind
 from services.router import notices
 from services.router.adapters import access, config_store, customers, feed_store, repository, shifts, stats, timeline
 from services.router.adapters.feed import AgentFeed, FeedItem
@@ -171,6 +172,7 @@ class RoutingService:
                     CONTACTS_APPLIED.labels("duplicate").inc()
                     return
                 existing = await repository.open_contact_for(conn, event.conversation_key)
+                bind(contact_id=existing[0] if existing is not None else None)
                 if event.kind is ContactEventKind.ABANDONED:
                     if existing is not None:
                         decisions = decide(self.state, ContactAbandoned(existing[0]), now)
@@ -184,6 +186,7 @@ class RoutingService:
                 else:
                     customer_id = await customers.resolve(conn, event.channel, event.customer)
                     ref = await self._new_contact(conn, event, customer_id, now)
+                    bind(contact_id=ref.id)
                     await repository.insert_contact(conn, ref, event, customer_id)
                     await repository.insert_message(conn, ref.id, event)
                     decisions = decide(self.state, ContactArrived(ref), now)
