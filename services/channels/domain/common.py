@@ -1,6 +1,7 @@
 """What every channel's normalization shares: account ids, stable event ids, conversation keys, customer ids."""
 
 import uuid
+from datetime import UTC, datetime
 
 from contracts import Channel, identities
 from services.channels.exceptions import InvalidPayload
@@ -14,6 +15,15 @@ EVENT_NAMESPACE = uuid.UUID("6f1c43a4-1d9e-4c57-9a5e-2b7f0c7b9e11")
 def event_id(channel: Channel, account_id: str, dedup_key: str) -> uuid.UUID:
     """A stable event id: the same platform delivery always gets the same id, so retries are absorbed."""
     return uuid.uuid5(EVENT_NAMESPACE, f"{channel}:{account_id}:{dedup_key}")
+
+
+def unix_time(seconds: float) -> datetime | None:
+    """A platform's Unix time as an aware datetime; None when no ``datetime`` can hold it (a sender's clock or a
+    fuzzer can say year 33658), so that an adapter refuses it or uses the time of receipt, never fails."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def conversation_key(channel: Channel, account_id: str, conversation: str) -> str:

@@ -7,13 +7,13 @@ Only ``im_receive_msg`` (a customer wrote to the app's Douyin account) becomes a
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id
+from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
 
 VERIFY_WEBHOOK: Final = "verify_webhook"
 RECEIVE_MESSAGE: Final = "im_receive_msg"
@@ -192,7 +192,7 @@ def sent_at(create_time: int | None) -> datetime | None:
     if not create_time:
         return None
     seconds = create_time if create_time < _SECONDS_BEFORE else create_time / 1000
-    return datetime.fromtimestamp(seconds, UTC)
+    return unix_time(seconds)
 
 
 def metadata(webhook: DouyinWebhook, message: PrivateMessage) -> dict[str, str]:
