@@ -2,15 +2,27 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from contracts.text import storable_value
 
 
 class Contract(BaseModel):
-    """Base of every event and command: immutable, strict about unknown fields."""
+    """Base of every event and command: immutable, strict about unknown fields, its text storable.
+
+    Every string field (and every string in a field's container) passes through ``contracts.text.storable``: NUL
+    and lone surrogates, which PostgreSQL cannot store, become U+FFFD, for the adapters that build events and the
+    consumers that parse them alike.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable_value(value)
 
 
 class Channel(StrEnum):
