@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kefu.outage import log_retry
+from kefu.outage import describe, log_retry, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,13 @@ class OutboxRelay:
                 sent = self._batch
                 while sent >= self._batch:  # a full batch: there may be more
                     sent = await self.relay_once()
-        except Exception:  # a timeout or broker trouble: the rows stay for the next run
-            log.warning("outbox not drained at shutdown; the rest goes out on the next start", exc_info=True)
+        except Exception as exc:  # a timeout or broker trouble: the rows stay for the next run
+            expected = isinstance(exc, TimeoutError) or unavailable(exc) is not None
+            log.warning(
+                "outbox not drained at shutdown (%s); the rest goes out on the next start",
+                describe(exc),
+                exc_info=None if expected else exc,
+            )
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows it held."""
