@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
+    from kefu import dlq
+
+    dlq.add_arguments(commands.add_parser("dlq", help="list dead-lettered records; replay chosen ones after a fix"))
+
     demo = commands.add_parser("demo", help="post a signed demo message (web chat, or another channel)")
     demo.add_argument("text", nargs="?", default="你好，我想咨询一下这款空调的安装服务")
     demo.add_argument(
@@ -68,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("kefu: configuration error:", *exc.errors, sep="\n", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # one line with a hint (stack down, no database, port in use), not a traceback; KEFU_DEBUG=1 shows it
+        from kefu import cli_errors
+
+        if os.environ.get(cli_errors.DEBUG_VARIABLE):
+            raise
+        print(f"kefu {args.command}: {cli_errors.explain(exc, args.command)}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -86,13 +100,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
         case "channels":
             from kefu.serve import serve
+            from services.channels.bootstrap import largest_body
             from services.channels.bootstrap import load_config as channels_config
             from services.channels.config import ChannelsSettings
+            from services.channels.domain.accounts import ChannelsConfig
             from services.channels.entrypoints.app import create_app as channels_app
 
             channels_settings = ChannelsSettings()
-            channels_config(channels_settings, log_warnings=False)  # refuse before serving, without a traceback
-            serve(channels_app(channels_settings), channels_settings)
+            # refuse before serving, without a traceback
+            channels = channels_config(channels_settings, log_warnings=False).section("channels", ChannelsConfig)
+            body_limit = largest_body(channels_settings, channels)
+            serve(channels_app(channels_settings), channels_settings, max_body_bytes=body_limit)
         case "router":
             from kefu.serve import serve
             from services.router.bootstrap import load_config as router_config
@@ -132,6 +150,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from services.router import simulate
 
             return simulate.main(args)
+        case "dlq":
+            from kefu import dlq
+
+            return dlq.main(args)
         case "demo":
             from kefu import demo
 

@@ -1,24 +1,40 @@
 """Kafka wiring: the producer every service publishes with, topic creation, and the consumer loop.
 
 Delivery is at-least-once: ``consume`` hands each record to an idempotent handler and commits the
-offset only after the handler's transaction. A record that cannot be parsed, or that its handler keeps
-refusing for a reason of its own (not the database or the network being down), goes to the topic's
-``.dlq`` sibling with the reason in a header, so it never blocks its partition.
+offset only after the handler's transaction. What a failure leads to is ``kefu.failures``' call:
+
+* the infrastructure's (database or network down, a deadlock): the record is retried, with backoff,
+  for as long as it lasts;
+* the record's own (SQLSTATE 22/23, a validation error), or a record that does not parse: it goes to
+  the topic's ``.dlq`` sibling at once (``kefu.dlq``: reason headers, ``kefu_dlq_records_total``);
+* anything else: retried ``max_attempts`` times, then dead-lettered.
+
+A record waiting for its next attempt holds up only its own partition: it and the records fetched behind
+it are kept, and the partition paused, until the backoff is over; every other partition goes on.
 """
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
+from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError
 
-from contracts.topics import dlq
+from contracts.text import validate_json
+from kefu import broker_watch, dlq
+from kefu.failures import permanent, summary, transient
+from kefu.logs import fields_of, log_context
+
+__all__ = ["consume", "create_consumer", "create_producer", "ensure_topics", "transient"]
 
 log = logging.getLogger(__name__)
+broker_watch.install()
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,9 +45,10 @@ def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOK
     """Return an unstarted producer that waits for every in-sync replica (``acks=all``).
 
     The idempotent producer is off on purpose: Tansu does not implement InitProducerId, and
-    duplicates are absorbed by idempotent consumers anyway.
+    duplicates are absorbed by idempotent consumers anyway. A broker outage is logged when it begins and ends
+    (``kefu.broker_watch``), not at every failed attempt.
     """
-    return AIOKafkaProducer(
+    producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=2,
@@ -39,6 +56,8 @@ def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOK
         request_timeout_ms=request_timeout_ms,
         client_id="kefu",
     )
+    broker_watch.watch(producer, "kafka producer", bootstrap)
+    return producer
 
 
 async def broker_reachable(producer: AIOKafkaProducer, *, timeout: float = 2.0) -> None:
@@ -62,8 +81,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: in
 
 
 def create_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsumer:
-    """Return an unstarted consumer that leaves offset commits to ``consume``."""
-    return AIOKafkaConsumer(
+    """Return an unstarted consumer that leaves offset commits to ``consume``; outages are logged as a producer's."""
+    consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         group_id=group_id,
@@ -71,6 +90,8 @@ def create_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaCon
         auto_offset_reset="earliest",
         client_id=group_id,
     )
+    broker_watch.watch(consumer, f"kafka consumer {group_id}", bootstrap)
+    return consumer
 
 
 Handler = Callable[[M], Awaitable[None]]
@@ -83,70 +104,169 @@ async def consume(
     handler: Handler[M],
     *,
     retry_delay: float = 1.0,
+    max_retry_delay: float = 30.0,
     max_attempts: int = 5,
 ) -> None:
     """Apply every record of ``consumer`` with ``handler`` until cancelled.
 
-    A record that does not parse as ``model`` goes to the dead-letter topic. A handler failure is retried from the
-    same offset after ``retry_delay``: for as long as it takes when the failure is the infrastructure's (database
-    or network down, a deadlock: see ``transient``), ``max_attempts`` times when it is not, then dead-lettered.
+    A record that does not parse as ``model``, or that fails for a reason of its own (``kefu.failures.permanent``),
+    is dead-lettered at once. Another failure is retried from the same offset after ``retry_delay``, doubling up to
+    ``max_retry_delay``: for as long as it takes when the failure is the infrastructure's (``transient``),
+    ``max_attempts`` times when it is not, then dead-lettered. Meanwhile only that record's partition waits.
     """
+    loop = _Loop(consumer, producer, model, handler, retry_delay, max_retry_delay, max_attempts)
     while True:
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        batches = await consumer.getmany(timeout_ms=loop.wait_ms(), max_records=500)
         for tp, records in batches.items():
-            for record in records:
-                await _apply(record, producer, model, handler, retry_delay=retry_delay, max_attempts=max_attempts)
-            await consumer.commit({tp: records[-1].offset + 1})
+            await loop.apply(tp, records)
+        await loop.apply_due()
 
 
-def transient(exc: BaseException) -> bool:
-    """Whether a handler failure is the infrastructure's, so that the same record may well succeed later."""
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        # 08 connection, 40 deadlock or serialization, 53 resources, 57 operator intervention, 58 system error
-        return code is None or str(code)[:2] in {"08", "40", "53", "57", "58"}
-    return False
+@dataclass
+class _Retry:
+    offset: int  # the record that failed
+    attempts: int
 
 
-async def _apply(
-    record: ConsumerRecord[bytes, bytes],
-    producer: AIOKafkaProducer,
-    model: type[M],
-    handler: Handler[M],
-    *,
-    retry_delay: float,
-    max_attempts: int,
-) -> None:
-    where = f"{record.topic}[{record.partition}]@{record.offset}"
-    try:
-        message = model.model_validate_json(record.value or b"")
-    except ValidationError as exc:
-        await _dead_letter(
-            record, producer, f"{model.__name__} invalid: {exc.errors(include_url=False, include_input=False)}"
-        )
-        return
-    attempts = 0
-    while True:
+@dataclass
+class _Parked:
+    records: list[ConsumerRecord[bytes, bytes]]  # the one that failed, then those behind it
+    due: float  # event loop time of its next attempt
+
+
+class _Loop:
+    """The state of one ``consume``: the attempts of each partition's failing record, and the records of each
+    partition paused until its next attempt (kept here: nothing is fetched twice)."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        model: type[M],
+        handler: Handler[M],
+        retry_delay: float,
+        max_retry_delay: float,
+        max_attempts: int,
+    ) -> None:
+        self._consumer, self._producer = consumer, producer
+        self._model: type[BaseModel] = model
+        self._handler: Handler[BaseModel] = handler  # type: ignore[assignment]  # called with model's instances only
+        self._retry_delay, self._max_retry_delay, self._max_attempts = retry_delay, max_retry_delay, max_attempts
+        self._retries: dict[TopicPartition, _Retry] = {}
+        self._parked: dict[TopicPartition, _Parked] = {}
+        self._outage: set[TopicPartition] = set()  # partitions whose last failure was the infrastructure's
+
+    def wait_ms(self) -> int:
+        """How long the next fetch may wait: until the first parked partition is due, half a second at most."""
+        if not self._parked:
+            return 500
+        due = min(p.due for p in self._parked.values()) - asyncio.get_running_loop().time()
+        return max(0, min(500, int(due * 1000) + 1))
+
+    async def apply_due(self) -> None:
+        """Try again the parked partitions whose backoff is over (those still assigned to this consumer)."""
+        now = asyncio.get_running_loop().time()
+        for tp, parked in [(tp, p) for tp, p in self._parked.items() if p.due <= now]:
+            del self._parked[tp]
+            if tp in self._consumer.assignment():  # else its new owner applies them from the committed offset
+                await self.apply(tp, parked.records)
+
+    async def apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply ``records`` of ``tp`` in order until one must wait (its partition is paused); commit what is done."""
+        self._parked.pop(tp, None)  # fetched again: the partition was assigned anew, from its committed offset
+        done: int | None = None
+        for i, record in enumerate(records):
+            if not await self._apply(tp, record):
+                self._park(tp, records[i:])
+                break
+            done = record.offset + 1
+        else:
+            if tp in self._consumer.paused():
+                self._consumer.resume(tp)
+        if done is not None:
+            try:
+                await self._consumer.commit({tp: done})
+            except KafkaError as exc:  # the partition moved to another member: it applies them again, once
+                log.warning("could not commit %s at %d (%s); its records may be applied again", tp, done, exc)
+
+    async def _apply(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether ``record`` is done with (applied or dead-lettered); False when it must be tried again later."""
         try:
-            await handler(message)
-            return
-        except Exception as exc:
-            attempts += 1
-            if not transient(exc) and attempts >= max_attempts:
-                log.exception("handler refused %s %d times; dead-lettering it", where, attempts)
-                await _dead_letter(record, producer, f"handler failed {attempts} times: {type(exc).__name__}: {exc}")
-                return
-            log.exception("handler failed on %s (attempt %d); retrying", where, attempts)
-        await asyncio.sleep(retry_delay)
+            message = validate_json(self._model, record.value or b"")
+        except ValidationError as exc:
+            return await self._dead_letter(tp, record, dlq.UNPARSEABLE, dlq.unparseable(self._model, exc), 0, None)
+        retry = self._retries.get(tp)
+        attempts = retry.attempts if retry is not None and retry.offset == record.offset else 0
+        event_id = getattr(message, "event_id", None) or getattr(message, "command_id", None)
+        # whatever is logged while the record is applied, or about its failure, carries its ids
+        with log_context(**fields_of(message)):
+            try:
+                await self._handler(message)
+            except Exception as exc:
+                return await self._failed(tp, record, exc, attempts + 1, event_id)
+        self._retries.pop(tp, None)
+        if tp in self._outage:
+            self._outage.discard(tp)
+            if not self._outage:
+                log.info("%s: records apply again (%s after %d attempts)", record.topic, _where(record), attempts + 1)
+        return True
+
+    async def _failed(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        exc: Exception,
+        attempts: int,
+        event_id: UUID | None,
+    ) -> bool:
+        where, failure = _where(record), summary(exc)
+        reason_class = permanent(exc)
+        if reason_class is not None:  # retrying would fail the same way
+            return await self._dead_letter(tp, record, reason_class, failure, attempts, event_id)
+        self._retries[tp] = _Retry(record.offset, attempts)
+        if transient(exc):
+            if not self._outage:  # one line when an outage begins, one when records apply again
+                log.warning("%s failed for the infrastructure (%s); retrying with backoff", where, failure)
+            self._outage.add(tp)
+            return False
+        if attempts >= self._max_attempts:
+            log.error("%s failed %d times (%s); dead-lettering it", where, attempts, failure, exc_info=exc)
+            reason = f"{failure}, {attempts} attempts"
+            return await self._dead_letter(tp, record, dlq.RETRIES_EXHAUSTED, reason, attempts, event_id)
+        log.warning("%s failed (%s, attempt %d of %d); retrying", where, failure, attempts, self._max_attempts)
+        return False
+
+    async def _dead_letter(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        reason_class: str,
+        reason: str,
+        attempts: int,
+        event_id: UUID | None,
+    ) -> bool:
+        try:
+            await dlq.dead_letter(
+                self._producer, record, reason_class=reason_class, reason=reason, attempts=attempts, event_id=event_id
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:  # the broker is away: not the record's fault, wait
+            log.warning("%s: could not dead-letter it (%s); retrying", _where(record), type(exc).__name__)
+            self._retries[tp] = _Retry(record.offset, max(attempts, 1))
+            return False
+        log.warning("dead-lettered %s (%s: %s)", _where(record), reason_class, reason)
+        self._retries.pop(tp, None)
+        self._outage.discard(tp)
+        return True
+
+    def _park(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Keep ``records`` until the backoff of the first is over; fetch nothing more from ``tp`` meanwhile."""
+        if tp not in self._consumer.assignment():
+            return  # revoked meanwhile: its new owner starts from the committed offset
+        attempts = self._retries[tp].attempts
+        delay = min(self._retry_delay * 2 ** (attempts - 1), self._max_retry_delay) * random.uniform(0.8, 1.0)  # noqa: S311  # jitter
+        self._parked[tp] = _Parked(records, asyncio.get_running_loop().time() + delay)
+        self._consumer.pause(tp)
 
 
-async def _dead_letter(record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, reason: str) -> None:
-    reason = reason[:4000]
-    log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-    await producer.send_and_wait(
-        dlq(record.topic), record.value, key=record.key, headers=[("kefu-dlq-reason", reason.encode())]
-    )
+def _where(record: ConsumerRecord[bytes, bytes]) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
