@@ -170,8 +170,7 @@ def test_form_decoding() -> None:
 
 @given(st.lists(st.tuples(st.text(min_size=1), st.text()), max_size=20))
 def test_form_bodies_round_trip(pairs: list[tuple[str, str]]) -> None:
-    pairs = [(n, v) for n, v in pairs if "\x00" not in n + v]
-    assert parse_form(urlencode(pairs)) == pairs
+    assert parse_form(urlencode(pairs)) == pairs  # NUL too: the contact event, not the form parser, stores it safely
 
 
 @pytest.mark.parametrize(
@@ -181,7 +180,6 @@ def test_form_bodies_round_trip(pairs: list[tuple[str, str]]) -> None:
         ("CallSid=CA%4", "invalid percent-encoding"),
         ("CallSid=%", "invalid percent-encoding"),
         ("CallerName=%FF%FE", "not valid UTF-8"),
-        ("CallerName=a%00b", "NUL"),
         ("&".join(f"f{i}=1" for i in range(300)), "more than 256 form fields"),
     ],
 )

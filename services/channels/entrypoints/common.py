@@ -1,13 +1,18 @@
-"""What every webhook endpoint does the same way: bounded body reads, UTF-8, metrics, the 2xx."""
+"""What every webhook endpoint does the same way: bounded body reads, UTF-8, JSON, metrics, the 2xx."""
+
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts import ContactEvent
-from services.channels.exceptions import BodyTooLarge, MalformedBody, UnsupportedMedia
+from contracts.text import validate_json
+from services.channels.exceptions import BodyTooLarge, InvalidPayload, MalformedBody, UnsupportedMedia
 from services.channels.runtime import Channels
+
+M = TypeVar("M", bound=BaseModel)
 
 WEBHOOKS = Counter("kefu_channels_webhooks_total", "Webhooks accepted and published", ["channel"])
 
@@ -33,6 +38,21 @@ def decode_utf8(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def parse_json(model: type[M], text: str) -> M:
+    """``text`` as ``model``: a 400 if it is not JSON, a 422 naming every invalid field.
+
+    A lone surrogate escaped in the JSON (``"\\ud83d"``, half an emoji) is accepted and becomes U+FFFD
+    (``contracts.text``), like a NUL: text the database cannot store never makes a message undeliverable.
+    """
+    try:
+        return validate_json(model, text)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise MalformedBody(f"body is not JSON: {errors[0]['msg']}") from exc
+        raise InvalidPayload(describe(exc)) from exc
 
 
 def media_type(request: Request) -> str:

@@ -24,8 +24,15 @@ from services.channels.domain.douyin import (
     private_message,
     to_contact_event,
 )
-from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
-from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, UnknownAccount
+from services.channels.entrypoints.common import (
+    decode_utf8,
+    describe,
+    parse_json,
+    publish,
+    read_body,
+    require_media_type,
+)
+from services.channels.exceptions import BadSignature, InvalidPayload, UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -74,7 +81,7 @@ async def douyin(app_id: str, request: Request, channels: Annotated[Channels, De
     require_media_type(request, "application/json")
     body = await read_body(request, channels.settings.max_body_bytes)
     endpoint.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
-    webhook = parse(decode_utf8(body))
+    webhook = parse_json(DouyinWebhook, decode_utf8(body))
     if webhook.client_key and webhook.client_key != endpoint.client_key:
         raise BadSignature(f"client_key is not the one of Douyin app {app_id!r}")
     try:
@@ -91,14 +98,3 @@ async def douyin(app_id: str, request: Request, channels: Annotated[Channels, De
     event = to_contact_event(app_id, dedup, webhook, message, datetime.now(UTC))
     await publish(channels, event)
     return JSONResponse({"status": "accepted", "event_id": str(event.event_id)})
-
-
-def parse(text: str) -> DouyinWebhook:
-    """The envelope of a webhook body: 400 if it is not JSON, 422 if it is not a Douyin event."""
-    try:
-        return DouyinWebhook.model_validate_json(text)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise MalformedBody(f"body is not JSON: {errors[0]['msg']}") from exc
-        raise InvalidPayload(describe(exc)) from exc

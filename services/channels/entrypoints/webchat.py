@@ -5,12 +5,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from services.channels.adapters.signatures import StandardWebhookVerifier
 from services.channels.domain.webchat import WebchatWebhook, to_contact_event
-from services.channels.entrypoints.common import accepted, decode_utf8, describe, publish, read_body, require_media_type
-from services.channels.exceptions import InvalidPayload, MalformedBody, UnknownAccount
+from services.channels.entrypoints.common import (
+    accepted,
+    decode_utf8,
+    parse_json,
+    publish,
+    read_body,
+    require_media_type,
+)
+from services.channels.exceptions import UnknownAccount
 from services.channels.runtime import Channels, channels_of
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -45,13 +51,7 @@ async def webchat(site_id: str, request: Request, channels: Annotated[Channels, 
     require_media_type(request, "application/json")
     text = decode_utf8(await read_body(request, channels.settings.max_body_bytes))
     webhook_id = verifier.verify(text, request.headers)
-    try:
-        body = WebchatWebhook.model_validate_json(text)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise MalformedBody(f"body is not JSON: {errors[0]['msg']}") from exc
-        raise InvalidPayload(describe(exc)) from exc
+    body = parse_json(WebchatWebhook, text)
     event = to_contact_event(site_id, webhook_id, body, datetime.now(UTC))
     await publish(channels, event)
     return accepted(event)
