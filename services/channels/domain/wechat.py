@@ -7,8 +7,9 @@ a doorbell (``kf_msg_or_event``) and the messages are pulled with ``kf/sync_msg`
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Self
 from xml.etree.ElementTree import ParseError
 
@@ -17,7 +18,8 @@ from defusedxml.common import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
+from contracts.text import REPLACEMENT
+from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
 from services.channels.exceptions import InvalidPayload, MalformedBody
 
 MAX_TEXT = 65536
@@ -109,13 +111,19 @@ class WecomKfAccount(BaseModel):
 # --- the callback XML ---------------------------------------------------------------------------
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def parse_xml(text: str) -> dict[str, str]:
     """The child elements of a callback's ``<xml>`` root, by tag (first wins).
 
     Parsed by defusedxml with DTDs, entities and external references forbidden: a DOCTYPE is a
     ``MalformedBody`` (no XXE, no billion laughs); so is XML that does not parse. Another root is an
-    ``InvalidPayload``.
+    ``InvalidPayload``. A character XML 1.0 cannot hold (NUL, another C0 control: a follower can type one, and it
+    cannot be escaped) becomes U+FFFD instead of making the whole message unreadable.
     """
+    if _NOT_XML.search(text) is not None:
+        text = _NOT_XML.sub(REPLACEMENT, text)
     try:
         root = SafeElementTree.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
@@ -141,9 +149,10 @@ def _required(fields: Mapping[str, str], name: str) -> str:
 
 
 def _unix_time(value: str, name: str) -> datetime:
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
+    moment = unix_time(int(value)) if value.isascii() and value.isdigit() and len(value) <= 12 else None
+    if moment is None:
         raise InvalidPayload(f"<{name}> is not a Unix time")
-    return datetime.fromtimestamp(int(value), UTC)
+    return moment
 
 
 def _lines(*parts: str | None) -> str:
@@ -189,6 +198,7 @@ def official_account_event(
         dedup = fields.get("MsgId", "").strip() or f"{openid}:{created}:{msg_type}"
         message, metadata = _official_account_message(msg_type, fields)
         metadata = {"msg_type": msg_type, **metadata}
+    openid = customer_id(Channel.WECHAT, openid, "<FromUserName>")
     return ContactEvent(
         event_id=event_id(Channel.WECHAT, account.id, dedup),
         channel=Channel.WECHAT,
@@ -324,15 +334,16 @@ def kf_contact_event(account_id: str, message: KfMessage, received_at: datetime)
         return None
     if not message.open_kfid or not message.external_userid:
         raise InvalidPayload(f"message {message.msgid} has no open_kfid or external_userid")
+    customer = customer_id(Channel.WECHAT, message.external_userid, f"message {message.msgid}: external_userid")
     content, extra = _kf_content(message)
-    occurred_at = datetime.fromtimestamp(message.send_time, UTC) if message.send_time > 0 else received_at
+    occurred_at = (unix_time(message.send_time) if message.send_time > 0 else None) or received_at
     return ContactEvent(
         event_id=event_id(Channel.WECHAT, account_id, message.msgid),
         channel=Channel.WECHAT,
         account_id=account_id,
-        conversation_key=conversation_key(Channel.WECHAT, account_id, f"{message.open_kfid}:{message.external_userid}"),
+        conversation_key=conversation_key(Channel.WECHAT, account_id, f"{message.open_kfid}:{customer}"),
         dedup_key=message.msgid,
-        customer=Customer(platform_id=message.external_userid),
+        customer=Customer(platform_id=customer),
         message=content,
         occurred_at=occurred_at,
         received_at=received_at,
