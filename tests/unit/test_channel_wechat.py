@@ -329,8 +329,8 @@ def test_oa_incomplete_messages_are_invalid(fields: dict[str, str], problem: str
         official_account_event(OA, fields, NOW)
 
 
-def test_oa_message_with_an_overlong_openid_is_a_validation_error() -> None:
-    with pytest.raises(ValidationError):
+def test_oa_message_with_an_overlong_openid_is_invalid() -> None:
+    with pytest.raises(InvalidPayload, match="FromUserName"):
         official_account_event(OA, oa_fields("text", FromUserName="o" * 300, MsgId="7"), NOW)
 
 
