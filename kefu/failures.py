@@ -7,7 +7,8 @@
     │   deadlock, 53 resources, 57 operator intervention, 58 system; a connection invalidated; a driver error
     │   without SQLSTATE). Retried with backoff for as long as it lasts: the record is not at fault.
     ├── permanent: the record's (SQLSTATE 22 data exception, 23 integrity violation, a pydantic ValidationError,
-    │   a UnicodeError). Retrying changes nothing: dead-lettered at once.
+    │   a UnicodeError). Retrying changes nothing: dead-lettered at once (an integrity violation after a second
+    │   attempt, in case a concurrent writer won a race: see ``PERMANENT_ATTEMPTS``).
     └── anything else (a bug, a refusal of the handler's own): retried a few times, then dead-lettered.
 
 ``summary`` names a failure for a dead-letter header and a log line by its class and SQLSTATE only: exception
@@ -20,6 +21,9 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 PERMANENT_SQLSTATE_CLASSES = {"22": "data_error", "23": "integrity_error"}
+PERMANENT_ATTEMPTS = {"integrity_error": 2}
+"""Attempts a permanent failure gets (1 when not named): a unique key already taken may be a concurrent writer's
+check-then-insert race (two routers resolving one customer), which the second attempt finds committed."""
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.text import validate_json
 from kefu import broker_watch, dlq
-from kefu.failures import permanent, summary, transient
+from kefu.failures import PERMANENT_ATTEMPTS, permanent, summary, transient
 from kefu.logs import fields_of, log_context
 
 __all__ = ["consume", "create_consumer", "create_producer", "ensure_topics", "transient"]
@@ -221,9 +221,12 @@ class _Loop:
     ) -> bool:
         where, failure = _where(record), summary(exc)
         reason_class = permanent(exc)
-        if reason_class is not None:  # retrying would fail the same way
+        if reason_class is not None and attempts >= PERMANENT_ATTEMPTS.get(reason_class, 1):
             return await self._dead_letter(tp, record, reason_class, failure, attempts, event_id)
         self._retries[tp] = _Retry(record.offset, attempts)
+        if reason_class is not None:
+            log.warning("%s failed (%s); one more attempt, then dead-lettered", where, failure)
+            return False
         if transient(exc):
             if not self._outage:  # one line when an outage begins, one when records apply again
                 log.warning("%s failed for the infrastructure (%s); retrying with backoff", where, failure)
