@@ -28,6 +28,7 @@ from contracts.topics import dlq
 from kefu import db, kafka
 from kefu.demo import signed_request
 from kefu.embedded import EmbeddedKafka
+from kefu.logs import bind
 from services.channels.config import ChannelsSettings
 from services.channels.entrypoints.app import create_app as channels_app
 from services.escalation.config import EscalationSettings
@@ -174,6 +175,7 @@ async def a_database_error(database_url: str, broker: EmbeddedKafka, topic: str)
         await conn.execute(insert(customers).values(id=uuid.uuid4(), **row))
 
     async def handler(event: ContactEvent) -> None:
+        bind(contact_id=event.event_id)  # as the router's and the escalation service's handlers do
         try:
             async with engine.begin() as conn:
                 await conn.execute(insert(customers).values(id=event.event_id, **row))
@@ -288,6 +290,6 @@ async def test_a_full_scenario_logs_no_secret_and_no_personal_data(
     assert any(f"POST {receiver.url} " in line["message"] for line in logged if line["logger"] == "httpx")
     # what the consumer loop says of the failing record carries the record's id
     failing = [line for line in logged if line["logger"] == "kefu.kafka" and f"{topic}[0]@0" in line["message"]]
-    assert failing and all("event_id" in line for line in failing)
+    assert failing and all("event_id" in line and "contact_id" in line for line in failing)
     # the database error was logged, with its whole chain: what the search above went through
     assert any("UniqueViolationError" in line.get("exc_info", "") for line in failing)
