@@ -2,13 +2,12 @@
 
 Every failure (network, HTTP status, not JSON, errcode != 0) is a ``PlatformUnavailable`` (503), so
 the doorbell is answered with an error and WeCom retries it. Access tokens and the corp secret
-travel in query strings: they are never put in an error, and ``httpx``'s request log lines are
-redacted.
+travel in query strings: they are never put in an error, and every log line loses URL query strings
+(``kefu.logs``), httpx's request lines included.
 """
 
 import asyncio
 import logging
-import re
 import time
 from typing import Any
 
@@ -24,29 +23,6 @@ TOKEN_EXPIRED = frozenset({40014, 42001})
 """errcodes of an invalid or expired access token: fetch a new one and retry once."""
 
 SYNC_LIMIT = 1000
-
-
-class _RedactSecrets(logging.Filter):
-    """Masks ``access_token=`` and ``corpsecret=`` values in httpx's request log lines."""
-
-    PATTERN = re.compile(r"\b(access_token|corpsecret)=[^&\s\"']*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(
-                self.PATTERN.sub(r"\1=***", str(a)) if isinstance(a, httpx.URL | str) else a for a in record.args
-            )
-        return True
-
-
-REDACT_SECRETS = _RedactSecrets()
-
-
-def redact_httpx_logs() -> None:
-    """Install the redaction on the ``httpx`` logger (once)."""
-    logger = logging.getLogger("httpx")
-    if REDACT_SECRETS not in logger.filters:
-        logger.addFilter(REDACT_SECRETS)
 
 
 class WecomKfApi:

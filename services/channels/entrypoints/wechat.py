@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from contracts import ContactEvent
 from services.channels.adapters.store import load_cursor, save_cursor
 from services.channels.adapters.wechat_crypto import WechatCrypto, check_timestamp, signature_matches
-from services.channels.adapters.wechat_kf import WecomKfApi, redact_httpx_logs
+from services.channels.adapters.wechat_kf import WecomKfApi
 from services.channels.domain.wechat import (
     KF_DOORBELL,
     KfMessage,
@@ -68,7 +68,6 @@ class WechatAdapters:
 
 def setup(channels: Channels) -> WechatAdapters:
     """Tokens and ciphers of every Official Account; ciphers and API clients of every WeCom corp."""
-    redact_httpx_logs()
     official = {}
     for account in channels.config.wechat:
         token = account.token.get_secret_value()
