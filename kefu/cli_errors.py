@@ -8,8 +8,9 @@ each with a hint; anything else is one line naming the error, with ``KEFU_DEBUG=
 import httpx
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from kefu.failures import sqlstate
 from kefu.outage import describe, unavailable
 from kefu.startup import PortInUse
 
@@ -43,7 +44,7 @@ def explain(exc: BaseException, command: str) -> str:
 
 def _database(exc: SQLAlchemyError) -> str:
     where = _database_url()
-    code = str(getattr(exc.orig, "sqlstate", "") or "") if isinstance(exc, DBAPIError) else ""
+    code = sqlstate(exc) or ""
     if code == "3D000":
         return f"the database {where} does not exist: create it, then run `kefu migrate`"
     if code == "42P01":

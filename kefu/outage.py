@@ -25,6 +25,8 @@ from sqlalchemy import exc as sa
 from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kefu.failures import sqlstate
+
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -76,8 +78,8 @@ def unavailable(exc: BaseException) -> str | None:
     if isinstance(exc, sa.TimeoutError):
         return "database"
     if isinstance(exc, sa.DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None)
-        if exc.connection_invalidated or (code is not None and str(code)[:2] in _UNREACHABLE):
+        code = sqlstate(exc)
+        if exc.connection_invalidated or (code is not None and code[:2] in _UNREACHABLE):
             return "database"
         return "database" if code is None and isinstance(exc, sa.OperationalError) else None
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable):
