@@ -46,6 +46,17 @@ HUGE_UNITS = ["好", "\U0001f4a9", "\u202e\u0301", "\x00"]
 NASTY = ["\x00", *BIDI, "\ufeff", "\u200b", "\u0301", "\r\n", "\x1b[31m", "你好", "\U0001f4a9", "\ufffd", "\x7f"]
 
 
+def storable(value: Any) -> bool:
+    """Whether PostgreSQL can store every string in a JSON value: no NUL, no lone surrogate half."""
+    if isinstance(value, str):
+        return "\x00" not in value and not any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return all(storable(k) and storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(storable(item) for item in value)
+    return True
+
+
 def hostile_text(*, surrogates: bool = False, max_size: int = 80) -> st.SearchStrategy[str]:
     """Text an attacker would send: NUL, bidi overrides, control and combining characters, emoji, and one time in
     five a huge run of multi-byte characters (up to 60,000 code points, about 240 kB of UTF-8); lone surrogates
