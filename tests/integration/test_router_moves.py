@@ -84,7 +84,7 @@ async def test_an_agent_transfers_to_a_group_queue_and_the_engineer_completes_wi
         assignment = await _assigned_to_alice(client, broker, "t1")
         url = f"/v1/assignments/{assignment['assignment_id']}/transfer"
         for body, headers, status in [
-            ({"queue_id": "technical"}, BOB, 403),  # not Bob's
+            ({"queue_id": "technical"}, BOB, 404),  # not Bob's: to him it does not exist
             ({"queue_id": "nowhere"}, ALICE, 404),
             ({}, ALICE, 422),
             ({"queue_id": "technical", "colour": "red"}, ALICE, 422),
