@@ -226,7 +226,16 @@ def main(args: argparse.Namespace) -> int:
     from kefu.settings import ServiceSettings
 
     bootstrap = args.bootstrap or ServiceSettings().kafka_bootstrap
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker away is said once, below
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)  # a broker away is said once, below
+    try:
+        return _run(args, bootstrap)
+    finally:
+        aiokafka_log.setLevel(level)  # run in process (tests, embedding): leave logging as it was
+
+
+def _run(args: argparse.Namespace, bootstrap: str) -> int:
     topics = dlq_topics(args.topic)
     if args.dlq_command == "replay" and not (args.offset or args.event_id or args.all):
         print("kefu dlq replay: choose records with --offset, --event-id or --all", file=sys.stderr)
