@@ -60,11 +60,7 @@ class _Phase(enum.Enum):
 def bounded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
     """The protocol class to hand to ``uvicorn.Config(http=...)``, enforcing ``limits``."""
 
-    class Protocol(BoundedHttpProtocol):
-        pass
-
-    Protocol.limits = limits
-    return Protocol
+    return type("Protocol", (BoundedHttpProtocol,), {"limits": limits})
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):

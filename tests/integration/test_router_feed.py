@@ -65,8 +65,9 @@ class Desktop:
 
     async def event(self, *, timeout: float = 10.0) -> Sse:
         """The next event, skipping heartbeats."""
-        while (item := await self.next(timeout=timeout)).comment is not None:
-            pass
+        item = await self.next(timeout=timeout)
+        while item.comment is not None:  # a heartbeat
+            item = await self.next(timeout=timeout)
         return item
 
     async def until(self, name: str) -> list[Sse]:
