@@ -25,6 +25,7 @@ test: lint typecheck  ## ruff, mypy --strict, then every test (unit, integration
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy .

@@ -20,9 +20,10 @@ import httpx
 
 from bench.requests import SignedRequest, all_requests
 from contracts import ALL_TOPICS
-from kefu import kafka, migrate
-from kefu.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, wait_for_port
+from kefu import kafka
 from kefu.settings import EXAMPLE_CONFIG
+from tools import migrate
+from tools.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, wait_for_port
 
 
 @dataclass
@@ -101,7 +102,7 @@ def main() -> int:
         }
         uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log", "--loop", "uvloop"]
         bare = _serve([*uvicorn, "--http", "httptools", "--port", str(bare_port), "bench.bare:app"], env, bare_port)
-        service = _serve([sys.executable, "-m", "kefu.cli", "channels"], env, service_port)
+        service = _serve([sys.executable, "-m", "tools.cli", "channels"], env, service_port)
         try:
             requests = all_requests(EXAMPLE_CONFIG)
             # the ceilings always take the web chat request: the reference route checks Standard Webhooks

@@ -32,13 +32,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
-from kefu import db, migrate
+from kefu import db
 from kefu.config_file import load_section
-from kefu.embedded import EmbeddedPostgres
 from services.escalation.adapters.timers import TimerRunner, TimerStore
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import Escalator
+from tools import migrate
+from tools.embedded import EmbeddedPostgres
 
 TEXTS = ["你好，订单什么时候发货", "冰箱不制冷了", "can I change the address?", "好的谢谢", "还没有人回复吗"]
 CRISIS = "再不处理我就找记者曝光"

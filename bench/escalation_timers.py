@@ -26,9 +26,10 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kefu import db, migrate
-from kefu.embedded import EmbeddedPostgres
+from kefu import db
 from services.escalation.adapters.timers import Timer, TimerRunner, TimerStore
+from tools import migrate
+from tools.embedded import EmbeddedPostgres
 
 BULK = text(
     """

@@ -8,11 +8,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from kefu.config_file import load_section
-from kefu.demo import signed_request
 from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
 from services.channels.adapters.phone_twilio import compute_signature
 from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
 from services.channels.domain.accounts import ChannelsConfig
+from tools.demo import signed_request
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]  # no stubs; the baseline talks to it directly
 
 from contracts import Channel
-from kefu.embedded import EmbeddedPostgres
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
     Assigned,
@@ -42,6 +41,7 @@ from services.router.domain.decisions import (
     PresenceRequested,
 )
 from services.router.domain.model import Agent, ContactRef, Presence, Queue, RoutingState, WaitingContact
+from tools.embedded import EmbeddedPostgres
 
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
 CHANNELS = [Channel.PHONE, Channel.WEBCHAT, Channel.EMAIL, Channel.WECHAT]

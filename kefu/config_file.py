@@ -178,3 +178,21 @@ def _duplicate_keys(root: yaml.Node | None, loc: Loc) -> list[Loc]:
         elif isinstance(current, yaml.SequenceNode):
             stack += [(item, (*at, i)) for i, item in enumerate(current.value)]
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The errors and warnings of a set of configuration files, and each section that is valid."""
+
+    errors: list[str]
+    warnings: list[str]
+    sections: dict[str, BaseModel]
+
+    def section(self, name: str, model: type[M]) -> M:
+        """The validated section ``name``; its defaults when no file has it (no ``auth`` section: no tokens)."""
+        found = self.sections.get(name)
+        if found is None:
+            return model.model_validate({})
+        if not isinstance(found, model):
+            raise TypeError(f"section {name!r} is a {type(found).__name__}, not a {model.__name__}")
+        return found

@@ -13,7 +13,7 @@ from kefu.logs import logging_config
 
 @contextlib.contextmanager
 def service_logs(*, json_lines: bool = True, level: str = "INFO") -> Iterator[io.StringIO]:
-    """Configure logging exactly as ``kefu.serve`` does, writing into the buffer yielded; then put back what was."""
+    """Configure logging exactly as ``tools.serve`` does, writing into the buffer yielded; then put back what was."""
     config = logging_config(level=level, json=json_lines)
     buffer = io.StringIO()
     config["handlers"]["stderr"]["stream"] = buffer

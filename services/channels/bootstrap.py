@@ -9,8 +9,7 @@ from types import ModuleType
 
 import httpx
 
-from kefu import config_check, db
-from kefu.config_check import Report
+from kefu import db
 from services.channels.adapters.publisher import ContactPublisher
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
@@ -35,15 +34,9 @@ def largest_body(settings: ChannelsSettings, config: ChannelsConfig) -> int:
     return max([settings.max_body_bytes, *(inbox.max_body_bytes or 0 for inbox in config.email)])
 
 
-def load_config(settings: ChannelsSettings, *, log_warnings: bool = True) -> Report:
-    """The configuration file, checked as ``kefu config validate`` checks it; ConfigError lists every error."""
-    return config_check.at_start([settings.config_path], required=["channels"], log=log if log_warnings else None)
-
-
 @contextlib.asynccontextmanager
-async def running(settings: ChannelsSettings) -> AsyncIterator[Channels]:
-    """Start the publisher, the database engine and the HTTP client; stop them on exit."""
-    config = load_config(settings).section("channels", ChannelsConfig)
+async def running(settings: ChannelsSettings, config: ChannelsConfig) -> AsyncIterator[Channels]:
+    """Start the publisher, the database engine and the HTTP client for the checked ``config``; stop them on exit."""
     engine = db.create_engine(settings.database_url, pool_size=5)
     publisher = ContactPublisher(settings.kafka_bootstrap, timeout=settings.publish_timeout_seconds)
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:

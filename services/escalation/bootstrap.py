@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent
-from kefu import config_check, db, kafka
+from kefu import db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
-from kefu.config_check import Report, group_members
+from kefu.config_file import Report
 from kefu.outbox import OutboxRelay
 from kefu.tokens import TokenStore
 from services.escalation.access import CaseAccess
@@ -41,16 +41,6 @@ class Escalation:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def load_config(settings: EscalationSettings, *, log_warnings: bool = True) -> Report:
-    """The policy checked with the configuration file, as ``kefu config validate`` checks them together.
-
-    The targets are checked here against the routing section of the configuration file (this service sends the
-    commands that name them; the router need not know the policy). ConfigError lists every error.
-    """
-    paths = [settings.config_path, settings.policy_path]
-    return config_check.at_start(paths, required=["escalation"], log=log if log_warnings else None)
-
-
 def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
     """Each webhook's signing secret from the environment variable it names; one without is dead-lettered."""
     secrets: dict[str, str] = {}
@@ -67,9 +57,14 @@ def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
-    """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit."""
-    checked = load_config(settings)
+async def running(
+    settings: EscalationSettings, checked: Report, groups: Mapping[str, frozenset[str]]
+) -> AsyncIterator[Escalation]:
+    """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit.
+
+    ``checked`` is the configuration with the policy, checked against the routing section (``tools.compose``);
+    ``groups`` is each router group's agents, who may act on the cases escalated to their group.
+    """
     policy = checked.section("escalation", EscalationPolicy)
     engine = db.create_engine(settings.database_url)
     tokens = TokenRegistry(checked.section("auth", AuthConfig), stored=TokenStore(engine).find)
@@ -103,7 +98,7 @@ async def running(settings: EscalationSettings) -> AsyncIterator[Escalation]:
             runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
     escalator = Escalator(engine, policy, TimerStore(engine), committed=committed)
-    access = CaseAccess(policy, group_members(checked))
+    access = CaseAccess(policy, groups)
     escalation = Escalation(settings, engine, producer, tokens, relay, escalator, access)
     contacts, routing = consumers
     try:

@@ -13,10 +13,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, RoutingCommand
-from kefu import config_check, db, kafka
+from kefu import db, kafka
 from kefu.auth import AuthConfig, TokenRegistry
-from kefu.config_check import Report
-from kefu.config_file import ConfigError
+from kefu.config_file import ConfigError, Report
 from kefu.outage import log_retry
 from kefu.outbox import OutboxRelay
 from kefu.tokens import TokenStore
@@ -43,15 +42,10 @@ class Router:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def load_config(settings: RouterSettings, *, log_warnings: bool = True) -> Report:
-    """The configuration file, checked as ``kefu config validate`` checks it; ConfigError lists every error."""
-    return config_check.at_start([settings.config_path], required=["routing"], log=log if log_warnings else None)
-
-
 @contextlib.asynccontextmanager
-async def running(settings: RouterSettings) -> AsyncIterator[Router]:
-    """Start the router's resources and background loops; stop them all on exit."""
-    checked = load_config(settings)
+async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Router]:
+    """Start the router's resources and background loops for the ``checked`` configuration (its routing and auth
+    sections); stop them all on exit."""
     try:
         config_text = settings.config_path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -24,9 +24,9 @@ import httpx
 import psutil
 import pytest
 
-from kefu.demo import CRISIS_DEMO, signed_request
-from kefu.embedded import free_port
 from services.escalation.config import EXAMPLE_POLICY
+from tools.demo import CRISIS_DEMO, signed_request
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         [
             sys.executable,
             "-m",
-            "kefu.cli",
+            "tools.cli",
             "dev",
             "--data-dir",
             str(tmp_path_factory.mktemp("kefu")),

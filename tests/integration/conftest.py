@@ -12,8 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ALL_TOPICS
-from kefu import kafka, migrate
-from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
+from kefu import kafka
+from tools import migrate
+from tools.embedded import EmbeddedKafka, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")

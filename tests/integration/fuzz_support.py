@@ -26,8 +26,6 @@ from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from kefu.config_file import load_section
-from kefu.demo import signed_request
-from kefu.embedded import free_port
 from kefu.settings import EXAMPLE_CONFIG
 from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
 from services.channels.adapters.phone_twilio import compute_signature
@@ -35,9 +33,11 @@ from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signatur
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
 from services.channels.domain.phone import normalize_number
-from services.channels.entrypoints.app import create_app
 from tests.integration.support import server_in_thread
 from tests.integration.test_channel_wechat import KF_SECRET, FakeWecom
+from tools.assemble import channels_app as create_app
+from tools.demo import signed_request
+from tools.embedded import free_port
 
 # --- hostile text ---------------------------------------------------------------------------------
 

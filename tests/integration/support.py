@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY
 
 from contracts import CONTACTS, Channel, ContactEvent, Customer, Message
 from kefu import kafka
-from kefu.embedded import EmbeddedKafka
-from kefu.serve import server_config
 from kefu.settings import ServiceSettings
 from services.router.config import RouterSettings
+from tools.embedded import EmbeddedKafka
+from tools.serve import server_config
 
 T = TypeVar("T")
 
@@ -137,7 +137,7 @@ def server_in_thread(
     name: str = "test-server",
     settings: ServiceSettings | None = None,
 ) -> Iterator[str]:
-    """Serve ``app`` as the services are served (``kefu.serve``: bounded requests) on ``127.0.0.1:port`` in a
+    """Serve ``app`` as the services are served (``tools.serve``: bounded requests) on ``127.0.0.1:port`` in a
     thread (a real HTTP peer); yield its base URL. ``settings`` sets the request limits and timeouts."""
     settings = (settings or ServiceSettings()).model_copy(update={"host": "127.0.0.1", "port": port})
     config = server_config(

@@ -20,12 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import RoutingEventType
-from kefu.embedded import EmbeddedKafka, free_port
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app as escalation_app
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, server_in_thread
+from tools.assemble import escalation_app, router_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

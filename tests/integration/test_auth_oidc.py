@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kefu.auth import AuthConfig, Caller, OidcConfig, TokenRegistry
-from kefu.embedded import EmbeddedKafka, free_port
 from kefu.ops import install_error_handlers
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration.support import router_settings, server_in_thread, serving
+from tools.assemble import router_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from contracts import CONTACTS, Channel, ContactEvent
-from kefu.embedded import EmbeddedKafka
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app
 from tests.integration.support import assert_refused_then_still_serving, read_topic, serving
+from tools.assemble import channels_app as create_app
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

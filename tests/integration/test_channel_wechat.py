@@ -18,12 +18,12 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent
-from kefu.embedded import EmbeddedKafka, free_port
 from services.channels.adapters.store import load_cursor
 from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app
 from tests.integration.support import read_topic, server_in_thread, serving
+from tools.assemble import channels_app as create_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

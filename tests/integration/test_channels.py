@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 
 from contracts import CONTACTS, ContactEvent
-from kefu.demo import signed_request
-from kefu.embedded import EmbeddedKafka
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app
 from tests.integration.conftest import SITE_SECRET
 from tests.integration.support import (
     assert_refused_then_still_serving,
@@ -18,6 +15,9 @@ from tests.integration.support import (
     serving,
     webchat_body,
 )
+from tools.assemble import channels_app as create_app
+from tools.demo import signed_request
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

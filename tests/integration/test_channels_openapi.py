@@ -25,12 +25,12 @@ from schemathesis import Case
 from schemathesis.core.transport import Response
 
 from contracts import CONTACTS, ContactEvent
-from kefu.embedded import EmbeddedKafka
 from services.channels.domain.douyin import DouyinWebhook, PrivateMessage
 from services.channels.domain.phone import TwilioCall
 from services.channels.domain.webchat import WebchatWebhook
 from tests.integration import fuzz_support as fz
 from tests.integration.support import read_topic
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

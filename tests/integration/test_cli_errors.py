@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kefu.embedded import EmbeddedPostgres, free_port
+from tools.embedded import EmbeddedPostgres, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def _kefu(*args: str, **env: str) -> "subprocess.CompletedProcess[str]":
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
     return subprocess.run(
-        [sys.executable, "-m", "kefu.cli", *args],
+        [sys.executable, "-m", "tools.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent, dlq
 from kefu import kafka
-from kefu.embedded import EmbeddedKafka
 from tests.integration.support import contact_event, eventually, publish, publish_contacts, read_topic
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

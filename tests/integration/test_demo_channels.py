@@ -5,14 +5,14 @@ import pytest
 
 from contracts import CONTACTS, Channel, ContactEvent
 from kefu.config_file import load_section
-from kefu.demo import CHANNELS
-from kefu.demo_channels import NoAccount
-from kefu.embedded import EmbeddedKafka
 from kefu.settings import EXAMPLE_CONFIG
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints.app import create_app
 from tests.integration.support import read_topic, serving
+from tools.assemble import channels_app as create_app
+from tools.demo import CHANNELS
+from tools.demo_channels import NoAccount
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from contracts import CONTACTS, ContactEvent, Message
-from kefu import cli
-from kefu.embedded import EmbeddedKafka
 from tests.integration.support import contact_event, eventually, publish_contacts, read_topic
 from tests.integration.test_consume import consuming
+from tools import cli
+from tools.embedded import EmbeddedKafka
 
 
 async def kefu(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -17,11 +17,11 @@ from contracts import (
     RoutingEventType,
 )
 from kefu import kafka
-from kefu.embedded import EmbeddedKafka
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app
 from tests.integration.conftest import ALICE_TOKEN, SUPERVISOR_TOKEN
 from tests.integration.support import eventually, read_topic, serving
+from tools.assemble import escalation_app as create_app
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -29,13 +29,13 @@ from contracts import (
     RoutingEventType,
 )
 from kefu import db, kafka
-from kefu.embedded import EmbeddedKafka, free_port
 from services.escalation.adapters.orm import timers
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app
 from tests.integration.conftest import SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, read_topic, server_in_thread, serving
 from tests.integration.test_escalation_notifier import SECRET, Received, Receiver
+from tools.assemble import escalation_app as create_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from kefu import db
-from kefu.embedded import free_port
 from services.escalation.adapters.notifier import Notifier, enqueue
 from services.escalation.adapters.orm import notifications
 from tests.integration.support import eventually, server_in_thread
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 import schemathesis
 
-from kefu.embedded import EmbeddedKafka, free_port
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app
 from tests.integration import fuzz_support as fz
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
 from tests.integration.support import server_in_thread
+from tools.assemble import escalation_app as create_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

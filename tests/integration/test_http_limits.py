@@ -15,16 +15,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi import FastAPI, Request
 
-from kefu.embedded import free_port
 from kefu.ops import install_error_handlers
 from kefu.settings import ServiceSettings
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app as channels_app
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app as escalation_app
 from services.router.config import RouterSettings
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration.support import server_in_thread
+from tools.assemble import channels_app, escalation_app, router_app
+from tools.embedded import free_port
 
 MB = 1024 * 1024
 TIMEOUT = 1.0  # the head and body deadlines of the small servers below

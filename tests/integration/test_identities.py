@@ -16,16 +16,16 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ContactEvent
-from kefu.embedded import EmbeddedKafka
-from kefu.migrate import alembic_config
 from services.channels.domain.email import EmailInbox, MimeLimits, parse_mime
 from services.channels.domain.email import to_contact_event as email_event
 from services.channels.domain.phone import TwilioCall, incoming_call
 from services.channels.domain.wechat import WechatAccount, official_account_event
 from services.router.adapters.orm import contacts, customer_identities, customers
-from services.router.entrypoints.app import create_app
 from tests.integration.conftest import CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, serving
+from tools.assemble import router_app as create_app
+from tools.embedded import EmbeddedKafka
+from tools.migrate import alembic_config
 
 pytestmark = pytest.mark.integration
 

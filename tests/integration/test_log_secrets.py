@@ -26,16 +26,11 @@ from sqlalchemy.exc import DBAPIError
 from contracts import ROUTING_EVENTS, ContactEvent, RoutingEvent
 from contracts.topics import dlq
 from kefu import db, kafka
-from kefu.demo import signed_request
-from kefu.embedded import EmbeddedKafka
 from kefu.logs import bind
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app as channels_app
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app as escalation_app
 from services.router.adapters.orm import customers
 from services.router.config import RouterSettings
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration import test_channel_wechat, test_escalation_notifier
 from tests.integration.support import contact_event, eventually, read_topic, serving
 from tests.integration.test_channel_wechat import (
@@ -55,6 +50,9 @@ from tests.integration.test_channel_wechat import (
 )
 from tests.integration.test_escalation_notifier import Receiver
 from tests.logcapture import lines, service_logs
+from tools.assemble import channels_app, escalation_app, router_app
+from tools.demo import signed_request
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

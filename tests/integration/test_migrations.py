@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from alembic import command
 
-from kefu.migrate import alembic_config
+from tools.migrate import alembic_config
 
 pytestmark = pytest.mark.integration
 

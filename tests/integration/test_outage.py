@@ -16,13 +16,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from kefu import kafka
-from kefu.demo import signed_request
-from kefu.embedded import EmbeddedKafka, free_port
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app as channels_app
 from services.escalation.config import EscalationSettings
-from services.escalation.entrypoints.app import create_app as escalation_app
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration.conftest import ALICE_TOKEN, CONFIG, SITE_SECRET, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
@@ -32,6 +27,9 @@ from tests.integration.support import (
     serving,
     webchat_body,
 )
+from tools.assemble import channels_app, escalation_app, router_app
+from tools.demo import signed_request
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ROUTING_EVENTS, ContactEventKind, RoutingEvent, dlq
 from kefu import kafka
-from kefu.embedded import EmbeddedKafka
 from services.router.adapters.orm import applied_events, contacts, messages, outbox
-from services.router.bootstrap import Router, running
+from services.router.bootstrap import Router
 from services.router.domain.model import Presence
-from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
@@ -26,6 +24,9 @@ from tests.integration.support import (
     router_settings,
     serving,
 )
+from tools.assemble import router_app as create_app
+from tools.assemble import router_running as running
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

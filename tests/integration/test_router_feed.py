@@ -13,16 +13,16 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from kefu.embedded import EmbeddedKafka, free_port
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed, FeedItem, Notice
 from services.router.config import RouterSettings
 from services.router.domain.config import parse_routing
 from services.router.entrypoints import desktop_stream
-from services.router.entrypoints.app import create_app
 from services.router.service import RoutingService
 from tests.integration.conftest import ALICE_TOKEN, CONFIG
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, server_in_thread
+from tools.assemble import router_app as create_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

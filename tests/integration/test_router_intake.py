@@ -10,13 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_EVENTS, ContactEvent, Customer, RoutingEvent
-from kefu.embedded import EmbeddedKafka
 from services.router.adapters.customers import Profile
 from services.router.adapters.orm import contacts
-from services.router.bootstrap import Router, running
+from services.router.bootstrap import Router
 from services.router.domain.config import CustomerTier
 from services.router.domain.model import Offer
-from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
@@ -26,6 +24,9 @@ from tests.integration.support import (
     router_settings,
     serving,
 )
+from tools.assemble import router_app as create_app
+from tools.assemble import router_running as running
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_COMMANDS, ROUTING_EVENTS, RoutingCommand, RoutingEvent
 from contracts.routing import RoutingCommandType
-from kefu.embedded import EmbeddedKafka
 from services.router.adapters import repository
 from services.router.adapters.orm import assignments
 from services.router.domain.config import parse_routing
-from services.router.entrypoints.app import create_app
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     commands,
@@ -29,6 +27,8 @@ from tests.integration.support import (
     router_settings,
     serving,
 )
+from tools.assemble import router_app as create_app
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -10,15 +10,16 @@ import pytest
 
 from contracts import Channel
 from kefu.calendar import WEEKDAYS
-from kefu.embedded import EmbeddedKafka
-from services.router.bootstrap import Router, running
+from services.router.bootstrap import Router
 from services.router.config import RouterSettings
 from services.router.domain.config import AgentConfig, Shift
 from services.router.domain.model import Presence
-from services.router.entrypoints.app import create_app
 from services.router.shifts import ShiftKeeper
 from tests.integration.conftest import ADMIN_TOKEN, CONFIG
 from tests.integration.support import eventually, router_settings, serving
+from tools.assemble import router_app as create_app
+from tools.assemble import router_running as running
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

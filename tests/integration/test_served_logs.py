@@ -1,4 +1,4 @@
-"""An app served by a real uvicorn (``kefu.serve.server_config``) with the project's logging: uvicorn's own lines are
+"""An app served by a real uvicorn (``tools.serve.server_config``) with the project's logging: uvicorn's own lines are
 JSON like the rest, with ISO 8601 UTC times and no colour codes; each request is one ``kefu.access`` line, none
 from ``uvicorn.access``."""
 
@@ -8,10 +8,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from kefu.embedded import free_port
 from kefu.ops import install_error_handlers, ops_router
 from tests.integration.support import server_in_thread
 from tests.logcapture import lines, service_logs
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

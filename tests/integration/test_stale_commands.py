@@ -17,9 +17,7 @@ import pytest
 
 from contracts import ROUTING_COMMANDS, ROUTING_EVENTS, RoutingCommand, RoutingEvent, RoutingEventType
 from contracts.routing import CommandPrecondition, ContactState, RoutingCommandType
-from kefu.embedded import EmbeddedKafka
 from services.escalation.config import EscalationSettings
-from services.router.entrypoints.app import create_app
 from tests.integration.support import (
     commands,
     contact_event,
@@ -33,6 +31,8 @@ from tests.integration.support import serving as serving_app
 from tests.integration.test_escalation_flow import SUPERVISOR, Service, receiver, routed, started
 from tests.integration.test_escalation_notifier import SECRET, Receiver
 from tests.integration.test_router_moves import ALICE, _assigned_to_alice, moves_config
+from tools.assemble import router_app as create_app
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kefu.embedded import EmbeddedKafka, free_port
-from services.router.entrypoints.app import create_app as router_app
 from tests.integration.conftest import ALICE_TOKEN, BOB_TOKEN
 from tests.integration.support import eventually, router_settings, server_in_thread
+from tools.assemble import router_app
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,21 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import CONTACTS, dlq
 from kefu.config_file import load_section
-from kefu.demo import CHANNELS, signed_request
-from kefu.demo_channels import DemoRequest
-from kefu.embedded import EmbeddedKafka
 from kefu.settings import EXAMPLE_CONFIG, REPO_ROOT
 from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
 from services.channels.adapters.phone_twilio import compute_signature
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints.app import create_app
 from services.escalation.adapters.orm import contact_messages
-from services.escalation.bootstrap import running as escalation_running
 from services.escalation.config import EscalationSettings
 from services.router.adapters.orm import contacts, messages, offers
-from services.router.bootstrap import running as router_running
 from tests.integration.support import eventually, read_topic, router_settings, serving
+from tools.assemble import channels_app as create_app
+from tools.assemble import escalation_running, router_running
+from tools.demo import CHANNELS, signed_request
+from tools.demo_channels import DemoRequest
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 
 from contracts import CONTACTS, ContactEvent
 from kefu.config_file import load_section
-from kefu.embedded import EmbeddedKafka
 from services.channels.config import ChannelsSettings
 from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints.app import create_app
 from tests.integration import fuzz_support as fz
 from tests.integration.support import read_topic
+from tools.assemble import channels_app as create_app
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

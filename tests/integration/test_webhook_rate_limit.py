@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kefu.demo import signed_request
-from kefu.embedded import EmbeddedKafka, free_port
 from services.channels.config import ChannelsSettings
-from services.channels.entrypoints.app import create_app as channels_app
 from tests.integration.conftest import CONFIG, SITE_SECRET
 from tests.integration.support import server_in_thread, webchat_body
+from tools.assemble import channels_app
+from tools.demo import signed_request
+from tools.embedded import EmbeddedKafka, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -416,8 +416,8 @@ def test_image_installs_the_project_without_dev_extras() -> None:
 def test_dockerignore_keeps_sources_in_and_local_state_out() -> None:
     needed_files = (
         "pyproject.toml",
-        "kefu/cli.py",
-        "kefu/migrations/env.py",
+        "tools/cli.py",
+        "tools/migrations/env.py",
         "services/router/config.py",
         "contracts/topics.py",
         "deploy/examples/kefu.yaml",

@@ -1,6 +1,6 @@
 """The configuration cannot lie: files checked together, every contact servable, every escalation target real.
 
-``kefu config validate`` and the services at start run the same ``kefu.config_check.check``; each problem is one
+``kefu config validate`` and the services at start run the same ``tools.config_check.check``; each problem is one
 ``file:line: field: message`` line, all of them in one pass.
 """
 
@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kefu import cli
-from kefu.config_check import at_start, check, main
 from kefu.config_file import ConfigError
-from services.channels import bootstrap as channels_bootstrap
 from services.channels.config import ChannelsSettings
-from services.escalation import bootstrap as escalation_bootstrap
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
-from services.router import bootstrap as router_bootstrap
 from services.router.config import RouterSettings
 from tests.unit.test_config_validation import _line
+from tools import assemble, cli
+from tools.config_check import at_start, check, main
 
 ROUTING = """\
 routing:
@@ -312,16 +309,14 @@ def test_each_service_refuses_to_start_on_an_invalid_configuration(tmp_path: Pat
     routing_path, _ = _files(tmp_path)
     bad_policy = _write(tmp_path, "bad.yaml", POLICY.replace("queue: technical,", "queue: tech,"))
     with pytest.raises(ConfigError, match=r"escalation\.targets\.engineers\.queue: unknown router queue 'tech'"):
-        escalation_bootstrap.load_config(EscalationSettings(config_path=routing_path, policy_path=bad_policy))
-    good = escalation_bootstrap.load_config(
-        EscalationSettings(config_path=routing_path, policy_path=_files(tmp_path)[1])
-    )
+        assemble.escalation_config(EscalationSettings(config_path=routing_path, policy_path=bad_policy))
+    good = assemble.escalation_config(EscalationSettings(config_path=routing_path, policy_path=_files(tmp_path)[1]))
     assert good.section("escalation", EscalationPolicy).targets["crisis"].priority == 100
     unservable = _write(tmp_path, "unservable.yaml", ROUTING.replace("wechat: 1}", "email: 1}"))
     with pytest.raises(ConfigError, match=r"routing\.queues\.0\.channels\.1: no configured agent"):
-        router_bootstrap.load_config(RouterSettings(config_path=unservable))
+        assemble.router_config(RouterSettings(config_path=unservable))
     with pytest.raises(ConfigError, match=r"no channels section"):
-        channels_bootstrap.load_config(ChannelsSettings(config_path=routing_path))
+        assemble.channels_config(ChannelsSettings(config_path=routing_path))
 
 
 def test_the_service_commands_refuse_with_one_line_per_problem_and_no_traceback(

@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import Channel
-from kefu.config_check import check, main
 from kefu.config_file import ConfigError, load_section
 from kefu.settings import EXAMPLE_CONFIG
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, Shift
+from tools.config_check import check, main
 
 ROUTING_EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "routing.yaml"
 

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from kefu.config_file import load_section
-from kefu.dev import receiver_hooks
-from kefu.receiver import Notification, ReceiverSettings, create_app, describe, generate_secret
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
+from tools.dev import receiver_hooks
+from tools.receiver import Notification, ReceiverSettings, create_app, describe, generate_secret
 
 PAYLOAD = {
     "type": "escalation.opened",

@@ -12,6 +12,7 @@ from kefu import db
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
 from services.channels.bootstrap import CHANNEL_MODULES, running
 from services.channels.config import ChannelsSettings
+from services.channels.domain.accounts import ChannelsConfig
 from services.channels.entrypoints import fastpath
 from services.channels.entrypoints.rate_limit import WebhookRateLimit
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
@@ -19,13 +20,13 @@ from services.channels.exceptions import BrokerUnavailable, WebhookRejected
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
 
 
-def create_app(settings: ChannelsSettings | None = None) -> FastAPI:
-    """Build the channels app; the publisher starts in its lifespan."""
-    settings = settings or ChannelsSettings()
+def create_app(settings: ChannelsSettings, config: ChannelsConfig) -> FastAPI:
+    """Build the channels app for the checked ``config`` (``tools.compose`` checks it); the publisher starts in its
+    lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(settings) as channels:
+        async with running(settings, config) as channels:
             app.state.channels = channels
             yield
 

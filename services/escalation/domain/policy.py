@@ -4,7 +4,7 @@ Validated through ``kefu.config_file.parse_section(source, "escalation", Escalat
 file, line and field. Each model checks its own fields; ``EscalationPolicy`` checks what crosses models: unknown
 targets, level cycles and a crisis lexicon that does not compile (it is compiled once, here, and kept).
 Group and queue names are the router's. Services do not import each other, so they are checked against the routing
-section by ``kefu.config_check`` (``kefu config validate`` and the escalation service at start).
+section by ``tools.config_check`` (``kefu config validate`` and the escalation service at start).
 """
 
 import re

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Query, Request
 
 from kefu import db, kafka
 from kefu.auth import Supervisor
+from kefu.config_file import Report
 from kefu.ops import Check, install_error_handlers, ops_router
 from kefu.tokens import TokenStore
 from kefu.tokens import router as tokens_router
@@ -19,13 +20,13 @@ from services.escalation.config import EscalationSettings
 from services.escalation.entrypoints.cases import router as cases_router
 
 
-def create_app(settings: EscalationSettings | None = None) -> FastAPI:
-    """Build the escalation app; its consumer starts in the lifespan."""
-    settings = settings or EscalationSettings()
+def create_app(settings: EscalationSettings, checked: Report, groups: Mapping[str, frozenset[str]]) -> FastAPI:
+    """Build the escalation app for the ``checked`` configuration and the router's ``groups`` (``tools.compose``
+    checks and reads them); its consumers start in the lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(settings) as escalation:
+        async with running(settings, checked, groups) as escalation:
             app.state.escalation = escalation
             app.state.tokens = escalation.tokens
             app.state.token_store = TokenStore(escalation.engine)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kefu import db, kafka
+from kefu.config_file import Report
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
 from kefu.tokens import TokenStore
 from kefu.tokens import router as tokens_router
@@ -33,13 +34,13 @@ _STATUS = {
 }
 
 
-def create_app(settings: RouterSettings | None = None) -> FastAPI:
-    """Build the router app; resources start in its lifespan."""
-    settings = settings or RouterSettings()
+def create_app(settings: RouterSettings, checked: Report) -> FastAPI:
+    """Build the router app for the ``checked`` configuration (``tools.compose`` checks it); resources start in its
+    lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(settings) as router:
+        async with running(settings, checked) as router:
             app.state.router = router
             app.state.tokens = router.tokens
             app.state.token_store = TokenStore(router.engine)

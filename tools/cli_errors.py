@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kefu.failures import sqlstate
 from kefu.outage import describe, unavailable
-from kefu.startup import PortInUse
+from tools.startup import PortInUse
 
 DEBUG_VARIABLE = "KEFU_DEBUG"
 

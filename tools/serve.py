@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from kefu.bounded_http import HttpLimits, bounded_protocol
 from kefu.logs import configure, logging_config
 from kefu.settings import ServiceSettings
-from kefu.startup import LifespanServer, listen
+from tools.startup import LifespanServer, listen
 
 
 def http_limits(settings: ServiceSettings, *, max_body_bytes: int | None = None) -> HttpLimits:
@@ -54,5 +54,5 @@ def serve(app: FastAPI, settings: ServiceSettings, *, max_body_bytes: int | None
     )
     # the app and its imports are long-lived: keep them out of every garbage collection (lower tail latency)
     gc.freeze()
-    # the port first, then the lifespan inside the server: either failure leaves as an exception kefu.cli explains
+    # the port first, then the lifespan inside the server: either failure leaves as an exception tools.cli explains
     LifespanServer(config, app).run(sockets=[listen(settings.host, settings.port)])

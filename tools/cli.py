@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    from kefu import dlq
+    from tools import dlq
 
     dlq.add_arguments(commands.add_parser("dlq", help="list dead-lettered records; replay chosen ones after a fix"))
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # one line with a hint (stack down, no database, port in use), not a traceback; KEFU_DEBUG=1 shows it
-        from kefu import cli_errors
+        from tools import cli_errors
 
         if os.environ.get(cli_errors.DEBUG_VARIABLE):
             raise
@@ -89,7 +89,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     match args.command:
         case "dev":
-            from kefu import dev
+            from tools import dev
 
             ports = {
                 "channels": args.channels_port,
@@ -98,43 +98,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "receiver": args.receiver_port,
             }
             return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
-        case "channels":
-            from kefu.serve import serve
-            from services.channels.bootstrap import largest_body
-            from services.channels.bootstrap import load_config as channels_config
-            from services.channels.config import ChannelsSettings
-            from services.channels.domain.accounts import ChannelsConfig
-            from services.channels.entrypoints.app import create_app as channels_app
+        case "channels" | "router" | "escalation":
+            from tools import assemble
 
-            channels_settings = ChannelsSettings()
-            # refuse before serving, without a traceback
-            channels = channels_config(channels_settings, log_warnings=False).section("channels", ChannelsConfig)
-            body_limit = largest_body(channels_settings, channels)
-            serve(channels_app(channels_settings), channels_settings, max_body_bytes=body_limit)
-        case "router":
-            from kefu.serve import serve
-            from services.router.bootstrap import load_config as router_config
-            from services.router.config import RouterSettings
-            from services.router.entrypoints.app import create_app as router_app
-
-            router_settings = RouterSettings()
-            router_config(router_settings, log_warnings=False)  # refuse before serving, without a traceback
-            serve(router_app(router_settings), router_settings)
-        case "escalation":
-            from kefu.serve import serve
-            from services.escalation.bootstrap import load_config as escalation_config
-            from services.escalation.config import EscalationSettings
-            from services.escalation.entrypoints.app import create_app as escalation_app
-
-            escalation_settings = EscalationSettings()
-            escalation_config(escalation_settings, log_warnings=False)  # refuse before serving, without a traceback
-            serve(escalation_app(escalation_settings), escalation_settings)
+            assemble.serve(args.command)
         case "receiver":
-            from kefu import receiver
+            from tools import receiver
 
             return receiver.run()
         case "migrate":
-            from kefu import migrate
+            from tools import migrate
 
             migrate.upgrade(ServiceSettings().database_url)
         case "contracts":
@@ -143,7 +116,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             for path in schemas.write():
                 print(path)
         case "config":
-            from kefu import config_check
+            from tools import config_check
 
             return config_check.main(args.files)
         case "simulate":
@@ -151,11 +124,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return simulate.main(args)
         case "dlq":
-            from kefu import dlq
+            from tools import dlq
 
             return dlq.main(args)
         case "demo":
-            from kefu import demo
+            from tools import demo
 
             return demo.run(
                 text=args.text,

@@ -105,7 +105,7 @@ def create_app(secret: str, *, announce: Callable[[Notification], None] | None =
 
 def run() -> int:
     """``kefu receiver``: serve until SIGINT/SIGTERM, printing each notification on standard output."""
-    from kefu.serve import serve
+    from tools.serve import serve
 
     try:
         settings = ReceiverSettings()  # the secret comes from the environment (KEFU_RECEIVER_SECRET)

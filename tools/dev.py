@@ -3,7 +3,7 @@
 Starts an embedded PostgreSQL and an embedded Kafka-protocol broker (unless ``KEFU_DATABASE_URL``
 / ``KEFU_KAFKA_BOOTSTRAP`` name external ones), applies the migrations, creates the topics, and
 runs channels, router and escalation as child processes, with a receiver for the escalation
-policy's notifications (``kefu.receiver``): every webhook of the policy whose URL is that receiver is
+policy's notifications (``tools.receiver``): every webhook of the policy whose URL is that receiver is
 signed with a secret generated at start. Ctrl-C (or SIGTERM) stops the services first (SIGTERM, then
 waiting while they drain their requests, consumers and outboxes), then the broker and the database. The
 services and the broker run in sessions of their own (PostgreSQL's ``pg_ctl`` does the same), so a
@@ -24,13 +24,14 @@ from types import FrameType
 import httpx
 
 from contracts import ALL_TOPICS
-from kefu import kafka, migrate
+from kefu import kafka
 from kefu.config_file import load_section
-from kefu.embedded import EmbeddedKafka, EmbeddedPostgres
-from kefu.receiver import generate_secret
-from kefu.startup import listen
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy, Webhook
+from tools import migrate
+from tools.embedded import EmbeddedKafka, EmbeddedPostgres
+from tools.receiver import generate_secret
+from tools.startup import listen
 
 SERVICES = ("channels", "router", "escalation", "receiver")
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -124,7 +125,7 @@ class _StopSignal:
 def _spawn(name: str, env: dict[str, str], port: int) -> "subprocess.Popen[bytes]":
     # own session: Ctrl-C reaches only kefu dev, which then stops the services in order
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "kefu.cli", name],
+        [sys.executable, "-m", "tools.cli", name],
         env={**env, "KEFU_PORT": str(port)},
         start_new_session=True,
     )
@@ -170,7 +171,7 @@ def _base(options: DevOptions, name: str) -> str:
 def _banner(
     options: DevOptions, database_url: str, bootstrap: str, settings: EscalationSettings, hooks: list[Webhook]
 ) -> None:
-    from kefu.demo import CRISIS_DEMO, describe
+    from tools.demo import CRISIS_DEMO, describe
 
     base = {name: _base(options, name) for name in SERVICES}
     flags = "".join(

@@ -11,9 +11,9 @@ from standardwebhooks.webhooks import Webhook
 
 from kefu.auth import AuthConfig
 from kefu.config_file import load_section
-from kefu.demo_channels import BUILDERS, DemoRequest, NoAccount
 from services.channels.domain.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
+from tools.demo_channels import BUILDERS, DemoRequest, NoAccount
 
 ALICE_DEMO = "Authorization: Bearer demo-token-alice-0001"
 # a smoking plug and a threat to call the press: the example policy's crisis lexicon (safety, media) escalates it

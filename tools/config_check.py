@@ -1,7 +1,7 @@
 """What a configuration must be, in one place: checked by ``kefu config validate FILE...`` and by each service at start.
 
 The files are read together. Each top-level section (channels, routing, escalation, auth) may be in any of them, but
-in one only. Every section is validated, then what crosses sections and files (``kefu.config_cross``): every
+in one only. Every section is validated, then what crosses sections and files (``tools.config_cross``): every
 channel account's contacts reach a queue that accepts their channel, every escalation target names a router group
 and queue that exist. One run lists every problem, each as ``file:line: field: message``. Warnings (a queue nothing
 routes to, a trigger escalating contacts into the queue they are already in) do not make the files invalid.
@@ -12,20 +12,16 @@ problem) and logs the warnings.
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from pydantic import BaseModel
 
 from kefu.auth import AuthConfig
-from kefu.config_cross import channel_problems, escalation_problems
-from kefu.config_file import ConfigError, Source, parse_section, read
+from kefu.config_file import ConfigError, Report, Source, parse_section, read
 from services.channels.domain.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy
 from services.router.domain.config import RoutingConfig
-
-M = TypeVar("M", bound=BaseModel)
+from tools.config_cross import channel_problems, escalation_problems
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "channels": ChannelsConfig,
@@ -33,24 +29,6 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "escalation": EscalationPolicy,
     "auth": AuthConfig,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """The errors and warnings of a set of configuration files, and each section that is valid."""
-
-    errors: list[str]
-    warnings: list[str]
-    sections: dict[str, BaseModel]
-
-    def section(self, name: str, model: type[M]) -> M:
-        """The validated section ``name``; its defaults when no file has it (no ``auth`` section: no tokens)."""
-        found = self.sections.get(name)
-        if found is None:
-            return model.model_validate({})
-        if not isinstance(found, model):
-            raise TypeError(f"section {name!r} is a {type(found).__name__}, not a {model.__name__}")
-        return found
 
 
 def group_members(report: Report) -> dict[str, frozenset[str]]:

@@ -1,6 +1,6 @@
 """The checks that span two services' sections: channel accounts and the escalation policy against the routing.
 
-Services do not import each other, so neither model can check the other's names; ``kefu.config_check`` holds them
+Services do not import each other, so neither model can check the other's names; ``tools.config_check`` holds them
 all and runs these for ``kefu config validate`` and for every service at start. Locations are relative to the
 section checked (``channels``, ``escalation``).
 """

@@ -4,7 +4,7 @@ uvicorn, left to itself, starts the app's lifespan and then binds its port: a po
 after the database and the broker were reached, and is logged as one more JSON line; a lifespan that
 fails (no database) is logged as a traceback. Here the port is bound first (``listen``), and the
 lifespan runs inside the server (``LifespanServer``) so that its exception leaves ``Server.run`` as
-it is; ``kefu.cli`` turns both into one line with a hint.
+it is; ``tools.cli`` turns both into one line with a hint.
 """
 
 import errno
