@@ -13,7 +13,7 @@ import re
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from kefu.outage import watch_engine
 
@@ -86,11 +86,6 @@ def _scrubbed(driver: BaseException) -> bool:
         return had_detail
     driver.args = (message, *driver.args[1:])
     return True
-
-
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
-    """Return the session factory of ``engine``."""
-    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def ping(engine: AsyncEngine) -> None:
