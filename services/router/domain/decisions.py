@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from services.router.domain.model import ContactRef, Presence
+from services.router.domain.entities import ContactRef, Presence
 
 # ---- events: what happened, as input to ``decide`` ----
 

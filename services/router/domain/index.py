@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from contracts import Channel
-from services.router.domain.model import (
+from services.router.domain.entities import (
     EPOCH,
     Agent,
     ContactRef,
@@ -20,9 +20,9 @@ from services.router.domain.model import (
     Presence,
     Queue,
     RoutingPolicy,
-    RoutingState,
     WaitingContact,
 )
+from services.router.domain.model import RoutingState
 
 E = TypeVar("E", bound=tuple[Any, ...])
 
