@@ -8,10 +8,10 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from kefu.config_file import load_section
-from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
-from services.channels.adapters.phone_twilio import compute_signature
-from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
+from services.channels.douyin.signature import DouyinSignatureVerifier
+from services.channels.phone.twilio import compute_signature
+from services.channels.wechat.crypto import WechatCrypto, sha1_signature
 from tools.demo import signed_request
 
 

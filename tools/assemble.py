@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from kefu.config_file import Report
 from kefu.logs import configure
 from kefu.settings import ServiceSettings
+from services.channels.accounts import ChannelsConfig
+from services.channels.app import create_app as create_channels_app
 from services.channels.bootstrap import largest_body
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints.app import create_app as create_channels_app
 from services.escalation import bootstrap as escalation_bootstrap
 from services.escalation.config import EscalationSettings
 from services.escalation.entrypoints.app import create_app as create_escalation_app

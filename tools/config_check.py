@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from kefu.auth import AuthConfig
 from kefu.config_file import ConfigError, Report, Source, parse_section, read
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy
 from services.router.domain.config import RoutingConfig
 from tools.config_cross import channel_problems, escalation_problems

@@ -6,7 +6,7 @@ section checked (``channels``, ``escalation``).
 """
 
 from contracts import Channel
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
 from services.escalation.domain.policy import EscalationPolicy, Target
 from services.router.domain.config import RoutingConfig
 

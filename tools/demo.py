@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from kefu.auth import AuthConfig
 from kefu.config_file import load_section
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
 from tools.demo_channels import BUILDERS, DemoRequest, NoAccount
 

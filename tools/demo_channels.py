@@ -18,14 +18,14 @@ from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
-from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
-from services.channels.adapters.phone_twilio import compute_signature
-from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
-from services.channels.domain.accounts import ChannelsConfig
-from services.channels.domain.douyin import DouyinApp
-from services.channels.domain.email import EmailInbox
-from services.channels.domain.phone import PhoneLine
-from services.channels.domain.wechat import WechatAccount
+from services.channels.accounts import ChannelsConfig
+from services.channels.douyin.events import DouyinApp
+from services.channels.douyin.signature import DouyinSignatureVerifier
+from services.channels.email.mime import EmailInbox
+from services.channels.phone.calls import PhoneLine
+from services.channels.phone.twilio import compute_signature
+from services.channels.wechat.crypto import WechatCrypto, sha1_signature
+from services.channels.wechat.messages import WechatAccount
 
 
 class _Account(Protocol):

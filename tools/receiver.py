@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from kefu.ops import ApiError, install_error_handlers, ops_router
 from kefu.settings import ServiceSettings
-from services.channels.adapters.signatures import StandardWebhookVerifier
 from services.channels.exceptions import BadSignature
+from services.channels.webchat.signature import StandardWebhookVerifier
 
 MAX_KEPT = 1000  # a long-running demo must not grow without bound; the oldest are dropped
 REASON_CHARS = 80

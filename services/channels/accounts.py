@@ -8,11 +8,11 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.channels.domain.douyin import DouyinApp
-from services.channels.domain.email import EmailInbox
-from services.channels.domain.phone import PhoneLine
-from services.channels.domain.webchat import WebchatSite
-from services.channels.domain.wechat import WechatAccount, WecomKfAccount
+from services.channels.douyin.events import DouyinApp
+from services.channels.email.mime import EmailInbox
+from services.channels.phone.calls import PhoneLine
+from services.channels.webchat.webhook import WebchatSite
+from services.channels.wechat.messages import WechatAccount, WecomKfAccount
 
 
 class ChannelsConfig(BaseModel):

@@ -10,11 +10,11 @@ from prometheus_client import Counter
 
 from kefu import db
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
+from services.channels.accounts import ChannelsConfig
 from services.channels.bootstrap import CHANNEL_MODULES, running
+from services.channels.common import fastpath
+from services.channels.common.rate_limit import WebhookRateLimit
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints import fastpath
-from services.channels.entrypoints.rate_limit import WebhookRateLimit
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
 
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])

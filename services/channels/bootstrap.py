@@ -10,11 +10,11 @@ from types import ModuleType
 import httpx
 
 from kefu import db
-from services.channels.adapters.publisher import ContactPublisher
+from services.channels import douyin, email, phone, webchat, wechat
+from services.channels.accounts import ChannelsConfig
+from services.channels.common.publisher import ContactPublisher
+from services.channels.common.runtime import Channels
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
-from services.channels.entrypoints import douyin, email, phone, webchat, wechat
-from services.channels.runtime import Channels
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from kefu.config_file import load_section
 from kefu.settings import EXAMPLE_CONFIG
-from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
-from services.channels.adapters.phone_twilio import compute_signature
-from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
+from services.channels.accounts import ChannelsConfig
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
-from services.channels.domain.phone import normalize_number
+from services.channels.douyin.signature import DouyinSignatureVerifier
+from services.channels.phone.calls import normalize_number
+from services.channels.phone.twilio import compute_signature
+from services.channels.wechat.crypto import WechatCrypto, sha1_signature
 from tests.integration.support import server_in_thread
 from tests.integration.test_channel_wechat import KF_SECRET, FakeWecom
 from tools.assemble import channels_app as create_app

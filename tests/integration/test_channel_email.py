@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from contracts import CONTACTS, ContactEvent
-from services.channels.adapters.email_auth import mailgun_signature
 from services.channels.config import ChannelsSettings
+from services.channels.email.auth import mailgun_signature
 from tests.integration.support import assert_refused_then_still_serving, read_topic, serving
 from tools.assemble import channels_app as create_app
 from tools.embedded import EmbeddedKafka

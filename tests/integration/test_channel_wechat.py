@@ -18,9 +18,9 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent
-from services.channels.adapters.store import load_cursor
-from services.channels.adapters.wechat_crypto import WechatCrypto, sha1_signature
+from services.channels.common.store import load_cursor
 from services.channels.config import ChannelsSettings
+from services.channels.wechat.crypto import WechatCrypto, sha1_signature
 from tests.integration.support import read_topic, server_in_thread, serving
 from tools.assemble import channels_app as create_app
 from tools.embedded import EmbeddedKafka, free_port

@@ -25,9 +25,9 @@ from schemathesis import Case
 from schemathesis.core.transport import Response
 
 from contracts import CONTACTS, ContactEvent
-from services.channels.domain.douyin import DouyinWebhook, PrivateMessage
-from services.channels.domain.phone import TwilioCall
-from services.channels.domain.webchat import WebchatWebhook
+from services.channels.douyin.events import DouyinWebhook, PrivateMessage
+from services.channels.phone.calls import TwilioCall
+from services.channels.webchat.webhook import WebchatWebhook
 from tests.integration import fuzz_support as fz
 from tests.integration.support import read_topic
 from tools.embedded import EmbeddedKafka

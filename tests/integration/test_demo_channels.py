@@ -6,8 +6,8 @@ import pytest
 from contracts import CONTACTS, Channel, ContactEvent
 from kefu.config_file import load_section
 from kefu.settings import EXAMPLE_CONFIG
+from services.channels.accounts import ChannelsConfig
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
 from tests.integration.support import read_topic, serving
 from tools.assemble import channels_app as create_app
 from tools.demo import CHANNELS

@@ -16,10 +16,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ContactEvent
-from services.channels.domain.email import EmailInbox, MimeLimits, parse_mime
-from services.channels.domain.email import to_contact_event as email_event
-from services.channels.domain.phone import TwilioCall, incoming_call
-from services.channels.domain.wechat import WechatAccount, official_account_event
+from services.channels.email.mime import EmailInbox, MimeLimits, parse_mime
+from services.channels.email.mime import to_contact_event as email_event
+from services.channels.phone.calls import TwilioCall, incoming_call
+from services.channels.wechat.messages import WechatAccount, official_account_event
 from services.router.adapters.orm import contacts, customer_identities, customers
 from tests.integration.conftest import CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, serving

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from contracts import CONTACTS, dlq
 from kefu.config_file import load_section
 from kefu.settings import EXAMPLE_CONFIG, REPO_ROOT
-from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
-from services.channels.adapters.phone_twilio import compute_signature
+from services.channels.accounts import ChannelsConfig
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.douyin.signature import DouyinSignatureVerifier
+from services.channels.phone.twilio import compute_signature
 from services.escalation.adapters.orm import contact_messages
 from services.escalation.config import EscalationSettings
 from services.router.adapters.orm import contacts, messages, offers

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from contracts import CONTACTS, ContactEvent
 from kefu.config_file import load_section
+from services.channels.accounts import ChannelsConfig
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
 from tests.integration import fuzz_support as fz
 from tests.integration.support import read_topic
 from tools.assemble import channels_app as create_app

@@ -1,8 +1,8 @@
 """The channels server's body limit: the service's, or the largest an e-mail inbox allows (``kefu channels``)."""
 
+from services.channels.accounts import ChannelsConfig
 from services.channels.bootstrap import largest_body
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
 
 MIB = 1024 * 1024
 

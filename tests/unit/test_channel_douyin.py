@@ -12,9 +12,8 @@ from pydantic import SecretStr, ValidationError
 
 from contracts import Channel
 from contracts.text import storable
-from services.channels.adapters.douyin_signature import DouyinSignatureVerifier
-from services.channels.domain.common import event_id
-from services.channels.domain.douyin import (
+from services.channels.common.ids import event_id
+from services.channels.douyin.events import (
     IGNORED_EVENTS,
     DouyinApp,
     DouyinPayloadError,
@@ -27,6 +26,7 @@ from services.channels.domain.douyin import (
     sent_at,
     to_contact_event,
 )
+from services.channels.douyin.signature import DouyinSignatureVerifier
 from services.channels.exceptions import BadSignature
 
 # The body of the Go signing example in the Webhooks overview (developer.open-douyin.com/docs/resource/

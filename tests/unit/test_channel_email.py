@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import Channel
-from services.channels.adapters.email_auth import HeaderAuth, MailgunVerifier, mailgun_signature
-from services.channels.adapters.email_forms import parse_multipart, parse_urlencoded
-from services.channels.domain.common import event_id
-from services.channels.domain.email import (
+from services.channels.common.ids import event_id
+from services.channels.email.auth import HeaderAuth, MailgunVerifier, mailgun_signature
+from services.channels.email.forms import parse_multipart, parse_urlencoded
+from services.channels.email.mime import (
     AttachmentTooLarge,
     EmailInbox,
     FilePart,

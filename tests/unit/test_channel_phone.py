@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import Channel, ContactEventKind
-from services.channels.adapters.phone_twilio import (
-    TwilioRequestValidator,
-    compute_signature,
-    parse_form,
-    url_variants,
-)
-from services.channels.adapters.phone_twiml import enqueue_twiml
-from services.channels.domain.common import event_id
-from services.channels.domain.phone import (
+from services.channels.common.ids import event_id
+from services.channels.exceptions import BadSignature, MalformedBody
+from services.channels.phone.calls import (
     CallStatus,
     PhoneLine,
     TwilioCall,
@@ -28,7 +22,13 @@ from services.channels.domain.phone import (
     identify_caller,
     incoming_call,
 )
-from services.channels.exceptions import BadSignature, MalformedBody
+from services.channels.phone.twilio import (
+    TwilioRequestValidator,
+    compute_signature,
+    parse_form,
+    url_variants,
+)
+from services.channels.phone.twiml import enqueue_twiml
 
 # ---------------------------------------------------------------- Twilio's published vectors
 

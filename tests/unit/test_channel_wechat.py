@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import Channel
-from services.channels.adapters.wechat_crypto import WechatCrypto, check_timestamp, sha1_signature, signature_matches
-from services.channels.adapters.wechat_kf import WecomKfApi
-from services.channels.domain.common import event_id
-from services.channels.domain.wechat import (
+from services.channels.common.ids import event_id
+from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, PlatformUnavailable
+from services.channels.wechat.crypto import WechatCrypto, check_timestamp, sha1_signature, signature_matches
+from services.channels.wechat.kf_api import WecomKfApi
+from services.channels.wechat.messages import (
     KfMessage,
     WechatAccount,
     WecomKfAccount,
@@ -27,7 +28,6 @@ from services.channels.domain.wechat import (
     official_account_event,
     parse_xml,
 )
-from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, PlatformUnavailable
 
 # --- the platforms' known-answer vectors -------------------------------------------------------
 

@@ -7,7 +7,7 @@ import pytest
 from contracts import Channel
 from kefu.config_file import ConfigError, load_section
 from kefu.settings import EXAMPLE_CONFIG
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
 from services.router.domain.config import RoutingConfig
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from services.channels.adapters.signatures import StandardWebhookVerifier
 from services.channels.exceptions import BadSignature
+from services.channels.webchat.signature import StandardWebhookVerifier
 
 # the Standard Webhooks reference vector (shared/vectors/README.md)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

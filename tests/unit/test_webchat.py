@@ -3,8 +3,8 @@
 from datetime import UTC, datetime
 
 from contracts import Channel
-from services.channels.domain.common import event_id
-from services.channels.domain.webchat import WebchatWebhook, to_contact_event
+from services.channels.common.ids import event_id
+from services.channels.webchat.webhook import WebchatWebhook, to_contact_event
 
 BODY = {
     "conversation_id": "conv-9",

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from kefu.db import create_engine
 from kefu.tokens import metadata as tokens_metadata
-from services.channels.adapters.orm import metadata as channels_metadata
+from services.channels.common.orm import metadata as channels_metadata
 from services.escalation.adapters.orm import metadata as escalation_metadata
 from services.router.adapters.orm import metadata as router_metadata
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import ContactEvent
 from contracts.text import validate_json
+from services.channels.common.runtime import Channels
 from services.channels.exceptions import BodyTooLarge, InvalidPayload, MalformedBody, UnsupportedMedia
-from services.channels.runtime import Channels
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kefu.ops import error_response
-from services.channels.domain.accounts import ChannelsConfig
+from services.channels.accounts import ChannelsConfig
 
 LIMITED = Counter("kefu_channels_rate_limited_total", "Webhooks refused with 429, by channel", ["channel"])
 

@@ -8,9 +8,9 @@ import httpx
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.channels.adapters.publisher import ContactPublisher
+from services.channels.accounts import ChannelsConfig
+from services.channels.common.publisher import ContactPublisher
 from services.channels.config import ChannelsSettings
-from services.channels.domain.accounts import ChannelsConfig
 
 
 @dataclass

@@ -6,7 +6,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.channels.adapters.orm import cursors, replay_tokens
+from services.channels.common.orm import cursors, replay_tokens
 
 
 async def first_use(engine: AsyncEngine, *, scope: str, token: str, ttl: timedelta) -> bool:

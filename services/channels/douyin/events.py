@@ -13,7 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
+from services.channels.common.ids import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
 
 VERIFY_WEBHOOK: Final = "verify_webhook"
 RECEIVE_MESSAGE: Final = "im_receive_msg"

@@ -13,8 +13,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from services.channels.adapters.douyin_signature import SIGNATURE_HEADER, DouyinSignatureVerifier
-from services.channels.domain.douyin import (
+from services.channels.common.http import (
+    decode_utf8,
+    describe,
+    parse_json,
+    publish,
+    read_body,
+    require_media_type,
+)
+from services.channels.common.runtime import Channels, channels_of
+from services.channels.douyin.events import (
     RECEIVE_MESSAGE,
     VERIFY_WEBHOOK,
     DouyinPayloadError,
@@ -24,16 +32,8 @@ from services.channels.domain.douyin import (
     private_message,
     to_contact_event,
 )
-from services.channels.entrypoints.common import (
-    decode_utf8,
-    describe,
-    parse_json,
-    publish,
-    read_body,
-    require_media_type,
-)
+from services.channels.douyin.signature import SIGNATURE_HEADER, DouyinSignatureVerifier
 from services.channels.exceptions import BadSignature, InvalidPayload, UnknownAccount
-from services.channels.runtime import Channels, channels_of
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

@@ -20,7 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.channels.adapters.orm import replay_tokens
+from services.channels.common.orm import replay_tokens
 from services.channels.exceptions import BadSignature, Unauthorized
 
 log = logging.getLogger(__name__)

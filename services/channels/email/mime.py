@@ -39,7 +39,7 @@ from bs4 import BeautifulSoup
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id
+from services.channels.common.ids import ACCOUNT_ID, conversation_key, customer_id, event_id
 from services.channels.exceptions import BodyTooLarge, InvalidPayload, MalformedBody
 
 MIB = 1024 * 1024

@@ -22,14 +22,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contracts import ContactEvent
-from services.channels.adapters.email_auth import (
+from services.channels.common.http import publish, read_body, require_media_type
+from services.channels.common.runtime import Channels, channels_of
+from services.channels.common.store import first_use
+from services.channels.email.auth import (
     HeaderAuth,
     MailgunVerifier,
     release_token,
 )
-from services.channels.adapters.email_forms import Form, parse_multipart, parse_urlencoded
-from services.channels.adapters.store import first_use
-from services.channels.domain.email import (
+from services.channels.email.forms import Form, parse_multipart, parse_urlencoded
+from services.channels.email.mime import (
     EmailFacts,
     EmailInbox,
     EmailProvider,
@@ -39,9 +41,7 @@ from services.channels.domain.email import (
     sendgrid_facts,
     to_contact_event,
 )
-from services.channels.entrypoints.common import publish, read_body, require_media_type
 from services.channels.exceptions import BrokerUnavailable, ReplayedDelivery, StoreUnavailable, UnknownAccount
-from services.channels.runtime import Channels, channels_of
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

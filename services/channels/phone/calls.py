@@ -23,7 +23,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from contracts import Channel, ContactEvent, ContactEventKind, Customer, Message, identities
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
+from services.channels.common.ids import ACCOUNT_ID, conversation_key, event_id
 
 CALL_SID = r"^CA[0-9a-fA-F]{32}$"
 

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
-from services.channels.adapters.phone_twilio import SIGNATURE_HEADER, TwilioRequestValidator, parse_form
-from services.channels.adapters.phone_twiml import TWIML_MEDIA_TYPE, enqueue_twiml
-from services.channels.domain.phone import ENDED, CallStatus, TwilioCall, ended_call, incoming_call, normalize_number
-from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
+from services.channels.common.http import decode_utf8, describe, publish, read_body, require_media_type
+from services.channels.common.runtime import Channels, channels_of
 from services.channels.exceptions import InvalidPayload, UnknownAccount
-from services.channels.runtime import Channels, channels_of
+from services.channels.phone.calls import ENDED, CallStatus, TwilioCall, ended_call, incoming_call, normalize_number
+from services.channels.phone.twilio import SIGNATURE_HEADER, TwilioRequestValidator, parse_form
+from services.channels.phone.twiml import TWIML_MEDIA_TYPE, enqueue_twiml
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

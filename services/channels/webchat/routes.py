@@ -6,9 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.channels.adapters.signatures import StandardWebhookVerifier
-from services.channels.domain.webchat import WebchatWebhook, to_contact_event
-from services.channels.entrypoints.common import (
+from services.channels.common.http import (
     accepted,
     decode_utf8,
     parse_json,
@@ -16,8 +14,10 @@ from services.channels.entrypoints.common import (
     read_body,
     require_media_type,
 )
+from services.channels.common.runtime import Channels, channels_of
 from services.channels.exceptions import UnknownAccount
-from services.channels.runtime import Channels, channels_of
+from services.channels.webchat.signature import StandardWebhookVerifier
+from services.channels.webchat.webhook import WebchatWebhook, to_contact_event
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

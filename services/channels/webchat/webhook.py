@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, event_id
+from services.channels.common.ids import ACCOUNT_ID, conversation_key, event_id
 
 
 class WebchatSite(BaseModel):

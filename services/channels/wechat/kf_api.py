@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from services.channels.domain.wechat import SyncMsgPage
 from services.channels.exceptions import PlatformUnavailable
+from services.channels.wechat.messages import SyncMsgPage
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
 from contracts.text import REPLACEMENT
-from services.channels.domain.common import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
+from services.channels.common.ids import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
 from services.channels.exceptions import InvalidPayload, MalformedBody
 
 MAX_TEXT = 65536

@@ -17,10 +17,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import ContactEvent
-from services.channels.adapters.store import load_cursor, save_cursor
-from services.channels.adapters.wechat_crypto import WechatCrypto, check_timestamp, signature_matches
-from services.channels.adapters.wechat_kf import WecomKfApi
-from services.channels.domain.wechat import (
+from services.channels.common.http import decode_utf8, describe, publish, read_body, require_media_type
+from services.channels.common.runtime import Channels, channels_of
+from services.channels.common.store import load_cursor, save_cursor
+from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, StoreUnavailable, UnknownAccount
+from services.channels.wechat.crypto import WechatCrypto, check_timestamp, signature_matches
+from services.channels.wechat.kf_api import WecomKfApi
+from services.channels.wechat.messages import (
     KF_DOORBELL,
     KfMessage,
     WechatAccount,
@@ -29,9 +32,6 @@ from services.channels.domain.wechat import (
     official_account_event,
     parse_xml,
 )
-from services.channels.entrypoints.common import decode_utf8, describe, publish, read_body, require_media_type
-from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, StoreUnavailable, UnknownAccount
-from services.channels.runtime import Channels, channels_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
