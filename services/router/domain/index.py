@@ -8,7 +8,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from contracts import Channel
@@ -22,9 +22,27 @@ from services.router.domain.entities import (
     RoutingPolicy,
     WaitingContact,
 )
-from services.router.domain.model import RoutingState
 
 E = TypeVar("E", bound=tuple[Any, ...])
+
+
+class IndexedState(Protocol):
+    """What the indexes read of a ``RoutingState``, which builds them (``model``): this module cannot import it."""
+
+    @property
+    def queues(self) -> dict[str, Queue]: ...
+    @property
+    def agents(self) -> dict[str, Agent]: ...
+    @property
+    def waiting(self) -> dict[UUID, WaitingContact]: ...
+    @property
+    def offers(self) -> dict[UUID, Offer]: ...
+
+
+def fingerprint(state: IndexedState) -> tuple[int, int, int, int, int]:
+    """Cheap evidence that someone added or removed entries without ``apply`` (e.g. a rebuild)."""
+    return id(state.queues), len(state.queues), len(state.agents), len(state.waiting), len(state.offers)
+
 
 # (rank by the queue's policy, two parts — see ``Agent.rank``; agent order, version, agent id): smallest first
 AgentEntry = tuple[Any, Any, int, int, str]
@@ -106,7 +124,7 @@ class RoutingIndex:
     ``apply`` right after it changes the state; readers re-check each entry against the state.
     """
 
-    def __init__(self, state: "RoutingState") -> None:
+    def __init__(self, state: IndexedState) -> None:
         self._state = state
         self.agent_order: dict[str, int] = {}
         self.agent_version: dict[str, int] = {}
@@ -138,7 +156,7 @@ class RoutingIndex:
             self.contact_added(waiting)
         for offer in state.offers.values():
             self.offer_added(offer)
-        self.fingerprint = state._fingerprint()
+        self._fingerprint = fingerprint(state)
 
     def _build_eligibility(self) -> None:
         agents = self._state.agents
@@ -409,7 +427,11 @@ class RoutingIndex:
         """``apply`` changed the state and this index alike."""
         if self._dirty:
             self._reenter_agents()
-        self.fingerprint = self._state._fingerprint()
+        self._fingerprint = fingerprint(self._state)
+
+    def is_current(self) -> bool:
+        """Whether the state is still the one this index was built or kept current for."""
+        return self._fingerprint == fingerprint(self._state)
 
 
 _REORDERING = frozenset({RoutingPolicy.LEAST_OCCUPIED, RoutingPolicy.ROUND_ROBIN})

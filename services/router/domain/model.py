@@ -5,7 +5,6 @@ modules below ``RoutingState`` import ``entities`` directly.
 """
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from services.router.domain.entities import (
@@ -22,9 +21,7 @@ from services.router.domain.entities import (
     RoutingPolicy,
     WaitingContact,
 )
-
-if TYPE_CHECKING:
-    from services.router.domain.index import RoutingIndex
+from services.router.domain.index import RoutingIndex
 
 __all__ = [
     "EPOCH",
@@ -54,21 +51,15 @@ class RoutingState:
     assignments: dict[UUID, Assignment] = field(default_factory=dict)
     hours_open: dict[str, bool] = field(default_factory=dict)  # queues with hours: open at the last tick
     # derived from the fields above, so it is neither shown nor compared
-    _index: "RoutingIndex | None" = field(default=None, repr=False, compare=False)
+    _index: RoutingIndex | None = field(default=None, repr=False, compare=False)
 
-    def index(self) -> "RoutingIndex":
+    def index(self) -> RoutingIndex:
         """The indexes over this state, (re)built when missing or when the state changed behind ``apply``."""
         index = self._index
-        if index is None or index.fingerprint != self._fingerprint():
-            from services.router.domain.index import RoutingIndex  # the index module builds on this one
-
+        if index is None or not index.is_current():
             index = self._index = RoutingIndex(self)
         return index
 
     def reindex(self) -> None:
         """Drop the indexes: call after changing agents' skills, capacity or presence other than through ``apply``."""
         self._index = None
-
-    def _fingerprint(self) -> tuple[int, int, int, int, int]:
-        # cheap evidence that someone added or removed entries without ``apply`` (e.g. a rebuild)
-        return id(self.queues), len(self.queues), len(self.agents), len(self.waiting), len(self.offers)
