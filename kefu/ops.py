@@ -1,7 +1,8 @@
 """What every service exposes to operators and callers alike: health, readiness, metrics and
 JSON errors.
 
-Errors a caller can act on are ``{"error": code, "detail": text}`` with a 4xx; validation errors
+Errors a caller can act on (``kefu.errors.ServiceError``: each declares its status and code) are
+``{"error": code, "detail": text}`` with a 4xx; validation errors
 add ``"fields"`` naming each offending location. Nothing unexpected leaks a stack trace. When the
 database or the broker cannot be reached (``kefu.outage``), every route answers 503
 ``database_unavailable`` / ``broker_unavailable`` with ``Retry-After``, and nothing is logged per request:
@@ -13,15 +14,17 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from kefu.access import AccessLog
+from kefu.errors import ServiceError
 from kefu.outage import unavailable
 
 log = logging.getLogger(__name__)
@@ -32,15 +35,32 @@ RETRY_AFTER_SECONDS = 5
 Check = Callable[[], Awaitable[None]]
 
 
-class ApiError(Exception):
-    """An error the caller can act on; rendered as a JSON 4xx (or 503)."""
+class ApiError(ServiceError):
+    """A ``ServiceError`` whose status and code are chosen where it is raised: the kit's own refusals (a token, a
+    role) and an endpoint's checks of a request, which belong to no domain error class."""
 
     def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
-        self.error = error
-        self.detail = detail
+        self.code = error
         self.headers = headers or {}
+
+
+class Health(BaseModel):
+    """The process answers: alive, whatever its dependencies say (a liveness probe restarts it otherwise)."""
+
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    """Whether the service can do its work now, and which dependency it waits for (a load balancer holds traffic
+    back until it is ready)."""
+
+    ready: bool = Field(description="Every check passed; the answer is then a 200, else a 503.")
+    checks: dict[str, str] = Field(
+        description="Each dependency: ok, or why not.",
+        examples=[{"database": "ok", "broker": "unavailable: KafkaError"}],
+    )
 
 
 def error_response(status: int, error: str, detail: str, **extra: object) -> JSONResponse:
@@ -54,11 +74,15 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
-    @router.get("/readyz", summary="Database and broker are reachable", response_model=None)
-    async def readyz() -> JSONResponse:
+    @router.get(
+        "/readyz",
+        summary="Database and broker are reachable",
+        responses={503: {"model": Readiness, "description": "A dependency cannot be reached"}},
+    )
+    async def readyz(response: Response) -> Readiness:
         named = checks()
         results = await asyncio.gather(*(check() for check in named.values()), return_exceptions=True)
         status = {
@@ -66,7 +90,8 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
             for name, result in zip(named, results, strict=True)
         }
         ready = all(value == "ok" for value in status.values())
-        return JSONResponse({"ready": ready, "checks": status}, status_code=200 if ready else 503)
+        response.status_code = 200 if ready else 503
+        return Readiness(ready=ready, checks=status)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
@@ -79,9 +104,9 @@ def install_error_handlers(app: FastAPI) -> None:
     """Render every error as the project's JSON body; never a stack trace. Log one access line per request."""
     app.add_middleware(AccessLog)
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        response = error_response(exc.status, exc.error, exc.detail)
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        response = error_response(exc.status, exc.code, exc.detail)
         response.headers.update(exc.headers)
         return response
 

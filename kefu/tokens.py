@@ -7,17 +7,18 @@ Tokens of the configuration file are listed there, not here.
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 from sqlalchemy import Column, DateTime, LargeBinary, String, Table, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.text import storable
-from kefu.auth import Admin, Principal, Role, digest
+from kefu.auth import Admin, AuthConfig, Principal, Role, TokenRegistry, digest
 from kefu.db import metadata as schema_metadata
 from kefu.ops import ApiError
 
@@ -58,7 +59,7 @@ class TokenStore:
             row = (await conn.execute(query)).first()
         return None if row is None else Principal(Role(row.role), row.agent_id, row.name)
 
-    async def issue(self, request: "TokenRequest", *, by: str) -> dict[str, Any]:
+    async def issue(self, request: "TokenRequest", *, by: str) -> "IssuedToken":
         """A new token: its record, and the token itself (shown this once)."""
         token = PREFIX + secrets.token_urlsafe(32)
         expires = None
@@ -75,13 +76,13 @@ class TokenStore:
         }
         async with self._engine.begin() as conn:
             row = (await conn.execute(insert(api_tokens).values(values).returning(*_LISTED))).mappings().one()
-        return {**_view(row), "token": token}
+        return IssuedToken(**_fields(row), token=token)
 
-    async def issued(self) -> list[dict[str, Any]]:
+    async def issued(self) -> list["TokenView"]:
         """Every issued token, revoked ones too, oldest first."""
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(*_LISTED).order_by(api_tokens.c.created_at))).mappings()
-            return [_view(row) for row in rows]
+            return [TokenView(**_fields(row)) for row in rows]
 
     async def revoke(self, token_id: uuid.UUID) -> bool:
         """Revoke a live token; False when there is none with that id (or it was revoked already)."""
@@ -98,17 +99,55 @@ class TokenStore:
 _LISTED = [c for c in api_tokens.c if c.name != "sha256"]
 
 
-def _view(row: Any) -> dict[str, Any]:
-    return {
-        "token_id": str(row["id"]),
-        "role": row["role"],
-        "agent_id": row["agent_id"],
-        "name": row["name"],
-        "created_by": row["created_by"],
-        "created_at": row["created_at"].isoformat(),
-        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
-        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
-    }
+@dataclass(frozen=True)
+class Tokens:
+    """The callers' tokens as a service runs them: the registry that authenticates every request (``kefu.auth``)
+    and the store behind the admin API, over one engine, so a token issued is known at once."""
+
+    registry: TokenRegistry
+    store: TokenStore
+
+
+def tokens_of(config: AuthConfig, engine: AsyncEngine) -> Tokens:
+    """The configuration's static tokens and OIDC issuer, and the tokens issued through the admin API."""
+    store = TokenStore(engine)
+    return Tokens(TokenRegistry(config, stored=store.find), store)
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    return {"token_id": row["id"], **{name: row[name] for name in _VIEWED}}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+# answered as Python writes it (``+00:00``), which callers have read since tokens were first listed
+Instant = Annotated[
+    datetime, PlainSerializer(_iso, return_type=str), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+
+
+class TokenView(BaseModel):
+    """An issued token as admins list it: who holds it, its role and lifetime; never its secret."""
+
+    token_id: uuid.UUID = Field(description="Names it to revoke it.")
+    role: Role
+    agent_id: str | None
+    name: str
+    created_by: str = Field(description="The admin who issued it.")
+    created_at: Instant
+    expires_at: Instant | None
+    revoked_at: Instant | None
+
+
+_VIEWED = [name for name in TokenView.model_fields if name != "token_id"]
+
+
+class IssuedToken(TokenView):
+    """A token just issued: the only answer that holds the token itself (only its SHA-256 is kept)."""
+
+    token: str = Field(description="Send it as 'Authorization: Bearer <token>'.")
 
 
 Storable = Annotated[str, AfterValidator(storable)]  # NUL or a lone surrogate would be a database error
@@ -143,12 +182,12 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
 
 @router.post("", status_code=201, summary="Issue a bearer token (admins); the token is in this answer only")
-async def issue_token(body: TokenRequest, store: Store, who: Admin) -> dict[str, Any]:
+async def issue_token(body: TokenRequest, store: Store, who: Admin) -> IssuedToken:
     return await store.issue(body, by=who.name)
 
 
 @router.get("", summary="The issued tokens, without their secrets (admins)")
-async def list_tokens(store: Store, _: Admin) -> list[dict[str, Any]]:
+async def list_tokens(store: Store, _: Admin) -> list[TokenView]:
     return await store.issued()
 
 
