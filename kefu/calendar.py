@@ -15,6 +15,7 @@ autumn day the repeated hour counts twice (00:00-24:00 is 25 hours) and 02:30 is
 """
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -30,18 +31,34 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS = 3 * 366  # how far ahead the calendar looks for an opening before it gives up
 Span = tuple[int, int]  # minutes after local midnight: [start, end), end up to 24 * 60
+_RANGE = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 _warned_years: set[int] = set()
 
 
 def parse_range(text: str) -> Span:
-    """``"HH:MM-HH:MM"`` (24:00 allowed as an end) as minutes after midnight; the caller validated the text."""
-    first, last = text.split("-")
-    return _minutes(first), _minutes(last)
+    """``"HH:MM-HH:MM"`` as minutes after local midnight, [start, end); 24:00 may end a range.
+
+    The one reading of a time range: the configuration schema (``kefu.schedule``) validates with it, so a text it
+    accepted is read the same way here. ``ValueError`` says what is wrong, in words fit for the configuration's user.
+    """
+    parsed = _RANGE.match(text)
+    if parsed is None:
+        raise ValueError(f"{text!r} is not a time range HH:MM-HH:MM")
+    start = _minutes(parsed[1], parsed[2], end=False)
+    end = _minutes(parsed[3], parsed[4], end=True)
+    if start is None or end is None:
+        raise ValueError(f"{text!r} is not a valid time (00:00-24:00)")
+    if start >= end:
+        raise ValueError(f"{text!r}: the start must be before the end (split a range across midnight over two days)")
+    return start, end
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
+def _minutes(hours: str, minutes: str, *, end: bool) -> int | None:
+    """Minutes after midnight, or None for a time that does not exist (24:00 exists only as an end)."""
+    h, m = int(hours), int(minutes)
+    if (h == 24 and m == 0 and end) or (h < 24 and m < 60):
+        return h * 60 + m
+    return None
 
 
 @dataclass(frozen=True, slots=True)

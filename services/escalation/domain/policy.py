@@ -8,71 +8,25 @@ section by ``tools.config_check`` (``kefu config validate`` and the escalation s
 """
 
 import re
-from datetime import date
-from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, HttpUrl, PrivateAttr, field_validator, model_validator
 
+import kefu.schedule
+from kefu.config_file import Loc
+from kefu.config_schema import Problems, Strict
 from services.escalation.domain.lexicon import Lexicon, LexiconError, LexiconList
 
-Loc = tuple[str | int, ...]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")]
 Minutes = Annotated[float, Field(gt=0)]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 
 
-class Problems(ValueError):
-    """Several problems, each at its own location relative to the model raising it (see ``kefu.config_file``)."""
-
-    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems))
-        self.problems = problems
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {name!r} (for example Asia/Shanghai)") from None
-    return name
-
-
-def _time_range(text: str) -> str:
-    parsed = _RANGE.match(text)
-    if parsed is None or (parsed[3] == "24" and parsed[4] != "00"):
-        raise ValueError(f"{text!r} is not a time range HH:MM-HH:MM between 00:00 and 24:00")
-    start, end = text.split("-")
-    if start >= end:
-        raise ValueError(f"{text!r}: the start must be before the end (split a range across midnight over two days)")
-    return text
-
-
-class BusinessHours(Strict):
-    """When SLA clocks run; outside these hours they pause."""
-
-    time_zone: Annotated[str, AfterValidator(_time_zone)] = Field(examples=["Asia/Shanghai"])
-    weekly: dict[Weekday, list[Annotated[str, AfterValidator(_time_range)]]] = Field(
-        min_length=1, description="day -> ranges HH:MM-HH:MM; a day not listed is closed"
-    )
-    holidays: list[date] = Field(default_factory=list, description="closed all day")
+class BusinessHours(kefu.schedule.BusinessHours):
+    """When SLA clocks run; outside these hours they pause. The router's queue hours are written the same way."""
 
     @model_validator(mode="after")
     def _open_sometime(self) -> Self:
+        """A clock that never runs never reaches its deadline (a queue or a shift may be closed for a while)."""
         if not any(self.weekly.values()):
             raise ValueError("business hours must open on at least one day")
         return self

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from kefu.calendar import MAX_DAYS, BusinessCalendar
+from kefu.calendar import MAX_DAYS
 from services.escalation.domain.policy import BusinessHours, SlaTrigger
 
 
@@ -78,7 +78,7 @@ def add_open_time(start: datetime, seconds: float, hours: BusinessHours | None) 
         raise ValueError("start must be timezone-aware")
     if hours is None:
         return start + timedelta(seconds=seconds)
-    due = calendar_of(hours).after_open_seconds(start, seconds)
+    due = hours.calendar().after_open_seconds(start, seconds)
     if due is None:
         raise ValueError(f"business hours in {hours.time_zone} do not open for {seconds} s within {MAX_DAYS} days")
     return due
@@ -90,9 +90,4 @@ def open_seconds_between(start: datetime, end: datetime, hours: BusinessHours | 
         return 0.0
     if hours is None:
         return (end - start).total_seconds()
-    return calendar_of(hours).open_seconds(start, end)
-
-
-def calendar_of(hours: BusinessHours) -> BusinessCalendar:
-    """The shared business calendar for the policy's hours (the policy model stays a plain description)."""
-    return BusinessCalendar.build(hours.time_zone, hours.weekly, holidays=hours.holidays)
+    return hours.calendar().open_seconds(start, end)

@@ -5,7 +5,8 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from contracts import Channel
-from services.router.domain.config.common import Loc, Strict, raise_if
+from kefu.config_file import Loc
+from kefu.config_schema import Strict, raise_if
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.schedule import Shift
 from services.router.domain.config.text import Text

@@ -6,8 +6,10 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from contracts import Channel
-from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, Loc, Strict, raise_if
-from services.router.domain.config.schedule import Hours, Level, Seconds
+from kefu.config_file import Loc
+from kefu.config_schema import Strict, raise_if
+from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, Level, Seconds
+from services.router.domain.config.schedule import Hours
 from services.router.domain.model import BullseyeStep as DomainStep
 from services.router.domain.model import Queue, RoutingPolicy
 

@@ -6,8 +6,9 @@ from typing import NamedTuple, Self
 from pydantic import Field, model_validator
 
 from contracts import Channel
+from kefu.config_file import Loc
+from kefu.config_schema import Strict, raise_if
 from services.router.domain.config.agents import AgentConfig
-from services.router.domain.config.common import Loc, Strict, raise_if
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.rules import CustomerTier, RouteConfig, RuleConfig
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pydantic import Field, field_validator
 
 from contracts import Channel
-from services.router.domain.config.common import Strict
+from kefu.config_schema import Strict
 from services.router.domain.config.text import Text
 
 
