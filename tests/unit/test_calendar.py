@@ -1,6 +1,7 @@
 """Business hours: weekly ranges in a zone, DST gaps and overlaps, 24:00 ends, explicit and Chinese holidays."""
 
 import logging
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -162,3 +163,26 @@ def _has_data(year: int) -> bool:
     except NotImplementedError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("text", "span"), [("09:00-18:00", (540, 1080)), ("00:00-24:00", (0, 1440)), ("23:59-24:00", (1439, 1440))]
+)
+def test_a_time_range_reads_as_minutes_after_midnight(text: str, span: tuple[int, int]) -> None:
+    assert calendar.parse_range(text) == span
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("9-18", "is not a time range HH:MM-HH:MM"),
+        ("09:00-24:30", "is not a valid time (00:00-24:00)"),
+        ("24:00-24:00", "is not a valid time"),  # 24:00 only ends a range
+        ("09:60-10:00", "is not a valid time"),
+        ("18:00-09:00", "the start must be before the end"),
+        ("09:00-09:00", "the start must be before the end"),
+    ],
+)
+def test_a_time_range_that_cannot_be_read_says_why(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        calendar.parse_range(text)

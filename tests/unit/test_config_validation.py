@@ -120,6 +120,16 @@ def test_impossible_business_hours_are_refused(tmp_path: Path, hours: str, field
     assert message in error
 
 
+def test_a_range_inside_another_is_refused_with_a_range_between(tmp_path: Path) -> None:
+    text = VALID.replace('["09:00-12:00", "13:00-18:00"]', '["08:00-20:00", "09:00-10:00", "13:00-18:00"]')
+    errors = _refused(tmp_path, text)
+    assert all(f":{_line(text, 'mon:')}: " in e for e in errors)
+    assert [e.split(": ", 1)[1] for e in errors] == [
+        "routing.queues.1.hours.weekly.mon.1: '09:00-10:00' overlaps '08:00-20:00'",
+        "routing.queues.1.hours.weekly.mon.2: '13:00-18:00' overlaps '08:00-20:00'",
+    ]
+
+
 def test_an_unknown_time_zone_and_day_are_refused(tmp_path: Path) -> None:
     text = VALID.replace("Asia/Shanghai", "Asia/Beijing").replace("{mon:", "{monday: [], mon:")
     errors = _refused(tmp_path, text)

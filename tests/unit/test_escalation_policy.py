@@ -1,6 +1,8 @@
 """The escalation policy: the example loads, and every refusal names file, line and field."""
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -118,6 +120,36 @@ def test_unknown_fields_bad_hours_and_bad_webhooks() -> None:
     assert any("hours.weekly.mon.0: '18:00-09:00': the start must be before the end" in e for e in errors)
     hook = _errors_webhook()
     assert any("notify.0.secret" in e for e in hook) and any("notify.0.url" in e for e in hook)
+
+
+def test_sla_hours_are_written_like_queue_hours() -> None:
+    policy = _parse(
+        "  triggers:\n    sla:\n"
+        "      hours: {time_zone: Asia/Shanghai, weekly: {mon: ['09:00-18:00']}, holidays: [CN, 2026-11-16],"
+        " makeup_workdays: [2026-11-14]}\n"
+        "      clocks: [{first_response_seconds: 60}]\n"
+    )
+    assert policy.triggers.sla is not None and policy.triggers.sla.hours is not None
+    calendar = policy.triggers.sla.hours.calendar()
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert calendar.is_open(datetime(2026, 11, 14, 10, 0, tzinfo=shanghai))  # a make-up Saturday, Monday's hours
+    assert not calendar.is_open(datetime(2026, 11, 16, 10, 0, tzinfo=shanghai))  # a Monday closed by date
+    assert not calendar.is_open(datetime(2026, 10, 5, 10, 0, tzinfo=shanghai))  # National Day (CN), a Monday
+
+
+@pytest.mark.parametrize(
+    ("weekly", "message"),
+    [
+        ("{mon: ['09:00-12:00', '11:00-18:00']}", "hours.weekly.mon.1: '11:00-18:00' overlaps '09:00-12:00'"),
+        ("{mon: []}", "hours: business hours must open on at least one day"),
+    ],
+)
+def test_sla_hours_that_would_miscount_are_refused(weekly: str, message: str) -> None:
+    errors = _errors(
+        f"  triggers:\n    sla:\n      hours: {{time_zone: UTC, weekly: {weekly}}}\n"
+        "      clocks: [{first_response_seconds: 60}]\n"
+    )
+    assert len(errors) == 1 and message in errors[0], errors
 
 
 def _errors_webhook() -> list[str]:
