@@ -36,7 +36,7 @@ from services.router.domain.decisions import (
     PresenceSet,
     TimersFired,
 )
-from services.router.domain.index import LazyHeap
+from services.router.domain.heap import LazyHeap
 from services.router.domain.model import (
     Agent,
     ContactRef,
