@@ -7,18 +7,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, RoutingCommand
 from kefu import db, kafka
-from kefu.auth import AuthConfig, TokenRegistry
+from kefu.auth import AuthConfig
+from kefu.background import background
 from kefu.config_file import ConfigError, Report
 from kefu.outage import log_retry
 from kefu.outbox import OutboxRelay
-from kefu.tokens import TokenStore
+from kefu.tokens import Tokens, tokens_of
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
@@ -38,21 +39,19 @@ class Router:
     producer: AIOKafkaProducer
     service: RoutingService
     feed: AgentFeed
-    tokens: TokenRegistry
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tokens: Tokens
 
 
 @contextlib.asynccontextmanager
 async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Router]:
     """Start the router's resources and background loops for the ``checked`` configuration (its routing and auth
-    sections); stop them all on exit."""
+    sections); stop them all on exit, in reverse order."""
     try:
         config_text = settings.config_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{settings.config_path}: cannot read: {exc.strerror}"]) from exc
     config = checked.section("routing", RoutingConfig)
     engine = db.create_engine(settings.database_url)
-    tokens = TokenRegistry(checked.section("auth", AuthConfig), stored=TokenStore(engine).find)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     consumer = kafka.create_consumer(settings.kafka_bootstrap, CONTACTS, group_id=settings.consumer_group)
     # a group of its own: members of one group subscribed to different topics make every rebalance wait on both
@@ -62,39 +61,26 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
     feed = AgentFeed()
     relay = OutboxRelay(engine, outbox, producer)
     service = RoutingService(engine=engine, config=config, feed=feed, on_commit=relay.wake)
-    router = Router(settings, engine, producer, service, feed, tokens)
-    try:
+    tokens = tokens_of(checked.section("auth", AuthConfig), engine)
+    async with contextlib.AsyncExitStack() as stack:
+        # every stop is registered before anything starts: a start that fails half-way still closes what it opened
+        for stop in (engine.dispose, producer.stop, commands.stop, consumer.stop):
+            stack.push_async_callback(stop)
         await service.start(config_text, settings.config_path)
         async with engine.connect() as conn:  # new desktop streams start after the newest feed item
             feed.last_id = await feed_store.newest_id(conn)
-        await producer.start()
-        await consumer.start()
-        await commands.start()
-        router.tasks = [
-            asyncio.create_task(
-                kafka.consume(consumer, producer, ContactEvent, service.handle_contact), name="consume"
-            ),
-            asyncio.create_task(
-                kafka.consume(commands, producer, RoutingCommand, service.handle_command), name="commands"
-            ),
-            asyncio.create_task(relay.run(), name="outbox"),
-            asyncio.create_task(_tick(service, settings.offer_tick_seconds), name="timers"),
-            asyncio.create_task(keep_shifts(ShiftKeeper(service), settings.shift_check_seconds), name="shifts"),
-            asyncio.create_task(feed_store.keep_pruned(engine, keep_seconds=settings.feed_keep_seconds), name="feed"),
-        ]
-        for task in router.tasks:
-            task.add_done_callback(_report_crash)
-        yield router
-    finally:
-        for task in router.tasks:
-            task.cancel()
-        await asyncio.gather(*router.tasks, return_exceptions=True)
-        await consumer.stop()
-        await commands.stop()
-        if router.tasks:  # it ran: publish what its last commits left in the outbox
-            await relay.drain()
-        await producer.stop()
-        await engine.dispose()
+        await asyncio.gather(producer.start(), consumer.start(), commands.start())
+        stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
+        loops = {
+            "consume": kafka.consume(consumer, producer, ContactEvent, service.handle_contact),
+            "commands": kafka.consume(commands, producer, RoutingCommand, service.handle_command),
+            "outbox": relay.run(),
+            "timers": _tick(service, settings.offer_tick_seconds),
+            "shifts": keep_shifts(ShiftKeeper(service), settings.shift_check_seconds),
+            "feed": feed_store.keep_pruned(engine, keep_seconds=settings.feed_keep_seconds),
+        }
+        await stack.enter_async_context(background(loops))
+        yield Router(settings, engine, producer, service, feed, tokens)
 
 
 async def _tick(service: RoutingService, every: float) -> None:
@@ -104,8 +90,3 @@ async def _tick(service: RoutingService, every: float) -> None:
             await service.tick()
         except Exception as exc:
             log_retry(log, exc, "acting on due timers failed; will retry")
-
-
-def _report_crash(task: "asyncio.Task[None]") -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s died", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,64 @@
+"""The one skeleton of every service's HTTP app, so that the three answer alike where they should: the same JSON
+errors (``kefu.ops``, every ``kefu.errors.ServiceError`` as it declares), one access line per request, ``/healthz``,
+``/readyz`` and ``/metrics``, and the same ``app.state``.
+
+A service brings what is its own: the resources it runs on (an async context manager yielding the running
+service: its bootstrap's ``running``), what readiness checks of them, and its routers. The running service is
+``app.state.<name>`` while the app serves; a service that authenticates callers also gives its ``kefu.tokens.Tokens``,
+which put the registry (``kefu.auth``) and the token store on ``app.state`` and serve the admin API ``/v1/tokens``.
+"""
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import TypeVar
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kefu import db, kafka
+from kefu.ops import Check, install_error_handlers, ops_router
+from kefu.tokens import Tokens
+from kefu.tokens import router as tokens_router
+
+S = TypeVar("S")
+
+VERSION = "0.1.0"
+
+
+def service_app(
+    title: str,
+    running: Callable[[], AbstractAsyncContextManager[S]],
+    *,
+    name: str,
+    checks: Callable[[S], Mapping[str, Check]],
+    routers: Iterable[APIRouter],
+    tokens: Callable[[S], Tokens] | None = None,
+) -> FastAPI:
+    """The app of a service: ``running()`` enters in its lifespan (the service is ``app.state.<name>``), ``checks``
+    of it answer ``/readyz``, then the tokens API if ``tokens`` is given, then ``routers`` in order."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running() as service:
+            setattr(app.state, name, service)
+            if tokens is not None:
+                issued = tokens(service)
+                app.state.tokens = issued.registry  # read by kefu.auth.caller
+                app.state.token_store = issued.store  # read by the /v1/tokens routes
+            yield
+
+    app = FastAPI(title=title, version=VERSION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(ops_router(lambda: checks(getattr(app.state, name))))
+    if tokens is not None:
+        app.include_router(tokens_router)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def database_and_broker(engine: AsyncEngine, producer: AIOKafkaProducer) -> dict[str, Check]:
+    """The readiness of a service that keeps its state in PostgreSQL and publishes to the broker."""
+    return {"database": partial(db.ping, engine), "broker": partial(kafka.broker_reachable, producer)}
