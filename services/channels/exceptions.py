@@ -1,4 +1,4 @@
-"""Why a webhook is refused. The HTTP layer renders each as a JSON error with its status.
+"""Why a webhook is refused: each declares the HTTP status and code it is answered with (``kefu.errors``).
 
 WebhookRejected
 ├── UnknownAccount        404: no such site / account
@@ -14,16 +14,14 @@ WebhookRejected
 BrokerUnavailable         503: the contact could not be put on the broker; the sender retries
 """
 
+from kefu.errors import ServiceError
 
-class WebhookRejected(Exception):
+
+class WebhookRejected(ServiceError):
     """A webhook refused for something the sender can act on."""
 
     status = 400
     code = "rejected"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class UnknownAccount(WebhookRejected):
