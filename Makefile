@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router bench-escalation simulate clean
+.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router bench-escalation bench-e2e simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -54,6 +54,9 @@ simulate: install  ## the decision core against Erlang C, then 30 % priority con
 
 bench-router: install  ## decision core vs PostgreSQL SKIP LOCKED at 15k agents / 500k waiting contacts
 	$(BIN)/python -m bench.router
+
+bench-e2e: install  ## the whole system as processes: mixed-channel webhooks at stepped rates, simulated agents, backlogs, CPU (ARGS="--rates 10 50 --duration 10 --compare --burst")
+	$(BIN)/python -m bench.e2e $(ARGS)
 
 bench-escalation: install  ## escalation: events/s through the policy engine and due-to-command delay at 10k contacts / 100k timers
 	$(BIN)/python -m bench.escalation

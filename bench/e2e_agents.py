@@ -1,0 +1,119 @@
+"""Simulated agents for ``bench.e2e``, run as a process of its own, through the router's public desktop API.
+
+Each agent keeps its event stream open (``GET /v1/agents/{id}/events``, Server-Sent Events, its bearer token);
+on ``offer.created`` it accepts the offer (``POST /v1/offers/{id}/accept``), works for ``--handle-seconds`` and
+completes the assignment (``POST /v1/assignments/{id}/complete``). A dropped stream is opened again; a fresh
+stream lists the pending offers again, and an offer already taken is not taken twice.
+
+Reads ``{"agent_id": "token", ...}`` from ``--agents`` (JSON); prints ``ready`` once every stream is open, and on
+SIGTERM or SIGINT one JSON line of counts.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.e2e_http import HttpError, Pool, build, events
+
+RECONNECT_SECONDS = 0.5
+
+
+class Agents:
+    def __init__(self, port: int, tokens: dict[str, str], handle_seconds: float, connections: int) -> None:
+        self.port, self.tokens, self.handle_seconds = port, tokens, handle_seconds
+        self.host = f"127.0.0.1:{port}"
+        self.pool = Pool("127.0.0.1", port, connections)
+        self.counts: Counter[str] = Counter()
+        self.seen: set[str] = set()
+        self.opened: set[str] = set()
+        self.ready = asyncio.Event()
+        self.work: set[asyncio.Task[None]] = set()
+
+    def _opened(self, agent_id: str) -> None:
+        self.opened.add(agent_id)
+        if len(self.opened) == len(self.tokens):
+            self.ready.set()
+
+    async def desk(self, agent_id: str) -> None:
+        headers = {"authorization": f"Bearer {self.tokens[agent_id]}"}
+        path = f"/v1/agents/{agent_id}/events"
+        while True:
+            try:
+                async for event in events("127.0.0.1", self.port, path, headers, lambda: self._opened(agent_id)):
+                    if event.name == "offer.created":
+                        offer_id = json.loads(event.data)["offer_id"]
+                        if offer_id not in self.seen:
+                            self.seen.add(offer_id)
+                            self.counts["offers"] += 1
+                            task = asyncio.get_running_loop().create_task(self.handle(agent_id, offer_id))
+                            self.work.add(task)
+                            task.add_done_callback(self.work.discard)
+            except (OSError, asyncio.IncompleteReadError, HttpError):
+                pass
+            self.counts["stream_drops"] += 1
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _post(self, agent_id: str, path: str, body: bytes) -> tuple[int, bytes]:
+        headers = {"authorization": f"Bearer {self.tokens[agent_id]}", "content-type": "application/json"}
+        try:
+            answer = await self.pool.send(build("POST", self.host, path, headers, body))
+        except (OSError, asyncio.IncompleteReadError, HttpError, TimeoutError):
+            return 0, b""
+        return answer.status, answer.body
+
+    async def handle(self, agent_id: str, offer_id: str) -> None:
+        status, body = await self._post(agent_id, f"/v1/offers/{offer_id}/accept", b"")
+        if status != 200:
+            self.counts[f"accept_{status}"] += 1
+            return
+        self.counts["accepted"] += 1
+        assignment_id = json.loads(body)["assignment_id"]
+        await asyncio.sleep(self.handle_seconds)
+        status, _ = await self._post(agent_id, f"/v1/assignments/{assignment_id}/complete", b"{}")
+        self.counts["completed" if status == 200 else f"complete_{status}"] += 1
+
+
+async def run(options: argparse.Namespace) -> Counter[str]:
+    tokens: dict[str, str] = json.loads(options.agents.read_text())
+    agents = Agents(options.port, tokens, options.handle_seconds, options.connections)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    desks = [loop.create_task(agents.desk(agent_id)) for agent_id in tokens]
+    ready = loop.create_task(agents.ready.wait())
+    stopped = loop.create_task(stop.wait())
+    await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if agents.ready.is_set():
+        print("ready", flush=True)
+    await stopped
+    for task in [*desks, *agents.work, ready]:
+        task.cancel()
+    for task in [*desks, *agents.work, ready]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    agents.pool.close()
+    return agents.counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--agents", type=Path, required=True)
+    parser.add_argument("--handle-seconds", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=32)
+    options = parser.parse_args()
+    import uvloop
+
+    counts = uvloop.run(run(options))
+    sys.stdout.write(json.dumps(dict(counts)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
