@@ -3,16 +3,24 @@ caused them, and a relay that publishes them to Kafka (``acks=all``) and marks t
 
 At-least-once: a crash between the broker's ack and the mark publishes a row twice, which the
 consumers' idempotency absorbs. Rows of one key keep their order (ascending id).
+
+The outbox is a queue, not a record: the relay deletes published rows once they are older than a retention
+(``KEFU_OUTBOX_KEEP_SECONDS``), so the table stays as small as what is in flight. What a service must read back
+later (the router's routing history) it writes to a table of its own, in the same transaction.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -22,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     select,
@@ -35,6 +44,18 @@ from kefu.outage import describe, log_retry, unavailable
 log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("kefu_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+PRUNED = Counter("kefu_outbox_pruned_total", "Published outbox rows deleted after their retention")
+
+
+class OutboxRetention(BaseSettings):
+    """How long published rows stay (``KEFU_OUTBOX_*``): a while, to look at what went out lately; not for ever,
+    or every relay batch and every prune walks an ever longer table."""
+
+    model_config = SettingsConfigDict(env_prefix="KEFU_OUTBOX_", extra="ignore")
+
+    keep_seconds: float = Field(default=3600, ge=0, description="How long a published row is kept.")
+    prune_every_seconds: float = Field(default=60, gt=0, description="How often the relay deletes expired rows.")
+    prune_batch: int = Field(default=5000, ge=1, description="Rows deleted per transaction (short row locks).")
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -49,6 +70,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         Column("published_at", DateTime(timezone=True)),
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
     )
 
 
@@ -64,13 +86,23 @@ async def add(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]
 
 
 class OutboxRelay:
-    """Publishes unpublished outbox rows; ``wake()`` after a commit, or it polls every second."""
+    """Publishes unpublished outbox rows; ``wake()`` after a commit, or it polls every second. Between batches, on
+    the retention's schedule, it deletes the rows published longer ago than the retention keeps them."""
 
-    def __init__(self, engine: AsyncEngine, table: Table, producer: AIOKafkaProducer, *, batch: int = 500) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table,
+        producer: AIOKafkaProducer,
+        *,
+        batch: int = 500,
+        retention: OutboxRetention | None = None,
+    ) -> None:
         self._engine = engine
         self._table = table
         self._producer = producer
         self._batch = batch
+        self._retention = retention or OutboxRetention()
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -79,9 +111,13 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled; broker or database trouble is retried with backoff."""
         delay = 0.1
+        prune_at = time.monotonic()
         while True:
             try:
                 sent = await self.relay_once()
+                if time.monotonic() >= prune_at:
+                    await self.prune()
+                    prune_at = time.monotonic() + self._retention.prune_every_seconds
                 delay = 0.1
             except Exception as exc:
                 log_retry(log, exc, "outbox relay failed; retrying in %.1fs", delay)
@@ -134,3 +170,28 @@ class OutboxRelay:
         for row in rows:
             PUBLISHED.labels(row.topic).inc()
         return len(rows)
+
+    async def prune(self) -> int:
+        """Delete the rows published longer ago than the retention (by the database's clock), a batch per
+        transaction; return how many went. Unpublished rows always stay."""
+        table, retention = self._table, self._retention
+        cutoff = func.now() - timedelta(seconds=retention.keep_seconds)
+        total = 0
+        while True:
+            expired = (
+                select(table.c.id)
+                .where(table.c.published_at < cutoff)
+                .order_by(table.c.published_at)
+                .limit(retention.prune_batch)
+                .with_for_update(skip_locked=True)
+            )
+            async with self._engine.begin() as conn:
+                gone = len(
+                    (await conn.execute(delete(table).where(table.c.id.in_(expired)).returning(table.c.id))).all()
+                )
+            total += gone
+            PRUNED.inc(gone)
+            if gone < retention.prune_batch:
+                if total:
+                    log.debug("outbox pruned: %d published rows older than %gs deleted", total, retention.keep_seconds)
+                return total

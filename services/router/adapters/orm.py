@@ -137,6 +137,19 @@ applied_events = Table(
 
 outbox = outbox_table(metadata)
 
+routing_history = Table(
+    "routing_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True, comment="the order the events were decided in"),
+    Column("contact_id", UUID(as_uuid=True), nullable=False),
+    Column("type", String(32), nullable=False, comment="the routing event's type: queued, offered, assigned…"),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False, comment="the routing event as published (JSON)"),
+    Index("ix_routing_history_contact_id_id", "contact_id", "id"),
+    comment="every routing event of every contact, for its timeline: written with the decision, kept after the "
+    "outbox row that published it is pruned",
+)
+
 config_versions = Table(
     "config_versions",
     metadata,

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ROUTING_EVENTS, Channel, ContactEvent, RoutingCommand, RoutingEvent, RoutingEventType
-from kefu.outbox import add, outbox_row
+from contracts import Channel, ContactEvent, RoutingCommand, RoutingEvent, RoutingEventType
+from services.router.adapters import history
 from services.router.adapters.orm import (
     agents,
     applied_events,
@@ -18,7 +18,6 @@ from services.router.adapters.orm import (
     contacts,
     messages,
     offers,
-    outbox,
 )
 from services.router.domain.config import AgentConfig
 from services.router.domain.decisions import (
@@ -208,11 +207,11 @@ async def load_state(conn: AsyncConnection, queues: dict[str, Queue], default_qu
 
 async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
     """Write ``decisions`` and their routing events (through the outbox) in the caller's transaction."""
-    events: list[dict[str, Any]] = []
+    events: list[RoutingEvent] = []
     for decision in decisions:
         match decision:
             case Enqueued(contact=contact):
-                events.append(_event(RoutingEventType.QUEUED, contact, contact.enqueued_at))
+                events.append(history.event(RoutingEventType.QUEUED, contact, contact.enqueued_at))
             case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, at=at, expires_at=expires_at):
                 await conn.execute(
                     insert(offers).values(
@@ -225,7 +224,9 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                     )
                 )
                 await _contact_status(conn, contact.id, "offered")
-                events.append(_event(RoutingEventType.OFFERED, contact, at, agent_id=agent_id, offer_id=offer_id))
+                events.append(
+                    history.event(RoutingEventType.OFFERED, contact, at, agent_id=agent_id, offer_id=offer_id)
+                )
             case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
                 await conn.execute(
                     update(offers).where(offers.c.id == offer_id).values(status=outcome.value, closed_at=at)
@@ -240,7 +241,9 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                     await _contact_status(conn, contact.id, "queued")
                     await _agent_idle(conn, agent_id, at)
                 if outcome in _CLOSED_EVENT:  # a revoked offer is told by the Abandoned event that follows
-                    events.append(_event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id))
+                    events.append(
+                        history.event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id)
+                    )
             case Assigned(assignment_id=assignment_id, offer_id=offer_id, contact=contact, agent_id=agent_id, at=at):
                 await conn.execute(
                     insert(assignments).values(
@@ -254,7 +257,7 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 )
                 await _contact_status(conn, contact.id, "assigned")
                 events.append(
-                    _event(
+                    history.event(
                         RoutingEventType.ASSIGNED,
                         contact,
                         at,
@@ -279,10 +282,12 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 await _agent_idle(conn, agent_id, at)
                 kind = RoutingEventType.TRANSFERRED if decision.transferred else RoutingEventType.COMPLETED
                 reason = decision.disposition
-                events.append(_event(kind, contact, at, agent_id=agent_id, assignment_id=assignment_id, reason=reason))
+                events.append(
+                    history.event(kind, contact, at, agent_id=agent_id, assignment_id=assignment_id, reason=reason)
+                )
             case Abandoned(contact=contact, at=at):
                 await _contact_status(conn, contact.id, "abandoned", closed_at=at)
-                events.append(_event(RoutingEventType.ABANDONED, contact, at, reason="the customer left"))
+                events.append(history.event(RoutingEventType.ABANDONED, contact, at, reason="the customer left"))
             case PresenceSet(agent_id=agent_id, presence=presence, at=at, until=until):
                 await _presence(conn, agent_id, presence, at, until)
             case Requeued(new=new, reason=reason, at=at):
@@ -298,11 +303,11 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                         prefer_until=new.prefer_until,
                     )
                 )
-                events.append(_event(RoutingEventType.REQUEUED, new, at, reason=reason))
+                events.append(history.event(RoutingEventType.REQUEUED, new, at, reason=reason))
             case Closed(contact=contact, reason=reason, at=at):
                 await _contact_status(conn, contact.id, "closed", closed_at=at)
-                events.append(_event(RoutingEventType.CLOSED, contact, at, reason=reason))
-    await add(conn, outbox, events)
+                events.append(history.event(RoutingEventType.CLOSED, contact, at, reason=reason))
+    await history.announce(conn, events)
 
 
 def _ref(row: Any, queue_id: str) -> ContactRef:
@@ -336,7 +341,7 @@ async def refuse_command(conn: AsyncConnection, command: RoutingCommand, refused
             return
         contact = _ref(row, row["queue_id"])
     assignment = refused.assignment
-    event = _event(
+    event = history.event(
         RoutingEventType.COMMAND_REFUSED,
         contact,
         at,
@@ -345,7 +350,7 @@ async def refuse_command(conn: AsyncConnection, command: RoutingCommand, refused
         reason=refused.reason[:1024],
         command_id=command.command_id,
     )
-    await add(conn, outbox, [event])
+    await history.announce(conn, [event])
 
 
 async def _presence(
@@ -375,36 +380,3 @@ async def _contact_status(
 
 async def _agent_idle(conn: AsyncConnection, agent_id: str, at: datetime) -> None:
     await conn.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=at))
-
-
-def _event(
-    kind: RoutingEventType,
-    contact: ContactRef,
-    at: datetime,
-    *,
-    agent_id: str | None = None,
-    offer_id: uuid.UUID | None = None,
-    assignment_id: uuid.UUID | None = None,
-    reason: str | None = None,
-    command_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
-    event = RoutingEvent(
-        event_id=uuid.uuid4(),
-        type=kind,
-        occurred_at=at,
-        contact_id=contact.id,
-        conversation_key=contact.conversation_key,
-        channel=contact.channel,
-        queue_id=contact.queue_id,
-        agent_id=agent_id,
-        offer_id=offer_id,
-        assignment_id=assignment_id,
-        priority=contact.priority,
-        reason=reason,
-        customer_id=contact.customer_id,
-        customer_tier=contact.tier,
-        owning_tam=contact.owning_tam,
-        category=contact.category,
-        command_id=command_id,
-    )
-    return outbox_row(ROUTING_EVENTS, str(contact.id), event.model_dump_json())

@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ROUTING_EVENTS, RoutingEvent
-from services.router.adapters.orm import contacts, messages, outbox
+from services.router.adapters import history
+from services.router.adapters.orm import contacts, messages
 
 
 async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str, Any] | None:
@@ -15,18 +15,12 @@ async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str
     row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).mappings().first()
     if row is None:
         return None
-    history = await conn.execute(
+    written = await conn.execute(
         select(messages.c.id, messages.c.text, messages.c.attachments, messages.c.metadata, messages.c.occurred_at)
         .where(messages.c.contact_id == contact_id)
         .order_by(messages.c.occurred_at, messages.c.received_at)
     )
-    routing = (
-        await conn.execute(
-            select(outbox.c.payload)
-            .where(outbox.c.topic == ROUTING_EVENTS, outbox.c.key == str(contact_id))
-            .order_by(outbox.c.id)
-        )
-    ).scalars()
+    routing = await history.of_contact(conn, contact_id)
     return {
         "contact_id": str(row["id"]),
         "conversation_key": row["conversation_key"],
@@ -40,9 +34,7 @@ async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str
         "status": row["status"],
         "enqueued_at": row["enqueued_at"].isoformat(),
         "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
-        "events": [
-            RoutingEvent.model_validate_json(payload).model_dump(mode="json", exclude_none=True) for payload in routing
-        ],
+        "events": routing,
         "messages": [
             {
                 "message_id": str(m.id),
@@ -51,6 +43,6 @@ async def contact_view(conn: AsyncConnection, contact_id: uuid.UUID) -> dict[str
                 "metadata": m.metadata,
                 "occurred_at": m.occurred_at.isoformat(),
             }
-            for m in history
+            for m in written
         ],
     }
