@@ -37,7 +37,7 @@ from kefu.config_file import load_section
 from services.escalation.adapters.timers import TimerRunner, TimerStore
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
-from services.escalation.service import Escalator
+from services.escalation.service import EscalationService
 from tools import migrate
 from tools.embedded import EmbeddedPostgres
 
@@ -128,7 +128,7 @@ def workload(
 
 
 async def drive(
-    escalator: Escalator,
+    escalator: EscalationService,
     events: list[ContactEvent | RoutingEvent],
     workers: int,
     latencies: list[float],
@@ -148,9 +148,9 @@ async def drive(
                 await asyncio.sleep(max(0.0, begin + n * workers / rate - time.perf_counter()))
             started = time.perf_counter()
             if isinstance(event, ContactEvent):
-                await escalator.handle_contact(event)
+                await escalator.contact_message(event)
             else:
-                await escalator.handle_routing(event)
+                await escalator.routing_step(event)
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -184,7 +184,9 @@ async def run(url: str, args: argparse.Namespace) -> list[tuple[str, str]]:
 
         runner = TimerRunner(engine)
         store = TimerStore(engine)
-        escalator = Escalator(engine, policy, store, committed=lambda tx: runner.wake() if tx.new_timers else None)
+        escalator = EscalationService(
+            engine, policy, store, after_commit=lambda tx: runner.wake() if tx.new_timers else None
+        )
         latencies: list[float] = []
         seconds = await drive(escalator, workload(contacts, args.events, rng), args.workers, latencies)
         rows.append((f"events through the policy engine ({args.workers} workers)", f"{args.events / seconds:,.0f} /s"))
@@ -209,7 +211,7 @@ async def run(url: str, args: argparse.Namespace) -> list[tuple[str, str]]:
                 await store.schedule(  # what the queued event of a key-account contact schedules
                     f"{contact_id}/key_account.hold", "key_account.hold", due, contact_id=contact_id, conn=conn
                 )
-        timer_task = asyncio.create_task(runner.run(escalator.on_timer))
+        timer_task = asyncio.create_task(runner.run(escalator.timer_due))
         background: list[float] = []
         steady = workload(contacts, int(args.background_rate * (args.lead + args.spread)), rng)
         load = asyncio.create_task(drive(escalator, steady, args.workers, background, rate=args.background_rate))

@@ -24,7 +24,8 @@ from services.escalation.adapters.orm import outbox
 from services.escalation.adapters.timers import TimerRunner, TimerStore
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
-from services.escalation.service import Committed, Escalator
+from services.escalation.service import EscalationService
+from services.escalation.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Escalation:
     producer: AIOKafkaProducer
     tokens: TokenRegistry
     relay: OutboxRelay
-    escalator: Escalator
+    service: EscalationService
     access: CaseAccess
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -91,15 +92,15 @@ async def running(
 
     runner = TimerRunner(engine, committed=outbound)
 
-    def committed(tx: Committed) -> None:
+    def committed(tx: UnitOfWork) -> None:
         if tx.outbound:
             outbound()
         if tx.new_timers:
             runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
-    escalator = Escalator(engine, policy, TimerStore(engine), committed=committed)
+    service = EscalationService(engine, policy, TimerStore(engine), after_commit=committed)
     access = CaseAccess(policy, groups)
-    escalation = Escalation(settings, engine, producer, tokens, relay, escalator, access)
+    escalation = Escalation(settings, engine, producer, tokens, relay, service, access)
     contacts, routing = consumers
     try:
         await producer.start()
@@ -107,12 +108,10 @@ async def running(
             await consumer.start()
         escalation.tasks = [
             asyncio.create_task(
-                kafka.consume(contacts, producer, ContactEvent, escalator.handle_contact), name="contacts"
+                kafka.consume(contacts, producer, ContactEvent, service.contact_message), name="contacts"
             ),
-            asyncio.create_task(
-                kafka.consume(routing, producer, RoutingEvent, escalator.handle_routing), name="routing"
-            ),
-            asyncio.create_task(runner.run(escalator.on_timer), name="timers"),
+            asyncio.create_task(kafka.consume(routing, producer, RoutingEvent, service.routing_step), name="routing"),
+            asyncio.create_task(runner.run(service.timer_due), name="timers"),
             asyncio.create_task(relay.run(), name="outbox"),
             asyncio.create_task(notifier.run(), name="notifier"),
         ]

@@ -14,7 +14,7 @@ from kefu import db
 from services.escalation.adapters.orm import cases, contact_messages, timers
 from services.escalation.adapters.timers import TimerStore
 from services.escalation.domain.policy import EscalationPolicy
-from services.escalation.service import Escalator
+from services.escalation.service import EscalationService
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +82,11 @@ async def case_triggers(engine: AsyncEngine, contact_id: uuid.UUID) -> list[str]
 
 async def test_an_email_dated_8_hours_ago_breaches_30_minutes_after_kefu_received_it(engine: AsyncEngine) -> None:
     clock = Clock(RECEIVED + timedelta(seconds=1))
-    escalator = Escalator(engine, POLICY, TimerStore(engine), clock=clock)
+    escalator = EscalationService(engine, POLICY, TimerStore(engine), clock=clock)
     email = old_email(sent=RECEIVED - timedelta(hours=8), received=RECEIVED)
     # in either order: the router queued it half a second after kefu received it
-    await escalator.handle_contact(email)
-    await escalator.handle_routing(queued(email, RECEIVED + timedelta(milliseconds=500)))
+    await escalator.contact_message(email)
+    await escalator.routing_step(queued(email, RECEIVED + timedelta(milliseconds=500)))
     assert await case_triggers(engine, email.event_id) == []  # not breached at arrival
 
     assert (await pending_timers(engine))["sla.first_response.breach"] == RECEIVED + SLA
@@ -95,14 +95,14 @@ async def test_an_email_dated_8_hours_ago_breaches_30_minutes_after_kefu_receive
     assert shown == RECEIVED  # the message's time, as the clocks count it
 
     clock.now = RECEIVED + SLA - timedelta(seconds=1)  # anything evaluating it just before: still nothing
-    await escalator.handle_routing(queued(email, RECEIVED + timedelta(milliseconds=500)))
+    await escalator.routing_step(queued(email, RECEIVED + timedelta(milliseconds=500)))
     assert await case_triggers(engine, email.event_id) == []
 
     clock.now = RECEIVED + SLA
     breach = await TimerStore(engine).get(f"{email.event_id}/sla.first_response.breach/{RECEIVED.isoformat()}")
     assert breach is not None
     async with engine.begin() as conn:
-        await escalator.on_timer(breach, conn)
+        await escalator.timer_due(breach, conn)
     assert await case_triggers(engine, email.event_id) == ["sla.first_response.breach"]
 
 
@@ -112,10 +112,10 @@ async def test_the_clock_starts_at_receipt_when_the_router_queued_it_later_and_t
     """The router's ``queued`` first, 40 s after receipt (a backlog), then the message, whose ``occurred_at`` is
     2 h ahead (a skewed phone or platform clock): the clock still starts at ``received_at``."""
     clock = Clock(RECEIVED + timedelta(seconds=41))
-    escalator = Escalator(engine, POLICY, TimerStore(engine), clock=clock)
+    escalator = EscalationService(engine, POLICY, TimerStore(engine), clock=clock)
     email = old_email(sent=RECEIVED + timedelta(hours=2), received=RECEIVED)
-    await escalator.handle_routing(queued(email, RECEIVED + timedelta(seconds=40)))
-    await escalator.handle_contact(email)
+    await escalator.routing_step(queued(email, RECEIVED + timedelta(seconds=40)))
+    await escalator.contact_message(email)
     async with engine.connect() as conn:
         breach = select(func.min(timers.c.due_at)).where(timers.c.kind == "sla.first_response.breach")
         assert (await conn.execute(breach)).scalar() == RECEIVED + SLA

@@ -6,6 +6,7 @@ acted on). No answer may be a 5xx; a success must match the documented schema.""
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ TOKENS = [SUPERVISOR_TOKEN, ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN]
 
 OPEN, LIST, CASE = "POST /v1/escalations", "GET /v1/escalations", "GET /v1/escalations/{case_id}"
 ACT = "POST /v1/escalations/{case_id}/{action}"
+HISTORY = "GET /v1/routing-events"
 # the answers are free-form objects, so schemathesis infers no links: these say where case ids come from
 LINKS = [
     (OPEN, CASE, "case_id", "", "201"),
@@ -75,3 +77,37 @@ def test_the_escalation_api_never_answers_with_a_server_error(escalation_url: st
     assert {OPEN, LIST, CASE, ACT} <= set(stateful.seen), stateful.seen
     assert 200 in stateful.seen[LIST], stateful.seen
     assert httpx.get(f"{escalation_url}/healthz", timeout=5).status_code == 200
+
+
+def test_every_success_answer_has_a_schema(escalation_config_path: Path) -> None:
+    """The document says what each route answers: every 2xx JSON answer has a schema, and the escalation routes'
+    (cases, the routing history) name their fields, so a client and the fuzzing above can check what comes back."""
+    settings = EscalationSettings(
+        database_url="postgresql+asyncpg://unused/unused",
+        kafka_bootstrap="unused:9092",
+        config_path=escalation_config_path,
+    )
+    document = create_app(settings).openapi()
+    components = document["components"]["schemas"]
+
+    def fields(schema: dict[str, Any]) -> set[str]:
+        """The properties a (referenced, or array of referenced) schema names."""
+        if "items" in schema:
+            return fields(schema["items"])
+        if "$ref" in schema:
+            return fields(components[schema["$ref"].rsplit("/", 1)[-1]])
+        return set(schema.get("properties", {}))
+
+    answers = {
+        f"{method.upper()} {path}": response["content"]["application/json"]["schema"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if status.startswith("2") and "application/json" in response.get("content", {})
+    }
+    assert [operation for operation, schema in answers.items() if not schema] == []
+    ours = {operation: fields(answers[operation]) for operation in (OPEN, LIST, CASE, ACT, HISTORY)}
+    assert [operation for operation, named in ours.items() if not named] == []
+    assert {"case_id", "status", "target", "created_at"} <= ours[LIST]
+    assert {"case_id", "status", "audit"} <= ours[OPEN] & ours[CASE] & ours[ACT]
+    assert {"event_id", "type", "contact_id"} <= ours[HISTORY]

@@ -1,9 +1,9 @@
-"""Escalation cases in PostgreSQL: each change in one transaction with its audit entry and the events it
-announces (``kefu.escalations.v1``, and the routing command that moves the contact) through the outbox."""
+"""Escalation cases in PostgreSQL, the write side: each change in the caller's transaction with its audit entry and
+the events it announces (``kefu.escalations.v1``, and the routing command that moves the contact) through the outbox.
+What the API reads (a case with its trail, case lists) is ``services.escalation.queries``."""
 
 import json
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,8 @@ from contracts.escalations import EscalationStatus
 from contracts.routing import CommandPrecondition, RoutingCommandType
 from kefu.outbox import add, outbox_row
 from services.escalation.adapters.orm import case_audit, cases, outbox
-from services.escalation.domain.cases import Action, move
+from services.escalation.domain.cases import Action, status_after
+from services.escalation.domain.triggers import Decision
 
 
 class UnknownCase(LookupError):
@@ -25,23 +26,31 @@ class UnknownCase(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
-class Move:
-    """Where a case sends its contact: the target, its router group and queue, at what level and priority."""
+class Case:
+    """What acting on a case needs of its row: where it stands and who opened it."""
 
+    case_id: uuid.UUID
+    contact_id: uuid.UUID
+    trigger: str
     target: str
-    group: str
-    queue: str | None
     level: int
+    status: EscalationStatus
     priority: int
-    agent: str | None = None  # one person who owns it (a key account's TAM)
+    reason: str
+    created_by: str
+
+    @property
+    def decision(self) -> Decision:
+        """The decision the case carries out at its level, as far as the row tells it (the group and queue are
+        not stored: the target stands for the group), for the policy to climb it or repeat it at the top."""
+        return Decision(self.trigger, self.target, self.level, self.target, "", self.priority, self.reason)
 
 
 async def open_case(
     conn: AsyncConnection,
     *,
     contact_id: uuid.UUID,
-    trigger: str,
-    move: Move,
+    decision: Decision,
     reason: str,
     evidence: dict[str, Any],
     actor: str,
@@ -49,22 +58,22 @@ async def open_case(
     precondition: CommandPrecondition | None = None,
     reopen: bool = False,
 ) -> uuid.UUID | None:
-    """Open a case, unless this contact was already escalated for ``trigger`` (then None).
+    """Open ``decision``'s case, unless this contact was already escalated for its trigger (then None).
 
     With ``reopen``, a cancelled case of the same trigger opens again instead (the policy decided it anew after
     the router refused its command). ``precondition`` is what the case's routing command assumes.
     """
     values = {
-        "target": move.target,
-        "level": move.level,
+        "target": decision.target,
+        "level": decision.level,
         "status": EscalationStatus.OPEN.value,
-        "priority": move.priority,
+        "priority": decision.priority,
         "reason": reason,
         "evidence": json.dumps(evidence, ensure_ascii=False),
         "updated_at": now,
     }
     statement = insert(cases).values(
-        id=uuid.uuid4(), contact_id=contact_id, trigger=trigger, created_by=actor, created_at=now, **values
+        id=uuid.uuid4(), contact_id=contact_id, trigger=decision.trigger, created_by=actor, created_at=now, **values
     )
     if reopen:
         cancelled = cases.c.status == EscalationStatus.CANCELLED.value
@@ -75,29 +84,30 @@ async def open_case(
     if case_id is None:
         return None
     audit_id = await _audit(conn, case_id, actor, "open", reason, now)
-    await _announce(conn, case_id, contact_id, trigger, move, reason, now, command_of(case_id, audit_id), precondition)
+    await _announce(conn, case_id, contact_id, decision, reason, now, command_of(case_id, audit_id), precondition)
     return case_id
 
 
 async def climb(
     conn: AsyncConnection,
     case_id: uuid.UUID,
-    move: Move,
+    decision: Decision,
     *,
-    reason: str,
     now: datetime,
     precondition: CommandPrecondition | None = None,
 ) -> None:
-    """Move an open case up a level: a new target and priority, an audit entry, and the contact moved again."""
+    """Climb an open case to ``decision``'s level: a new target and priority, an audit entry, and the contact moved
+    again."""
     row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().one()
     await conn.execute(
         update(cases)
         .where(cases.c.id == case_id)
-        .values(target=move.target, level=move.level, priority=move.priority, updated_at=now)
+        .values(target=decision.target, level=decision.level, priority=decision.priority, updated_at=now)
     )
+    reason = decision.evidence
     audit_id = await _audit(conn, case_id, "policy", "climb", reason, now)
     command_id = command_of(case_id, audit_id)
-    await _announce(conn, case_id, row["contact_id"], row["trigger"], move, reason, now, command_id, precondition)
+    await _announce(conn, case_id, row["contact_id"], decision, reason, now, command_id, precondition)
 
 
 def command_of(case_id: uuid.UUID, audit_id: int) -> uuid.UUID:
@@ -108,7 +118,7 @@ def command_of(case_id: uuid.UUID, audit_id: int) -> uuid.UUID:
     return uuid.uuid5(case_id, f"audit/{audit_id}")
 
 
-async def find_by_command(conn: AsyncConnection, contact_id: uuid.UUID, command_id: uuid.UUID) -> dict[str, Any] | None:
+async def find_by_command(conn: AsyncConnection, contact_id: uuid.UUID, command_id: uuid.UUID) -> Case | None:
     """The case of ``contact_id`` whose open or climb sent routing command ``command_id``, locked; None if none."""
     sent = await conn.execute(
         select(case_audit.c.case_id, case_audit.c.id)
@@ -119,10 +129,10 @@ async def find_by_command(conn: AsyncConnection, contact_id: uuid.UUID, command_
     if case_id is None:
         return None
     row = (await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())).mappings().one()
-    return _view(row)
+    return _case(row)
 
 
-async def find(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> dict[str, Any] | None:
+async def find(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> Case | None:
     """The case of ``contact_id`` for ``trigger``, locked until the transaction ends; None when there is none."""
     row = (
         (
@@ -133,15 +143,22 @@ async def find(conn: AsyncConnection, contact_id: uuid.UUID, trigger: str) -> di
         .mappings()
         .first()
     )
-    return None if row is None else _view(row)
+    return None if row is None else _case(row)
+
+
+async def lock_target(conn: AsyncConnection, case_id: uuid.UUID) -> str | None:
+    """The case's target, its row locked until the transaction ends (a climb cannot change it meanwhile); None for
+    an unknown case."""
+    found = await conn.execute(select(cases.c.target).where(cases.c.id == case_id).with_for_update())
+    target: str | None = found.scalar_one_or_none()
+    return target
 
 
 async def _announce(
     conn: AsyncConnection,
     case_id: uuid.UUID,
     contact_id: uuid.UUID,
-    trigger: str,
-    move: Move,
+    decision: Decision,
     reason: str,
     now: datetime,
     command_id: uuid.UUID,
@@ -152,18 +169,27 @@ async def _announce(
         type=RoutingCommandType.ESCALATE,
         issued_at=now,
         contact_id=contact_id,
-        target_group=move.group,
-        target_queue_id=move.queue,
-        priority=move.priority,
-        target_agent_id=move.agent,
-        reason=f"{trigger}: {reason}"[:1024],
+        target_group=decision.group,
+        target_queue_id=decision.queue,
+        priority=decision.priority,
+        target_agent_id=decision.agent,
+        reason=f"{decision.trigger}: {reason}"[:1024],
         precondition=precondition,
     )
     await add(
         conn,
         outbox,
         [
-            _event_row(case_id, contact_id, trigger, move.target, move.level, EscalationStatus.OPEN, reason, now),
+            _event_row(
+                case_id,
+                contact_id,
+                decision.trigger,
+                decision.target,
+                decision.level,
+                EscalationStatus.OPEN,
+                reason,
+                now,
+            ),
             outbox_row(ROUTING_COMMANDS, str(contact_id), command.model_dump_json()),
         ],
     )
@@ -176,7 +202,7 @@ async def act(
     row = (await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())).mappings().first()
     if row is None:
         raise UnknownCase(f"no escalation case {case_id}")
-    status = move(EscalationStatus(row["status"]), action)
+    status = status_after(EscalationStatus(row["status"]), action)
     await conn.execute(update(cases).where(cases.c.id == case_id).values(status=status.value, updated_at=now))
     await _audit(conn, case_id, actor, action.value, note, now)
     await add(
@@ -186,59 +212,18 @@ async def act(
     )
 
 
-async def get(conn: AsyncConnection, case_id: uuid.UUID) -> dict[str, Any]:
-    """A case with its audit trail, oldest entry first."""
-    row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
-    if row is None:
-        raise UnknownCase(f"no escalation case {case_id}")
-    trail = await conn.execute(
-        select(case_audit.c.at, case_audit.c.actor, case_audit.c.action, case_audit.c.detail)
-        .where(case_audit.c.case_id == case_id)
-        .order_by(case_audit.c.id)
+def _case(row: Any) -> Case:
+    return Case(
+        case_id=row["id"],
+        contact_id=row["contact_id"],
+        trigger=row["trigger"],
+        target=row["target"],
+        level=row["level"],
+        status=EscalationStatus(row["status"]),
+        priority=row["priority"],
+        reason=row["reason"],
+        created_by=row["created_by"],
     )
-    return {
-        **_view(row),
-        "audit": [{"at": a.at.isoformat(), "actor": a.actor, "action": a.action, "detail": a.detail} for a in trail],
-    }
-
-
-async def search(
-    conn: AsyncConnection,
-    *,
-    status: EscalationStatus | None,
-    contact_id: uuid.UUID | None,
-    target: str | None,
-    limit: int,
-    targets: Collection[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Cases matching every given filter, newest first (``targets``: of one of those targets only)."""
-    query = select(cases).order_by(cases.c.created_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(cases.c.status == status.value)
-    if contact_id is not None:
-        query = query.where(cases.c.contact_id == contact_id)
-    if target is not None:
-        query = query.where(cases.c.target == target)
-    if targets is not None:
-        query = query.where(cases.c.target.in_(list(targets)))
-    return [_view(row) for row in (await conn.execute(query)).mappings()]
-
-
-def _view(row: Any) -> dict[str, Any]:
-    return {
-        "case_id": str(row["id"]),
-        "contact_id": str(row["contact_id"]),
-        "trigger": row["trigger"],
-        "target": row["target"],
-        "level": row["level"],
-        "status": row["status"],
-        "priority": row["priority"],
-        "reason": row["reason"],
-        "evidence": json.loads(row["evidence"]),
-        "created_by": row["created_by"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
 
 
 async def _audit(conn: AsyncConnection, case_id: uuid.UUID, actor: str, action: str, detail: str, now: datetime) -> int:

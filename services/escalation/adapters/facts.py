@@ -4,7 +4,7 @@ Keyed by the router's contact id. The router opens a contact with the id of the 
 ``ContactEvent`` and appends later messages to the open contact of the same conversation key; this module does
 the same, so both topics land on one row whichever arrives first. Every write happens in the caller's
 transaction: a message is applied once because its event id is the primary key of ``contact_messages``, and a
-routing event once because ``record_routing_event`` (same transaction) refuses a stored event id.
+routing event once because it is stored in ``routing_events`` first, keyed by its event id.
 
 A contact whose routing event closing it has not arrived yet still takes a new message of its conversation
 (the topics are not ordered with each other); the router may already have opened a new contact for it.
@@ -88,8 +88,24 @@ async def apply_message(conn: AsyncConnection, event: ContactEvent) -> uuid.UUID
     return contact_id if added.first() is not None else None
 
 
-async def apply_routing(conn: AsyncConnection, event: RoutingEvent) -> None:
-    """Fold one routing event (already deduplicated by the caller) into its contact's facts."""
+async def apply_routing(conn: AsyncConnection, event: RoutingEvent) -> bool:
+    """Store ``event`` once and fold it into its contact's facts; False, changing nothing, for a redelivery."""
+    stored = await conn.execute(
+        insert(routing_events)
+        .values(
+            event_id=event.event_id,
+            type=event.type.value,
+            contact_id=event.contact_id,
+            agent_id=event.agent_id,
+            queue_id=event.queue_id,
+            occurred_at=event.occurred_at,
+            payload=event.model_dump_json(),
+        )
+        .on_conflict_do_nothing()
+        .returning(routing_events.c.event_id)
+    )
+    if stored.first() is None:
+        return False
     await _ensure(conn, event.contact_id, event.conversation_key, event.occurred_at, customer_key(event))
     values: dict[str, Any] = {"queue": event.queue_id, "status": _STATUS.get(event.type, contact_facts.c.status)}
     if event.type is RoutingEventType.QUEUED:
@@ -110,6 +126,7 @@ async def apply_routing(conn: AsyncConnection, event: RoutingEvent) -> None:
         .where(contact_facts.c.contact_id == event.contact_id)
         .values(updated_at=func.now(), **values)
     )
+    return True
 
 
 async def load(
@@ -178,14 +195,30 @@ async def unmark_fired(conn: AsyncConnection, contact_id: uuid.UUID, trigger: st
 
 async def current_assignment(conn: AsyncConnection, contact_id: uuid.UUID) -> uuid.UUID | None:
     """The assignment of the contact's latest ``assigned`` routing event seen here, if any."""
+    payload = await _latest_assigned(conn, contact_id, routing_events.c.payload)
+    return None if payload is None else RoutingEvent.model_validate_json(payload).assignment_id
+
+
+async def holder(conn: AsyncConnection, contact_id: uuid.UUID) -> str | None:
+    """The agent the contact is assigned to now, as the routing events seen here tell; None when not assigned."""
+    status = (
+        await conn.execute(select(contact_facts.c.status).where(contact_facts.c.contact_id == contact_id))
+    ).scalar_one_or_none()
+    if status != "assigned":
+        return None
+    agent: str | None = await _latest_assigned(conn, contact_id, routing_events.c.agent_id)
+    return agent
+
+
+async def _latest_assigned(conn: AsyncConnection, contact_id: uuid.UUID, column: Any) -> Any:
+    """``column`` of the contact's latest ``assigned`` routing event seen here; None without one."""
     latest = await conn.execute(
-        select(routing_events.c.payload)
+        select(column)
         .where(routing_events.c.contact_id == contact_id, routing_events.c.type == RoutingEventType.ASSIGNED.value)
         .order_by(routing_events.c.occurred_at.desc(), routing_events.c.received_at.desc())
         .limit(1)
     )
-    payload = latest.scalar_one_or_none()
-    return None if payload is None else RoutingEvent.model_validate_json(payload).assignment_id
+    return latest.scalar_one_or_none()
 
 
 async def _ensure(

@@ -18,7 +18,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
-_MOVES: dict[Action, tuple[frozenset[EscalationStatus], EscalationStatus]] = {
+_TRANSITIONS: dict[Action, tuple[frozenset[EscalationStatus], EscalationStatus]] = {
     Action.ACKNOWLEDGE: (frozenset({EscalationStatus.OPEN}), EscalationStatus.ACKNOWLEDGED),
     Action.RESOLVE: (frozenset({EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED}), EscalationStatus.RESOLVED),
     Action.CANCEL: (frozenset({EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED}), EscalationStatus.CANCELLED),
@@ -29,9 +29,9 @@ class CaseClosed(ValueError):
     """The case is not in a status the action applies to."""
 
 
-def move(status: EscalationStatus, action: Action) -> EscalationStatus:
+def status_after(status: EscalationStatus, action: Action) -> EscalationStatus:
     """The status after ``action``; ``CaseClosed`` when it does not apply."""
-    allowed, result = _MOVES[action]
+    allowed, result = _TRANSITIONS[action]
     if status not in allowed:
         raise CaseClosed(f"cannot {action} a case that is {status}")
     return result

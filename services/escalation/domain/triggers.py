@@ -2,7 +2,7 @@
 
 Pure and idempotent: the caller passes the triggers already fired for the contact (``ContactFacts.fired``), and a
 trigger in that set never fires again. A timer is a wake-up call, not a decision: when it comes due the caller
-evaluates again at that ``now``, so a contact answered meanwhile simply produces nothing. Timer keys are stable, so
+evaluates again at that ``now``, so a contact answered meanwhile simply produces nothing. Wake-up keys are stable, so
 scheduling the same timer twice is one row (``escalation.timers.key`` is unique).
 """
 
@@ -44,9 +44,16 @@ class ContactFacts:
     fired: frozenset[str] = frozenset()
 
 
+def unseen(contact_id: UUID, now: datetime) -> ContactFacts:
+    """What is known of a contact this service has not seen yet (its events still on the way): nothing but its id;
+    a person may escalate it all the same, and a case opened by hand climbs all the same."""
+    return ContactFacts(contact_id, queue="", tier="standard", queued_at=now)
+
+
 @dataclass(frozen=True, slots=True)
-class Escalation:
-    """A decision: move the contact to ``queue``/``group`` (``agent`` when one person owns it) at ``priority``."""
+class Decision:
+    """What the policy decided for one trigger: move the contact to ``queue``/``group`` (``agent`` when one person
+    owns it) at ``priority``, as ``target``'s case at ``level``; a warning only tells the target."""
 
     trigger: str
     target: str
@@ -60,7 +67,9 @@ class Escalation:
 
 
 @dataclass(frozen=True, slots=True)
-class Timer:
+class WakeUp:
+    """A timer to set: when it comes due the contact is evaluated again (an acknowledgement timer's case climbs)."""
+
     kind: str
     key: str
     due_at: datetime
@@ -69,8 +78,10 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    escalations: list[Escalation] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
+    """One run of the policy on a contact: what it decided now, and when to run it again."""
+
+    escalations: list[Decision] = field(default_factory=list)
+    timers: list[WakeUp] = field(default_factory=list)
 
 
 def evaluate(facts: ContactFacts, policy: EscalationPolicy, now: datetime) -> Evaluation:
@@ -133,7 +144,7 @@ def manual_targets(policy: EscalationPolicy) -> list[str]:
     return list(policy.triggers.manual.allowed_targets) if policy.triggers.manual else sorted(policy.targets)
 
 
-def manual(facts: ContactFacts, policy: EscalationPolicy, *, target: str, reason: str) -> Escalation:
+def manual(facts: ContactFacts, policy: EscalationPolicy, *, target: str, reason: str) -> Decision:
     """An agent's request to escalate to ``target`` (``TargetNotAllowed``, ``AlreadyEscalated``)."""
     allowed = manual_targets(policy)
     if target not in allowed:
@@ -159,34 +170,34 @@ def assumed(facts: ContactFacts, assignment_id: UUID | None) -> CommandPrecondit
     return None
 
 
-def ack_timer(contact_id: UUID, escalation: Escalation, policy: EscalationPolicy, opened_at: datetime) -> Timer | None:
-    """The timer after which an unacknowledged ``escalation`` climbs a level; None without a timeout configured."""
-    level = policy.levels.get(escalation.target)
-    if level is None or escalation.warning_only:
+def ack_timer(contact_id: UUID, decision: Decision, policy: EscalationPolicy, opened_at: datetime) -> WakeUp | None:
+    """The timer after which an unacknowledged ``decision`` climbs a level; None without a timeout configured."""
+    level = policy.levels.get(decision.target)
+    if level is None or decision.warning_only:
         return None
-    kind = f"ack.level{escalation.level}"
+    kind = f"ack.level{decision.level}"
     due = opened_at + timedelta(seconds=level.ack_timeout_seconds)
     # keyed by when the level opened too: a case opened again (its command refused as stale) gets a timer of its own
-    key = f"{contact_id}/{escalation.trigger}/{kind}@{opened_at.isoformat()}"
-    return Timer(kind, key, due, trigger=escalation.trigger)
+    key = f"{contact_id}/{decision.trigger}/{kind}@{opened_at.isoformat()}"
+    return WakeUp(kind, key, due, trigger=decision.trigger)
 
 
-def climb(facts: ContactFacts, escalation: Escalation, policy: EscalationPolicy) -> Escalation | None:
-    """The next level of an escalation nobody acknowledged in time, or None at the top."""
-    nxt = policy.climb(escalation.target)
+def climb(facts: ContactFacts, decision: Decision, policy: EscalationPolicy) -> Decision | None:
+    """The next level of a decision nobody acknowledged in time, or None at the top."""
+    nxt = policy.climb(decision.target)
     if nxt is None or facts.status in CLOSED:
         return None
-    evidence = f"level {escalation.level} ({escalation.target}) not acknowledged in time"
-    return _decide(policy, facts, escalation.trigger, nxt, evidence, level=escalation.level + 1)
+    evidence = f"level {decision.level} ({decision.target}) not acknowledged in time"
+    return _decide(policy, facts, decision.trigger, nxt, evidence, level=decision.level + 1)
 
 
 def _decide(
     policy: EscalationPolicy, facts: ContactFacts, trigger: str, target: str, evidence: str, *, level: int = 1
-) -> Escalation:
+) -> Decision:
     t = policy.targets[target]
     agent = facts.owning_tam if target == "tam" else None
     group = t.group if agent is not None or t.fallback_group is None else t.fallback_group
-    return Escalation(trigger, target, level, group, t.queue, t.priority, evidence, agent)
+    return Decision(trigger, target, level, group, t.queue, t.priority, evidence, agent)
 
 
 def _fires(facts: ContactFacts, trigger: str, target: str, policy: EscalationPolicy) -> bool:
@@ -255,7 +266,7 @@ def _after(
         out.escalations.append(_decide(policy, facts, trigger, target, evidence))
     else:
         kind = f"{trigger}.{waiting}"
-        out.timers.append(Timer(kind, f"{facts.contact_id}/{kind}", due))
+        out.timers.append(WakeUp(kind, f"{facts.contact_id}/{kind}", due))
 
 
 def _repeat_contact(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Evaluation) -> None:
@@ -293,7 +304,7 @@ def _sla(facts: ContactFacts, policy: EscalationPolicy, now: datetime, out: Eval
                 continue
             if now < due:
                 key = f"{facts.contact_id}/{name}/{clock.started_at.isoformat()}"
-                out.timers.append(Timer(name, key, due))
+                out.timers.append(WakeUp(name, key, due))
             elif stage == "breach" or now < clock.breach_at:  # past the breach a warning is moot
                 evidence = f"{clock.kind} {stage}: due {due.isoformat()} (clock started {clock.started_at.isoformat()})"
                 decision = _decide(policy, facts, name, trigger.target, evidence)

@@ -3,21 +3,22 @@
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import FastAPI, Query, Request
 
+from contracts import RoutingEvent
 from kefu import db, kafka
 from kefu.auth import Supervisor
 from kefu.config_file import Report
 from kefu.ops import Check, install_error_handlers, ops_router
 from kefu.tokens import TokenStore
 from kefu.tokens import router as tokens_router
-from services.escalation.adapters.store import routing_history
 from services.escalation.bootstrap import Escalation, running
 from services.escalation.config import EscalationSettings
 from services.escalation.entrypoints.cases import router as cases_router
+from services.escalation.queries import routing_history
 
 
 def create_app(settings: EscalationSettings, checked: Report, groups: Mapping[str, frozenset[str]]) -> FastAPI:
@@ -52,7 +53,7 @@ def create_app(settings: EscalationSettings, checked: Report, groups: Mapping[st
         _: Supervisor,
         contact_id: UUID | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RoutingEvent]:
         escalation: Escalation = request.app.state.escalation
         return await routing_history(escalation.engine, contact_id=contact_id, limit=limit)
 

@@ -1,8 +1,9 @@
-"""Escalation cases: manual escalation from an agent desktop, the case list, and acknowledge / resolve / cancel."""
+"""Escalation cases over HTTP: manual escalation from an agent desktop, the case list, a case, and acknowledge /
+resolve / cancel. Commands go through the service's handlers (``Escalation.service``), reads through
+``services.escalation.queries``; what stays here is HTTP: bodies, who may ask, and the answers' status codes."""
 
 import uuid
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -11,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.escalations import EscalationStatus
 from kefu.auth import Caller, Principal, require_case_cancel, require_case_member, require_holder
 from kefu.ops import ApiError
-from services.escalation import access
-from services.escalation.adapters import cases
+from services.escalation import queries
+from services.escalation.adapters.cases import UnknownCase
 from services.escalation.bootstrap import Escalation
 from services.escalation.domain.cases import Action, CaseClosed
 from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
+from services.escalation.queries import CaseDetail, CaseSummary
 
 router = APIRouter(prefix="/v1", tags=["escalations"])
 T = TypeVar("T")
@@ -50,7 +52,7 @@ def _escalation(request: Request) -> Escalation:
     status_code=201,
     summary="Escalate a contact by hand (supervisors, and the agent the contact is assigned to)",
 )
-async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dict[str, Any]:
+async def escalate(body: ManualEscalation, request: Request, who: Caller) -> CaseDetail:
     escalation = _escalation(request)
     unknown = ApiError(404, "unknown_contact", f"no contact {body.contact_id} assigned to you")
 
@@ -58,7 +60,7 @@ async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dic
         require_holder(who, holder, unknown)
 
     try:
-        case_id = await escalation.escalator.escalate_by_hand(
+        case_id = await escalation.service.escalate_by_hand(
             contact_id=body.contact_id,
             target=body.target,
             reason=body.reason,
@@ -71,8 +73,7 @@ async def escalate(body: ManualEscalation, request: Request, who: Caller) -> dic
         raise ApiError(422, "unknown_target", str(exc)) from exc
     except AlreadyEscalated as exc:
         raise ApiError(409, "already_escalated", str(exc)) from exc
-    async with escalation.engine.connect() as conn:
-        return await cases.get(conn, case_id)
+    return await queries.case(escalation.engine, case_id)
 
 
 @router.get("/escalations", summary="Escalation cases, newest first (an agent's: those of its groups' targets)")
@@ -83,19 +84,19 @@ async def list_cases(
     contact_id: uuid.UUID | None = None,
     target: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[CaseSummary]:
     escalation = _escalation(request)
     mine = None if who.supervises or who.agent_id is None else escalation.access.targets_of(who.agent_id)
-    async with escalation.engine.connect() as conn:
-        return await cases.search(conn, status=status, contact_id=contact_id, target=target, limit=limit, targets=mine)
+    return await queries.case_list(
+        escalation.engine, status=status, contact_id=contact_id, target=target, limit=limit, targets=mine
+    )
 
 
 @router.get("/escalations/{case_id}", summary="A case with its audit trail (supervisors, its target's members)")
-async def get_case(case_id: uuid.UUID, request: Request, who: Caller) -> dict[str, Any]:
+async def get_case(case_id: uuid.UUID, request: Request, who: Caller) -> CaseDetail:
     escalation = _escalation(request)
-    async with escalation.engine.connect() as conn:
-        found = await _found(cases.get(conn, case_id))
-    _require_member(escalation, who, case_id, found["target"])
+    found = await _found(queries.case(escalation.engine, case_id))
+    _require_member(escalation, who, case_id, found.target)
     return found
 
 
@@ -105,25 +106,28 @@ async def get_case(case_id: uuid.UUID, request: Request, who: Caller) -> dict[st
 )
 async def act(
     case_id: uuid.UUID, action: Action, request: Request, who: Caller, body: Note | None = None
-) -> dict[str, Any]:
+) -> CaseDetail:
     escalation = _escalation(request)
-    async with escalation.engine.begin() as conn:
-        _require_member(escalation, who, case_id, await access.locked_target(conn, case_id))
+
+    def may_act(target: str | None) -> None:
+        _require_member(escalation, who, case_id, target)
         if action is Action.CANCEL:
             require_case_cancel(who)
-        note = body.note if body else ""
-        try:
-            await _found(cases.act(conn, case_id, action, actor=who.name, note=note, now=datetime.now(UTC)))
-        except CaseClosed as exc:
-            raise ApiError(409, "case_closed", str(exc)) from exc
-        found = await _found(cases.get(conn, case_id))
-    escalation.relay.wake()
-    return found
+
+    try:
+        await _found(
+            escalation.service.act_on_case(
+                case_id, action, actor=who.name, note=body.note if body else "", check=may_act
+            )
+        )
+    except CaseClosed as exc:
+        raise ApiError(409, "case_closed", str(exc)) from exc
+    return await _found(queries.case(escalation.engine, case_id))
 
 
 def _require_member(escalation: Escalation, who: Principal, case_id: uuid.UUID, target: str | None) -> None:
     """404 for a case that does not exist, and (the same answer) for one an agent is no member of the target of."""
-    unknown = ApiError(404, "unknown_case", f"no escalation case {case_id}")  # as cases.get says it
+    unknown = ApiError(404, "unknown_case", f"no escalation case {case_id}")  # as the queries say it
     if target is None:
         raise unknown
     require_case_member(who, escalation.access.members(target), unknown)
@@ -133,5 +137,5 @@ async def _found(lookup: Awaitable[T]) -> T:
     """The lookup's result; an unknown case is a 404 that names it."""
     try:
         return await lookup
-    except cases.UnknownCase as exc:
+    except UnknownCase as exc:
         raise ApiError(404, "unknown_case", str(exc)) from exc
