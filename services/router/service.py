@@ -25,7 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import CONTACTS, ROUTING_COMMANDS, Channel, ContactEvent, ContactEventKind, RoutingCommand
 from kefu.logs import bind
 from services.router import notices
-from services.router.adapters import access, config_store, customers, feed_store, repository, shifts, stats, timeline
+from services.router.adapters import (
+    access,
+    config_store,
+    contact_store,
+    customers,
+    feed_store,
+    repository,
+    shifts,
+    state_store,
+    stats,
+    timeline,
+)
 from services.router.adapters.feed import AgentFeed, FeedItem
 from services.router.adapters.orm import offers
 from services.router.domain.config import AgentConfig, CustomerTier, RoutingConfig, parse_routing
@@ -147,9 +158,9 @@ class RoutingService:
             else:
                 self._config = parse_routing(stored.text, Path(f"config version {stored.version}"))
                 self.config_version = stored.version
-            await repository.upsert_agents(conn, self._config.agents, self._clock())
+            await state_store.upsert_agents(conn, self._config.agents, self._clock())
             queues = {q.id: q.to_domain() for q in self._config.queues}
-            self.state = await repository.load_state(conn, queues, self._config.default_queue)
+            self.state = await state_store.load_state(conn, queues, self._config.default_queue)
         self._warn_unservable(w.ref for w in self.state.waiting.values())
         log.info(
             "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
@@ -168,10 +179,10 @@ class RoutingService:
             decisions: list[Decision] = []
             written: list[FeedItem] = []
             async with self._engine.begin() as conn:
-                if not await repository.mark_applied(conn, event.event_id, CONTACTS):
+                if not await contact_store.mark_applied(conn, event.event_id, CONTACTS):
                     CONTACTS_APPLIED.labels("duplicate").inc()
                     return
-                existing = await repository.open_contact_for(conn, event.conversation_key)
+                existing = await contact_store.open_contact_for(conn, event.conversation_key)
                 bind(contact_id=existing[0] if existing is not None else None)
                 if event.kind is ContactEventKind.ABANDONED:
                     if existing is not None:
@@ -180,15 +191,15 @@ class RoutingService:
                     outcome = "abandoned" if decisions else "abandon_ignored"
                 elif existing is not None:
                     await customers.resolve(conn, event.channel, event.customer)
-                    await repository.insert_message(conn, existing[0], event)
+                    await contact_store.insert_message(conn, existing[0], event)
                     written = await feed_store.append(conn, notices.of_message(self.state, existing[0], event))
                     outcome = "appended"
                 else:
                     customer_id = await customers.resolve(conn, event.channel, event.customer)
                     ref = await self._new_contact(conn, event, customer_id, now)
                     bind(contact_id=ref.id)
-                    await repository.insert_contact(conn, ref, event, customer_id)
-                    await repository.insert_message(conn, ref.id, event)
+                    await contact_store.insert_contact(conn, ref, event, customer_id)
+                    await contact_store.insert_message(conn, ref.id, event)
                     decisions = decide(self.state, ContactArrived(ref), now)
                     written = await self._persist(conn, decisions)
                     outcome = "opened"
@@ -234,7 +245,7 @@ class RoutingService:
         """Create an agent, or update its name, groups, skills and capacity (presence and work are kept)."""
         async with self._lock:
             async with self._engine.begin() as conn:
-                await repository.upsert_agents(conn, [config], self._clock())
+                await state_store.upsert_agents(conn, [config], self._clock())
             agent = self.state.agents.get(config.id)
             if agent is None:
                 agent = Agent(
@@ -268,8 +279,8 @@ class RoutingService:
                 raise WrongState(f"queue(s) {dropped} still hold contacts: move or finish them before removing")
             async with self._engine.begin() as conn:
                 version = await config_store.record(conn, source="api", text=text, applied_by=applied_by)
-                await repository.upsert_agents(conn, config.agents, self._clock())
-                rebuilt = await repository.load_state(conn, queues, config.default_queue)
+                await state_store.upsert_agents(conn, config.agents, self._clock())
+                rebuilt = await state_store.load_state(conn, queues, config.default_queue)
             self._config, self.state, self.config_version = config, rebuilt, version
             self._warned_unservable.clear()
             self._warn_unservable(w.ref for w in self.state.waiting.values())
@@ -298,11 +309,16 @@ class RoutingService:
         if answer_within_seconds is None:
             answer_within_seconds = round(queue.service_level_seconds or DEFAULT_ANSWER_WITHIN_SECONDS)
         now = self._clock()
-        current = stats.live(self.state, queue, now)
         async with self._engine.connect() as conn:
             history = await stats.window(
                 conn, queue_id, now=now, minutes=window_minutes, answer_within_seconds=answer_within_seconds
             )
+        # What waits now is read after the history, under the lock: a change commits before it is applied to the
+        # state, so the state read first, or while a change is between its commit and its apply, could still show
+        # a contact waiting that the history already counts as abandoned or answered (both, once, in the
+        # wallboard test under load). Waiting for the lock waits for every change the history saw to be applied.
+        async with self._lock:
+            current = stats.live(self.state, queue, now)
         return {**current, **history, "estimated_wait_seconds": stats.estimated_wait(current, history["aht_seconds"])}
 
     async def set_presence(self, agent_id: str, presence: Presence) -> None:
@@ -378,7 +394,7 @@ class RoutingService:
             decisions: list[Decision] = []
             written: list[FeedItem] = []
             async with self._engine.begin() as conn:
-                if not await repository.mark_applied(conn, command.command_id, ROUTING_COMMANDS):
+                if not await contact_store.mark_applied(conn, command.command_id, ROUTING_COMMANDS):
                     COMMANDS_APPLIED.labels("duplicate").inc()
                     return
                 queue_id = command.target_queue_id or self._config.queue_of_group(command.target_group)

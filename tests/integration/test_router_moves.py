@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_COMMANDS, ROUTING_EVENTS, RoutingCommand, RoutingEvent
 from contracts.routing import RoutingCommandType
-from services.router.adapters import repository
+from services.router.adapters import state_store
 from services.router.adapters.orm import assignments
 from services.router.domain.config import parse_routing
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
@@ -191,7 +191,7 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
             text = await asyncio.to_thread(moves_config.read_text, encoding="utf-8")
             config = parse_routing(text, moves_config)
             queues = {q.id: q.to_domain() for q in config.queues}
-            state = await repository.load_state(conn, queues, "presales")
+            state = await state_store.load_state(conn, queues, "presales")
     finally:
         await engine.dispose()
     waiting = state.waiting[contact_id]
