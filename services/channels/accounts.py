@@ -9,10 +9,10 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.channels.douyin.events import DouyinApp
-from services.channels.email.mime import EmailInbox
+from services.channels.email.inbox import EmailInbox
 from services.channels.phone.calls import PhoneLine
 from services.channels.webchat.webhook import WebchatSite
-from services.channels.wechat.messages import WechatAccount, WecomKfAccount
+from services.channels.wechat.accounts import WechatAccount, WecomKfAccount
 
 
 class ChannelsConfig(BaseModel):

@@ -11,11 +11,12 @@ from prometheus_client import Counter
 from kefu import db
 from kefu.ops import Check, error_response, install_error_handlers, ops_router
 from services.channels.accounts import ChannelsConfig
-from services.channels.bootstrap import CHANNEL_MODULES, running
+from services.channels.bootstrap import running
 from services.channels.common import fastpath
 from services.channels.common.rate_limit import WebhookRateLimit
 from services.channels.config import ChannelsSettings
 from services.channels.exceptions import BrokerUnavailable, WebhookRejected
+from services.channels.platforms import PLATFORMS
 
 REJECTED = Counter("kefu_channels_rejected_total", "Webhooks refused", ["reason"])
 
@@ -51,7 +52,8 @@ def create_app(settings: ChannelsSettings, config: ChannelsConfig) -> FastAPI:
         return {"database": partial(db.ping, channels.engine), "broker": channels.publisher.reachable}
 
     app.include_router(ops_router(checks))
-    for module in CHANNEL_MODULES.values():
-        app.include_router(module.router)
-    fastpath.install(app, [module.router for module in CHANNEL_MODULES.values()])
+    routers = [platform.router for platform in PLATFORMS]
+    for router in routers:
+        app.include_router(router)
+    fastpath.install(app, routers)
     return app

@@ -1,32 +1,18 @@
-"""Wires the channel adapters: accounts from the configuration file, the publisher, the database,
-an HTTP client, and each channel module's own state (``setup``), torn down in reverse order."""
+"""Wires the channels service: the publisher, the database, an HTTP client, each platform's accounts from the
+configuration file (``Platform.setup``), and the replay-token purge; torn down in reverse order."""
 
 import contextlib
-import inspect
-import logging
 from collections.abc import AsyncIterator
-from types import ModuleType
 
 import httpx
 
 from kefu import db
-from services.channels import douyin, email, phone, webchat, wechat
 from services.channels.accounts import ChannelsConfig
 from services.channels.common.publisher import ContactPublisher
-from services.channels.common.runtime import Channels
+from services.channels.common.runtime import Channels, Closable
+from services.channels.common.store import purging_replay_tokens
 from services.channels.config import ChannelsSettings
-
-log = logging.getLogger(__name__)
-
-CHANNEL_MODULES: dict[str, ModuleType] = {
-    "webchat": webchat,
-    "wechat": wechat,
-    "douyin": douyin,
-    "email": email,
-    "phone": phone,
-}
-"""Each module has ``router`` (its endpoints) and ``setup(channels)`` (its per-account state; if that
-state has ``aclose()``, it is awaited at shutdown)."""
+from services.channels.platforms import PLATFORMS
 
 
 def largest_body(settings: ChannelsSettings, config: ChannelsConfig) -> int:
@@ -40,16 +26,16 @@ async def running(settings: ChannelsSettings, config: ChannelsConfig) -> AsyncIt
     engine = db.create_engine(settings.database_url, pool_size=5)
     publisher = ContactPublisher(settings.kafka_bootstrap, timeout=settings.publish_timeout_seconds)
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
-        channels = Channels(settings, config, publisher, engine, http)
+        channels = Channels(settings, publisher, engine, http)
         await publisher.start()
         try:
-            for name, module in CHANNEL_MODULES.items():
-                channels.adapters[name] = module.setup(channels)
-            yield channels
+            for platform in PLATFORMS:
+                channels.start(platform, getattr(config, platform.section))
+            async with purging_replay_tokens(engine, every=settings.replay_purge_interval_seconds):
+                yield channels
         finally:
-            for state in reversed(list(channels.adapters.values())):
-                close = getattr(state, "aclose", None)
-                if close is not None and inspect.iscoroutinefunction(close):
-                    await close()
+            for state in reversed(list(channels.states())):
+                if isinstance(state, Closable):
+                    await state.aclose()
             await publisher.stop()
             await engine.dispose()

@@ -13,6 +13,11 @@ class ChannelsSettings(ServiceSettings):
         gt=0,
         description="How far a webhook timestamp may be from now (Standard Webhooks: 5 min).",
     )
+    replay_purge_interval_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="How often expired replay tokens (Mailgun's one-time tokens) are deleted from the database.",
+    )
     webhook_rate_limit: str = Field(
         default="1000/second",
         description="Webhooks accepted per channel account and process, in the limits notation (e.g. 100/second, "

@@ -16,10 +16,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ContactEvent
-from services.channels.email.mime import EmailInbox, MimeLimits, parse_mime
-from services.channels.email.mime import to_contact_event as email_event
+from services.channels.email.inbox import EmailInbox, MimeLimits
+from services.channels.email.mime import parse_mime
+from services.channels.email.threads import to_contact_event as email_event
 from services.channels.phone.calls import TwilioCall, incoming_call
-from services.channels.wechat.messages import WechatAccount, official_account_event
+from services.channels.wechat.accounts import WechatAccount
+from services.channels.wechat.official_messages import official_account_event
 from services.router.adapters.orm import contacts, customer_identities, customers
 from tests.integration.conftest import CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, serving

@@ -16,25 +16,19 @@ from contracts import Channel
 from services.channels.common.ids import event_id
 from services.channels.email.auth import HeaderAuth, MailgunVerifier, mailgun_signature
 from services.channels.email.forms import parse_multipart, parse_urlencoded
-from services.channels.email.mime import (
-    AttachmentTooLarge,
-    EmailInbox,
-    FilePart,
-    MimeLimits,
-    MimeTooComplex,
+from services.channels.email.headers import (
     decode_text,
     decode_words,
     header_text,
-    html_to_text,
-    mailgun_facts,
     message_ids,
     normalize_message_id,
-    parse_mime,
     plus_token,
-    sendgrid_facts,
-    strip_quoted,
-    to_contact_event,
 )
+from services.channels.email.inbox import AttachmentTooLarge, EmailInbox, MimeLimits, MimeTooComplex
+from services.channels.email.mime import FilePart, parse_mime
+from services.channels.email.posts import mailgun_facts, sendgrid_facts
+from services.channels.email.text import html_to_text, strip_quoted
+from services.channels.email.threads import to_contact_event
 from services.channels.exceptions import BadSignature, MalformedBody, Unauthorized, WebhookRejected
 
 LIMITS = MimeLimits()

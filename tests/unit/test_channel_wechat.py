@@ -17,17 +17,12 @@ from pydantic import ValidationError
 from contracts import Channel
 from services.channels.common.ids import event_id
 from services.channels.exceptions import BadSignature, InvalidPayload, MalformedBody, PlatformUnavailable
+from services.channels.wechat.accounts import WechatAccount, WecomKfAccount, aes_key
 from services.channels.wechat.crypto import WechatCrypto, check_timestamp, sha1_signature, signature_matches
 from services.channels.wechat.kf_api import WecomKfApi
-from services.channels.wechat.messages import (
-    KfMessage,
-    WechatAccount,
-    WecomKfAccount,
-    aes_key,
-    kf_contact_event,
-    official_account_event,
-    parse_xml,
-)
+from services.channels.wechat.kf_messages import KfMessage, kf_contact_event
+from services.channels.wechat.official_messages import official_account_event
+from services.channels.wechat.xml import parse_xml
 
 # --- the platforms' known-answer vectors -------------------------------------------------------
 

@@ -12,11 +12,14 @@ from contracts import Channel, identities
 from contracts.identities import InvalidIdentity, canonical
 from services.channels.douyin.events import DouyinWebhook, private_message
 from services.channels.douyin.events import to_contact_event as douyin_event
-from services.channels.email.mime import EmailInbox, MimeLimits, parse_mime
-from services.channels.email.mime import to_contact_event as email_event
+from services.channels.email.inbox import EmailInbox, MimeLimits
+from services.channels.email.mime import parse_mime
+from services.channels.email.threads import to_contact_event as email_event
 from services.channels.exceptions import InvalidPayload
 from services.channels.phone.calls import TwilioCall, identify_caller, incoming_call
-from services.channels.wechat.messages import KfMessage, WechatAccount, kf_contact_event, official_account_event
+from services.channels.wechat.accounts import WechatAccount
+from services.channels.wechat.kf_messages import KfMessage, kf_contact_event
+from services.channels.wechat.official_messages import official_account_event
 
 NOW = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 SID = "CA" + "0123456789abcdef" * 2

@@ -1,6 +1,7 @@
 """What every webhook endpoint does the same way: bounded body reads, UTF-8, JSON, metrics, the 2xx."""
 
-from typing import TypeVar
+import uuid
+from typing import Literal, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -83,6 +84,13 @@ def describe(exc: ValidationError, *prefix: str) -> str:
     )
 
 
-def accepted(event: ContactEvent) -> JSONResponse:
-    """The JSON 202 for platforms that take any 2xx."""
-    return JSONResponse({"status": "accepted", "event_id": str(event.event_id)}, status_code=202)
+class Accepted(BaseModel):
+    """The answer to a webhook whose contact is on the broker (its OpenAPI schema)."""
+
+    status: Literal["accepted"] = "accepted"
+    event_id: uuid.UUID
+
+
+def accepted(event: ContactEvent, status_code: int = 202) -> JSONResponse:
+    """``Accepted`` for ``event``: a 202 for platforms that take any 2xx, or the ``status_code`` the platform wants."""
+    return JSONResponse(Accepted(event_id=event.event_id).model_dump(mode="json"), status_code=status_code)

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kefu.ops import error_response
-from services.channels.accounts import ChannelsConfig
+from services.channels.common.runtime import Channels
 
 LIMITED = Counter("kefu_channels_rate_limited_total", "Webhooks refused with 429, by channel", ["channel"])
 
@@ -30,7 +30,6 @@ class WebhookRateLimit:
         self.app = app
         self.items = parse_many(rate)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._accounts: tuple[ChannelsConfig, frozenset[str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = self._account_key(scope) if scope["type"] == "http" else None
@@ -53,18 +52,8 @@ class WebhookRateLimit:
         parts = scope["path"].split("/", 4)  # "", "webhooks", channel, account, rest
         if len(parts) < 4 or parts[1] != "webhooks":
             return None
-        channels = getattr(scope["app"].state, "channels", None)
+        channels: Channels | None = getattr(scope["app"].state, "channels", None)
         if channels is None:  # not started
             return None
         key = f"{parts[2]}/{parts[3]}"
-        return key if key in self._known(channels.config) else None
-
-    def _known(self, config: ChannelsConfig) -> frozenset[str]:
-        if self._accounts is None or self._accounts[0] is not config:
-            keys = frozenset(
-                f"{name.replace('_', '-')}/{account.id}"
-                for name in type(config).model_fields
-                for account in getattr(config, name)
-            )
-            self._accounts = (config, keys)
-        return self._accounts[1]
+        return key if channels.is_webhook_account(key) else None

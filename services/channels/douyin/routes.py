@@ -7,13 +7,15 @@ not retry it.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.channels.common.http import (
+    Accepted,
+    accepted,
     decode_utf8,
     describe,
     parse_json,
@@ -21,10 +23,11 @@ from services.channels.common.http import (
     read_body,
     require_media_type,
 )
-from services.channels.common.runtime import Channels, channels_of
+from services.channels.common.runtime import Channels, Platform, channels_of
 from services.channels.douyin.events import (
     RECEIVE_MESSAGE,
     VERIFY_WEBHOOK,
+    DouyinApp,
     DouyinPayloadError,
     DouyinWebhook,
     challenge_of,
@@ -33,7 +36,7 @@ from services.channels.douyin.events import (
     to_contact_event,
 )
 from services.channels.douyin.signature import SIGNATURE_HEADER, DouyinSignatureVerifier
-from services.channels.exceptions import BadSignature, InvalidPayload, UnknownAccount
+from services.channels.exceptions import BadSignature, InvalidPayload
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -48,17 +51,28 @@ class DouyinEndpoint:
     verifier: DouyinSignatureVerifier
 
 
-def setup(channels: Channels) -> dict[str, DouyinEndpoint]:
-    """A signature verifier per configured app, by app id."""
-    return {
-        app.id: DouyinEndpoint(app.client_key, DouyinSignatureVerifier(app.client_secret.get_secret_value()))
-        for app in channels.config.douyin
-    }
+def setup(app: DouyinApp, _: Channels) -> DouyinEndpoint:
+    """The app's client_key and signature verifier (the secret's hash prefix computed once)."""
+    return DouyinEndpoint(app.client_key, DouyinSignatureVerifier(app.client_secret.get_secret_value()))
+
+
+class Challenge(BaseModel):
+    """The answer to ``verify_webhook``: its challenge echoed."""
+
+    challenge: int | str
+
+
+class Ignored(BaseModel):
+    """The answer to an event that is not a customer's contact (Douyin must not retry it)."""
+
+    status: Literal["ignored"] = "ignored"
+    event: str
 
 
 @router.post(
     "/douyin/{app_id}",
     status_code=200,
+    response_model=Challenge | Accepted | Ignored,
     summary="A Douyin open platform event (private messages), signed with X-Douyin-Signature",
     responses={
         200: {
@@ -75,9 +89,7 @@ def setup(channels: Channels) -> dict[str, DouyinEndpoint]:
     },
 )
 async def douyin(app_id: str, request: Request, channels: Annotated[Channels, Depends(channels_of)]) -> JSONResponse:
-    endpoint: DouyinEndpoint | None = channels.adapters["douyin"].get(app_id)
-    if endpoint is None:
-        raise UnknownAccount(f"no Douyin app {app_id!r}")
+    endpoint = channels.account(DOUYIN, app_id)
     require_media_type(request, "application/json")
     body = await read_body(request, channels.settings.max_body_bytes)
     endpoint.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
@@ -86,9 +98,9 @@ async def douyin(app_id: str, request: Request, channels: Annotated[Channels, De
         raise BadSignature(f"client_key is not the one of Douyin app {app_id!r}")
     try:
         if webhook.event == VERIFY_WEBHOOK:
-            return JSONResponse({"challenge": challenge_of(webhook)})
+            return JSONResponse(Challenge(challenge=challenge_of(webhook)).model_dump())
         if webhook.event != RECEIVE_MESSAGE:
-            return JSONResponse({"status": "ignored", "event": webhook.event})
+            return JSONResponse(Ignored(event=webhook.event).model_dump())
         message = private_message(webhook)
         dedup = dedup_key(request.headers.get(MSG_ID_HEADER), webhook.log_id, message)
     except DouyinPayloadError as exc:
@@ -97,4 +109,7 @@ async def douyin(app_id: str, request: Request, channels: Annotated[Channels, De
         raise InvalidPayload(describe(exc, "content")) from exc
     event = to_contact_event(app_id, dedup, webhook, message, datetime.now(UTC))
     await publish(channels, event)
-    return JSONResponse({"status": "accepted", "event_id": str(event.event_id)})
+    return accepted(event, status_code=200)
+
+
+DOUYIN = Platform(section="douyin", account=DouyinApp, segment="douyin", noun="Douyin app", router=router, setup=setup)

@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.channels.email.mime import AttachmentTooLarge, FilePart, MimeTooComplex, decode_text
+from services.channels.email.headers import decode_text
+from services.channels.email.inbox import AttachmentTooLarge, MimeTooComplex
+from services.channels.email.mime import FilePart
 from services.channels.exceptions import MalformedBody
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contracts import ContactEvent
-from services.channels.common.http import publish, read_body, require_media_type
-from services.channels.common.runtime import Channels, channels_of
+from services.channels.common.http import Accepted, accepted, publish, read_body, require_media_type
+from services.channels.common.runtime import Channels, Platform, channels_of
 from services.channels.common.store import first_use
 from services.channels.email.auth import (
     HeaderAuth,
@@ -31,17 +31,11 @@ from services.channels.email.auth import (
     release_token,
 )
 from services.channels.email.forms import Form, parse_multipart, parse_urlencoded
-from services.channels.email.mime import (
-    EmailFacts,
-    EmailInbox,
-    EmailProvider,
-    MimeLimits,
-    mailgun_facts,
-    parse_mime,
-    sendgrid_facts,
-    to_contact_event,
-)
-from services.channels.exceptions import BrokerUnavailable, ReplayedDelivery, StoreUnavailable, UnknownAccount
+from services.channels.email.inbox import EmailInbox, EmailProvider, MimeLimits
+from services.channels.email.mime import EmailFacts, parse_mime
+from services.channels.email.posts import mailgun_facts, sendgrid_facts
+from services.channels.email.threads import to_contact_event
+from services.channels.exceptions import BrokerUnavailable, ReplayedDelivery, StoreUnavailable
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -73,7 +67,8 @@ class Inbox:
     replay_ttl: timedelta
 
 
-def _inbox(config: EmailInbox, channels: Channels) -> Inbox:
+def setup(config: EmailInbox, channels: Channels) -> Inbox:
+    """The inbox's credentials, Mailgun verifier, limits and replay scope."""
     basic = config.basic_auth
     bearer = config.bearer_token
     auth = (
@@ -102,13 +97,9 @@ def _inbox(config: EmailInbox, channels: Channels) -> Inbox:
     )
 
 
-def setup(channels: Channels) -> dict[str, Inbox]:
-    """Credentials, verifiers and limits per configured inbox."""
-    return {inbox.id: _inbox(inbox, channels) for inbox in channels.config.email}
-
-
 @router.post(
     "/email/{inbox_id}",
+    response_model=Accepted,
     summary="An inbound email, posted by SendGrid Inbound Parse, a Mailgun route or as raw RFC 5322",
     responses={
         200: {"description": "the contact is on the broker"},
@@ -123,9 +114,7 @@ def setup(channels: Channels) -> dict[str, Inbox]:
     },
 )
 async def email(inbox_id: str, request: Request, channels: Annotated[Channels, Depends(channels_of)]) -> JSONResponse:
-    inbox: Inbox | None = channels.adapters["email"].get(inbox_id)
-    if inbox is None:
-        raise UnknownAccount(f"no email inbox {inbox_id!r}")
+    inbox = channels.account(EMAIL, inbox_id)
     if inbox.auth is not None:
         inbox.auth.check(request.headers.get("authorization"))
     media_type = require_media_type(request, *inbox.media_types)
@@ -144,7 +133,7 @@ async def email(inbox_id: str, request: Request, channels: Annotated[Channels, D
         if token is not None:
             await release_token(channels.engine, scope=inbox.replay_scope, token=token)
         raise
-    return JSONResponse({"status": "accepted", "event_id": str(event.event_id)})
+    return accepted(event, status_code=200)
 
 
 def _normalize(
@@ -197,3 +186,6 @@ async def _first_use(channels: Channels, inbox: Inbox, token: str) -> None:
         raise StoreUnavailable(f"replay protection is unavailable ({type(exc).__name__}); retry later") from exc
     if not fresh:
         raise ReplayedDelivery("this Mailgun token was already used: the post is a replay")
+
+
+EMAIL = Platform(section="email", account=EmailInbox, segment="email", noun="email inbox", router=router, setup=setup)

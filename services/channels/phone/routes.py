@@ -10,9 +10,17 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
 from services.channels.common.http import decode_utf8, describe, publish, read_body, require_media_type
-from services.channels.common.runtime import Channels, channels_of
-from services.channels.exceptions import InvalidPayload, UnknownAccount
-from services.channels.phone.calls import ENDED, CallStatus, TwilioCall, ended_call, incoming_call, normalize_number
+from services.channels.common.runtime import Channels, Platform, channels_of
+from services.channels.exceptions import InvalidPayload
+from services.channels.phone.calls import (
+    ENDED,
+    CallStatus,
+    PhoneLine,
+    TwilioCall,
+    ended_call,
+    incoming_call,
+    normalize_number,
+)
 from services.channels.phone.twilio import SIGNATURE_HEADER, TwilioRequestValidator, parse_form
 from services.channels.phone.twiml import TWIML_MEDIA_TYPE, enqueue_twiml
 
@@ -34,22 +42,19 @@ class LineState:
     twiml: bytes
 
 
-def setup(channels: Channels) -> dict[str, LineState]:
-    """A signature validator and the TwiML answer per configured line."""
-    return {
-        line.id: LineState(
-            id=line.id,
-            validator=TwilioRequestValidator(
-                [t.get_secret_value() for t in (line.auth_token, line.secondary_auth_token) if t is not None],
-                line.public_url,
-                trust_forwarded_headers=line.trust_forwarded_headers,
-            ),
-            numbers=frozenset(line.numbers),
-            region=line.region,
-            twiml=enqueue_twiml(line),
-        )
-        for line in channels.config.phone
-    }
+def setup(line: PhoneLine, _: Channels) -> LineState:
+    """The line's signature validator, its numbers and its TwiML answer."""
+    return LineState(
+        id=line.id,
+        validator=TwilioRequestValidator(
+            [t.get_secret_value() for t in (line.auth_token, line.secondary_auth_token) if t is not None],
+            line.public_url,
+            trust_forwarded_headers=line.trust_forwarded_headers,
+        ),
+        numbers=frozenset(line.numbers),
+        region=line.region,
+        twiml=enqueue_twiml(line),
+    )
 
 
 ERRORS: dict[int | str, dict[str, str]] = {
@@ -96,9 +101,7 @@ async def phone_status(line_id: str, request: Request, channels: Annotated[Chann
 
 async def _signed_call(line_id: str, request: Request, channels: Channels) -> tuple[LineState, TwilioCall]:
     """The line and the call of a correctly signed Twilio webhook; a 4xx otherwise."""
-    line: LineState | None = channels.adapters["phone"].get(line_id)
-    if line is None:
-        raise UnknownAccount(f"no phone line {line_id!r}")
+    line = channels.account(PHONE, line_id)
     require_media_type(request, FORM)
     params = parse_form(decode_utf8(await read_body(request, channels.settings.max_body_bytes)))
     scope = request.scope
@@ -120,3 +123,6 @@ async def _signed_call(line_id: str, request: Request, channels: Channels) -> tu
             side = "From" if call.outbound else "To"
             raise InvalidPayload(f"{side} {number} is not a number of phone line {line_id!r}")
     return line, call
+
+
+PHONE = Platform(section="phone", account=PhoneLine, segment="phone", noun="phone line", router=router, setup=setup)

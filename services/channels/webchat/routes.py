@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.channels.common.http import (
+    Accepted,
     accepted,
     decode_utf8,
     parse_json,
@@ -14,25 +15,22 @@ from services.channels.common.http import (
     read_body,
     require_media_type,
 )
-from services.channels.common.runtime import Channels, channels_of
-from services.channels.exceptions import UnknownAccount
+from services.channels.common.runtime import Channels, Platform, channels_of
 from services.channels.webchat.signature import StandardWebhookVerifier
-from services.channels.webchat.webhook import WebchatWebhook, to_contact_event
+from services.channels.webchat.webhook import WebchatSite, WebchatWebhook, to_contact_event
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-def setup(channels: Channels) -> dict[str, StandardWebhookVerifier]:
-    """A verifier per configured site."""
-    return {
-        site.id: StandardWebhookVerifier([s.get_secret_value() for s in site.secrets])
-        for site in channels.config.webchat
-    }
+def setup(site: WebchatSite, _: Channels) -> StandardWebhookVerifier:
+    """The site's verifier, which accepts any of its secrets (rotation)."""
+    return StandardWebhookVerifier([s.get_secret_value() for s in site.secrets])
 
 
 @router.post(
     "/webchat/{site_id}",
     status_code=202,
+    response_model=Accepted,
     summary="A web chat message, signed with Standard Webhooks",
     responses={
         400: {"description": "not UTF-8 or not JSON"},
@@ -45,9 +43,7 @@ def setup(channels: Channels) -> dict[str, StandardWebhookVerifier]:
     },
 )
 async def webchat(site_id: str, request: Request, channels: Annotated[Channels, Depends(channels_of)]) -> JSONResponse:
-    verifier = channels.adapters["webchat"].get(site_id)
-    if verifier is None:
-        raise UnknownAccount(f"no web chat site {site_id!r}")
+    verifier = channels.account(WEBCHAT, site_id)
     require_media_type(request, "application/json")
     text = decode_utf8(await read_body(request, channels.settings.max_body_bytes))
     webhook_id = verifier.verify(text, request.headers)
@@ -55,3 +51,8 @@ async def webchat(site_id: str, request: Request, channels: Annotated[Channels, 
     event = to_contact_event(site_id, webhook_id, body, datetime.now(UTC))
     await publish(channels, event)
     return accepted(event)
+
+
+WEBCHAT = Platform(
+    section="webchat", account=WebchatSite, segment="webchat", noun="web chat site", router=router, setup=setup
+)

@@ -19,7 +19,7 @@ import struct
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from services.channels.exceptions import BadSignature, MalformedBody
-from services.channels.wechat.messages import aes_key
+from services.channels.wechat.accounts import aes_key
 
 BLOCK = 32
 """WeChat pads to 32-byte blocks (PKCS#7 with a 32-byte block), not AES's 16."""

@@ -15,7 +15,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.channels.exceptions import PlatformUnavailable
-from services.channels.wechat.messages import SyncMsgPage
+from services.channels.wechat.kf_messages import SyncMsgPage
 
 log = logging.getLogger(__name__)
 
