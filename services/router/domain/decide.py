@@ -42,7 +42,8 @@ from services.router.domain.decisions import (
     Requeued,
     TimersFired,
 )
-from services.router.domain.index import ContactEntry, RoutingIndex
+from services.router.domain.index import RoutingIndex
+from services.router.domain.keys import ContactEntry
 from services.router.domain.model import (
     EPOCH,
     Agent,

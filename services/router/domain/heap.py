@@ -16,23 +16,23 @@ class LazyHeap(Generic[E]):
     amortized and never pile up.
     """
 
-    __slots__ = ("_limit", "_live", "items")
+    __slots__ = ("_limit", "items", "live")
 
     def __init__(self, live: Callable[[E], bool]) -> None:
         self.items: list[E] = []
-        self._live = live
+        self.live = live
         self._limit = 64
 
     def push(self, entry: E) -> None:
         heapq.heappush(self.items, entry)
         if len(self.items) > self._limit:
-            self.items = [e for e in self.items if self._live(e)]
+            self.items = [e for e in self.items if self.live(e)]
             heapq.heapify(self.items)
             self._limit = 2 * len(self.items) + 64
 
     def settle(self) -> None:
         items = self.items
-        while items and not self._live(items[0]):
+        while items and not self.live(items[0]):
             heapq.heappop(items)
 
     def __iter__(self) -> Iterator[E]:

@@ -1,0 +1,42 @@
+"""How the router orders its candidates: the entries of the index's agent and contact heaps, smallest first.
+
+Named tuples, so that code reads each part by name while heaps and comparisons still treat them as plain tuples,
+item by item, in C. Every order ends in the candidate's place in the state's dicts, so ties fall exactly as a scan of
+those dicts would break them.
+"""
+
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from services.router.domain.entities import EPOCH, ContactRef, Queue
+
+
+class AgentEntry(NamedTuple):
+    """An available agent with a free slot, in the heap of a (queue, channel, bullseye step)."""
+
+    first: Any  # the agent's rank by the queue's policy, in two parts (see ``Agent.rank``)
+    second: Any
+    order: int  # the agent's place in the state
+    version: int  # the agent's entries of an older version are dead: it was entered again since
+    agent_id: str
+
+
+class ContactEntry(NamedTuple):
+    """A free waiting contact, in the heap of its (queue, channel): highest priority, then oldest, first."""
+
+    rank: float  # see ``contact_rank``
+    enqueued_at: datetime
+    order: int  # the contact's arrival order
+    contact_id: UUID
+
+
+def contact_rank(queue: Queue | None, ref: ContactRef) -> float:
+    """The first item of a contact's entry: −priority, or in an aging queue aging × minutes(enqueued) − priority.
+
+    Effective priority at time t is priority + aging × (t − enqueued), so within one queue this orders contacts
+    as their effective priority does at every t.
+    """
+    if queue is None or not queue.aging_per_minute:
+        return -ref.priority
+    return queue.aging_per_minute * (ref.enqueued_at - EPOCH).total_seconds() / 60 - ref.priority
