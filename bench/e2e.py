@@ -101,6 +101,8 @@ class Bench:
         self.processes: dict[str, list[psutil.Process]] = {}
         self.ceilings: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self.step = 0
+        self.rows: list[Row] = []
+        self.ceilings_rows: list[Row] = []
 
     async def start_agents(self) -> None:
         self.agents = await asyncio.create_subprocess_exec(
@@ -270,10 +272,10 @@ class Bench:
         load, usage = await self.run_load(rate, duration, target=target, port=self.ceilings[target][1])
         return Row(target, rate, load, usage)
 
-    async def run(self) -> tuple[list[Row], list[Row]]:
+    async def run(self) -> None:
+        """The steps; their rows are in ``rows`` and ``ceilings`` as they end (an interrupted run keeps those)."""
         options = self.options
-        rows: list[Row] = []
-        ceilings: list[Row] = []
+        rows, ceilings = self.rows, self.ceilings_rows
         try:
             await self.watcher.start()
             self.processes = self.stack.processes()
@@ -303,7 +305,6 @@ class Bench:
                 say(f"agents: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}")
             self.stop_ceilings()
             await self.watcher.stop()
-        return rows, ceilings
 
 
 def _ms(value: float) -> str:
@@ -333,17 +334,13 @@ def table(rows: list[Row]) -> str:
         "offered/s",
         "achieved/s",
         "non-2xx",
-        "ack p50 ms",
-        "ack p99 ms",
-        "offer p50 s",
-        "offer p99 s",
-        "offer max s",
+        "ack p50 / p99 ms",
+        "webhook→offer p50 / p99 / max s",
         "offered",
-        "router backlog",
-        "esc backlog",
+        "backlog router / esc",
         "esc lag p99 s",
         "drain s",
-        *(f"{name} CPU%/MiB" for name in PROCESSES),
+        *(f"{name} CPU% / MiB" for name in PROCESSES),
         "machine CPU%",
         "saturates first",
     ]
@@ -356,14 +353,11 @@ def table(rows: list[Row]) -> str:
             f"{row.offered_rate:g}",
             f"{_achieved(row):.0f}",
             str(row.load.count - len(row.load.ok)),
-            _ms(percentile(latency, 50)),
-            _ms(percentile(latency, 99)),
-            _s(percentile(row.offer_s, 50)),
-            _s(percentile(row.offer_s, 99)),
-            _s(max(row.offer_s, default=math.nan)),
+            f"{_ms(percentile(latency, 50))} / {_ms(percentile(latency, 99))}",
+            f"{_s(percentile(row.offer_s, 50))} / {_s(percentile(row.offer_s, 99))} / "
+            f"{_s(max(row.offer_s, default=math.nan))}",
             f"{row.offered}/{len(row.load.ok)}",
-            str(row.backlog.router),
-            str(row.backlog.escalation),
+            f"{row.backlog.router} / {row.backlog.escalation}",
             _s(percentile(row.escalation_lags, 99)),
             _s(row.drain_s),
             *(
@@ -378,7 +372,7 @@ def table(rows: list[Row]) -> str:
 
 
 def ceiling_table(rows: list[Row]) -> str:
-    head = ["endpoint", "offered/s", "achieved/s", "non-2xx", "ack p50 ms", "ack p99 ms", "CPU%/MiB", "load CPU%"]
+    head = ["endpoint", "offered/s", "achieved/s", "non-2xx", "ack p50 / p99 ms", "CPU% / MiB", "load CPU%"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     names = {"bare": "bare FastAPI (bench.bare)", "signed": "signed publish, acks=all (bench.e2e_ceiling)"}
     for row in rows:
@@ -387,8 +381,7 @@ def ceiling_table(rows: list[Row]) -> str:
             f"{row.offered_rate:g}",
             f"{_achieved(row):.0f}",
             str(row.load.count - len(row.load.ok)),
-            _ms(percentile(row.load.latency_ms, 50)),
-            _ms(percentile(row.load.latency_ms, 99)),
+            f"{_ms(percentile(row.load.latency_ms, 50))} / {_ms(percentile(row.load.latency_ms, 99))}",
             f"{row.usage.cpu[row.label]:.0f} / {row.usage.rss_mb[row.label]:.0f}",
             f"{row.usage.cpu['load']:.0f}",
         ]
@@ -444,22 +437,25 @@ def main(argv: list[str] | None = None) -> int:
     directory = Path(tempfile.mkdtemp(prefix="kefu-bench-e2e-"))
     config_path, tokens_path = write_config(directory, agents=options.agents, capacity=options.capacity)
     stack = Stack(directory, config_path)
-    rows: list[Row] = []
-    ceilings: list[Row] = []
+    bench = Bench(options, stack, config_path, tokens_path)
+    status = 0
     try:
         say(f"starting kefu dev in {directory} ({options.agents} agents x {options.capacity} slots per channel)")
         stack.start()
         say(f"ready: {', '.join(f'{k} {v}' for k, v in stack.ports.items())}, kafka {stack.bootstrap}")
         import uvloop
 
-        rows, ceilings = uvloop.run(Bench(options, stack, config_path, tokens_path).run())
+        uvloop.run(bench.run())
     except KeyboardInterrupt:
         say("interrupted; stopping")
-        return 130
+        status = 130
     except RuntimeError as exc:
         say(f"failed: {exc}")
-        return 1
+        status = 1
     finally:
+        # a second Ctrl-C must not leave kefu dev (its own session) running
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop_children()
         say("stopping kefu dev")
         stack.stop()
@@ -469,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(directory, ignore_errors=True)
+    if bench.rows or bench.ceilings_rows:
+        report(options, bench.rows, bench.ceilings_rows)
+    return status
+
+
+def report(options: argparse.Namespace, rows: list[Row], ceilings: list[Row]) -> None:
     cores = psutil.cpu_count()
     print(
         f"\nbench-e2e: {options.agents} agents x {options.capacity} slots, handling {options.handle_seconds:g}s, "
@@ -479,7 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     if ceilings:
         print("\nceiling, same rates, web chat webhooks:\n")
         print(ceiling_table(ceilings))
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.e2e_http import HttpError, Pool, build, events
 
 RECONNECT_SECONDS = 0.5
+COMPLETE_ATTEMPTS = 5
 
 
 class Agents:
@@ -59,10 +60,12 @@ class Agents:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _post(self, agent_id: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """The answer's status and body; status 0 when there was none (the error is counted by its name)."""
         headers = {"authorization": f"Bearer {self.tokens[agent_id]}", "content-type": "application/json"}
         try:
             answer = await self.pool.send(build("POST", self.host, path, headers, body))
-        except (OSError, asyncio.IncompleteReadError, HttpError, TimeoutError):
+        except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
+            self.counts[f"error {type(exc).__name__}"] += 1
             return 0, b""
         return answer.status, answer.body
 
@@ -74,7 +77,11 @@ class Agents:
         self.counts["accepted"] += 1
         assignment_id = json.loads(body)["assignment_id"]
         await asyncio.sleep(self.handle_seconds)
-        status, _ = await self._post(agent_id, f"/v1/assignments/{assignment_id}/complete", b"{}")
+        for _ in range(COMPLETE_ATTEMPTS):  # an uncompleted assignment would hold the agent's slot for good
+            status, _ = await self._post(agent_id, f"/v1/assignments/{assignment_id}/complete", b"{}")
+            if status != 0:
+                break
+            await asyncio.sleep(RECONNECT_SECONDS)
         self.counts["completed" if status == 200 else f"complete_{status}"] += 1
 
 

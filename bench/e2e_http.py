@@ -8,6 +8,7 @@ with no more parsing than the status, the length and the connection header.
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.open = True
+        self.used = time.monotonic()
 
     @classmethod
     async def connect(cls, host: str, port: int) -> "Connection":
@@ -80,6 +82,7 @@ class Connection:
             body = await self.reader.readexactly(int(headers.get("content-length", "0")))
         if headers.get("connection", "").lower() == "close":
             self.close()
+        self.used = time.monotonic()
         return Answer(status, body)
 
     def close(self) -> None:
@@ -88,24 +91,38 @@ class Connection:
 
 
 class Pool:
-    """At most ``size`` keep-alive connections to ``host:port``; a request waits for a free one."""
+    """At most ``size`` keep-alive connections to ``host:port``; a request waits for a free one. A connection idle
+    for ``max_idle`` seconds is not reused (the services close theirs after ``KEFU_IDLE_TIMEOUT_SECONDS``, 5)."""
 
-    def __init__(self, host: str, port: int, size: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, size: int, *, max_idle: float = 3.0) -> None:
+        self.host, self.port, self.max_idle = host, port, max_idle
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(size)
+
+    def _reusable(self) -> Connection | None:
+        while self._idle:
+            connection = self._idle.pop()
+            if time.monotonic() - connection.used < self.max_idle:
+                return connection
+            connection.close()
+        return None
 
     async def send(self, request: bytes, *, timeout: float = 30.0) -> Answer:
         """Send prebuilt ``request``; one retry on a fresh connection when a kept-alive one was closed meanwhile."""
         async with self._slots:
             for attempt in (0, 1):
-                reused = bool(self._idle)
-                connection = self._idle.pop() if reused else await Connection.connect(self.host, self.port)
+                connection = self._reusable() if attempt == 0 else None
+                reused = connection is not None
+                if connection is None:
+                    connection = await asyncio.wait_for(Connection.connect(self.host, self.port), timeout)
                 try:
                     answer = await asyncio.wait_for(connection.send(request), timeout)
+                except TimeoutError:  # no answer in time: not sent again
+                    connection.close()
+                    raise
                 except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError):
                     connection.close()
-                    if reused and attempt == 0:
+                    if reused:
                         continue
                     raise
                 except BaseException:
