@@ -4,9 +4,9 @@ EscalationError          400 escalation_error
 ├── TargetNotAllowed     422 unknown_target: the policy has no such target, or does not allow it by hand
 └── AlreadyEscalated     409 already_escalated: the contact was already escalated for that trigger
 
-Two more refusals are not in this tree yet: ``domain.cases.CaseClosed`` (a ValueError: the case is resolved or
-cancelled, or not in a state the action applies to) and ``adapters.cases.UnknownCase`` (a LookupError: no case has
-that id); ``entrypoints.cases`` answers them 409 ``case_closed`` and 404 ``unknown_case``.
+Two more refusals live beside the cases they refuse, in ``domain.cases``, and declare their answers the same way:
+``CaseClosed`` (409 case_closed, a ValueError: the case is resolved or cancelled, or not in a state the action applies
+to) and ``UnknownCase`` (404 unknown_case, a LookupError: no case has that id).
 """
 
 from kefu.errors import ServiceError

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import RoutingEvent
 from contracts.escalations import EscalationStatus
-from services.escalation.adapters.cases import UnknownCase
 from services.escalation.adapters.orm import case_audit, cases, routing_events
+from services.escalation.domain.cases import UnknownCase
 
 Time = Annotated[
     datetime,
@@ -64,7 +64,7 @@ async def case(engine: AsyncEngine, case_id: uuid.UUID) -> CaseDetail:
     async with engine.connect() as conn:
         row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
         if row is None:
-            raise UnknownCase(f"no escalation case {case_id}")
+            raise UnknownCase(case_id)
         trail = await conn.execute(
             select(case_audit.c.at, case_audit.c.actor, case_audit.c.action, case_audit.c.detail)
             .where(case_audit.c.case_id == case_id)

@@ -17,12 +17,8 @@ from contracts.escalations import EscalationStatus
 from contracts.routing import CommandPrecondition, RoutingCommandType
 from kefu.outbox import add, outbox_row
 from services.escalation.adapters.orm import case_audit, cases, outbox
-from services.escalation.domain.cases import Action, status_after
+from services.escalation.domain.cases import Action, UnknownCase, status_after
 from services.escalation.domain.triggers import Decision
-
-
-class UnknownCase(LookupError):
-    """No case has that id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +197,7 @@ async def act(
     """Acknowledge, resolve or cancel a case (``CaseClosed`` if it does not apply, ``UnknownCase``)."""
     row = (await conn.execute(select(cases).where(cases.c.id == case_id).with_for_update())).mappings().first()
     if row is None:
-        raise UnknownCase(f"no escalation case {case_id}")
+        raise UnknownCase(case_id)
     status = status_after(EscalationStatus(row["status"]), action)
     await conn.execute(update(cases).where(cases.c.id == case_id).values(status=status.value, updated_at=now))
     await _audit(conn, case_id, actor, action.value, note, now)

@@ -1,10 +1,11 @@
 """Escalation cases over HTTP: manual escalation from an agent desktop, the case list, a case, and acknowledge /
 resolve / cancel. Commands go through the service's handlers (``Escalation.service``), reads through
-``services.escalation.queries``; what stays here is HTTP: bodies, who may ask, and the answers' status codes."""
+``services.escalation.queries``; what stays here is HTTP: bodies, who may ask, and the answers' types. A refusal of
+the domain (an unknown target or case, a contact escalated already, a closed case) is answered as its error class
+declares (``kefu.errors``)."""
 
 import uuid
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,14 +14,11 @@ from contracts.escalations import EscalationStatus
 from kefu.auth import Caller, Principal, require_case_cancel, require_case_member, require_holder
 from kefu.ops import ApiError
 from services.escalation import queries
-from services.escalation.adapters.cases import UnknownCase
 from services.escalation.bootstrap import Escalation
-from services.escalation.domain.cases import Action, CaseClosed
-from services.escalation.exceptions import AlreadyEscalated, TargetNotAllowed
+from services.escalation.domain.cases import Action, UnknownCase
 from services.escalation.queries import CaseDetail, CaseSummary
 
 router = APIRouter(prefix="/v1", tags=["escalations"])
-T = TypeVar("T")
 
 
 class ManualEscalation(BaseModel):
@@ -59,20 +57,15 @@ async def escalate(body: ManualEscalation, request: Request, who: Caller) -> Cas
     def holds(holder: str | None) -> None:
         require_holder(who, holder, unknown)
 
-    try:
-        case_id = await escalation.service.escalate_by_hand(
-            contact_id=body.contact_id,
-            target=body.target,
-            reason=body.reason,
-            evidence=body.evidence,
-            priority=body.priority,
-            actor=who.name,
-            holder_check=None if who.supervises else holds,
-        )
-    except TargetNotAllowed as exc:
-        raise ApiError(422, "unknown_target", str(exc)) from exc
-    except AlreadyEscalated as exc:
-        raise ApiError(409, "already_escalated", str(exc)) from exc
+    case_id = await escalation.service.escalate_by_hand(
+        contact_id=body.contact_id,
+        target=body.target,
+        reason=body.reason,
+        evidence=body.evidence,
+        priority=body.priority,
+        actor=who.name,
+        holder_check=None if who.supervises else holds,
+    )
     return await queries.case(escalation.engine, case_id)
 
 
@@ -95,7 +88,7 @@ async def list_cases(
 @router.get("/escalations/{case_id}", summary="A case with its audit trail (supervisors, its target's members)")
 async def get_case(case_id: uuid.UUID, request: Request, who: Caller) -> CaseDetail:
     escalation = _escalation(request)
-    found = await _found(queries.case(escalation.engine, case_id))
+    found = await queries.case(escalation.engine, case_id)
     _require_member(escalation, who, case_id, found.target)
     return found
 
@@ -114,28 +107,13 @@ async def act(
         if action is Action.CANCEL:
             require_case_cancel(who)
 
-    try:
-        await _found(
-            escalation.service.act_on_case(
-                case_id, action, actor=who.name, note=body.note if body else "", check=may_act
-            )
-        )
-    except CaseClosed as exc:
-        raise ApiError(409, "case_closed", str(exc)) from exc
-    return await _found(queries.case(escalation.engine, case_id))
+    note = body.note if body else ""
+    await escalation.service.act_on_case(case_id, action, actor=who.name, note=note, check=may_act)
+    return await queries.case(escalation.engine, case_id)
 
 
 def _require_member(escalation: Escalation, who: Principal, case_id: uuid.UUID, target: str | None) -> None:
     """404 for a case that does not exist, and (the same answer) for one an agent is no member of the target of."""
-    unknown = ApiError(404, "unknown_case", f"no escalation case {case_id}")  # as the queries say it
     if target is None:
-        raise unknown
-    require_case_member(who, escalation.access.members(target), unknown)
-
-
-async def _found(lookup: Awaitable[T]) -> T:
-    """The lookup's result; an unknown case is a 404 that names it."""
-    try:
-        return await lookup
-    except UnknownCase as exc:
-        raise ApiError(404, "unknown_case", str(exc)) from exc
+        raise UnknownCase(case_id)
+    require_case_member(who, escalation.access.members(target), UnknownCase(case_id))
