@@ -34,7 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
 from kefu import db
 from kefu.config_file import load_section
-from services.escalation.adapters.timers import TimerRunner, TimerStore
+from services.escalation.adapters.timer_runner import TimerRunner
+from services.escalation.adapters.timers import TimerStore
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService

@@ -27,7 +27,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import db
-from services.escalation.adapters.timers import Timer, TimerRunner, TimerStore
+from services.escalation.adapters.timer_runner import TimerRunner
+from services.escalation.adapters.timers import Timer, TimerStore
 from tools import migrate
 from tools.embedded import EmbeddedPostgres
 

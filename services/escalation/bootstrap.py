@@ -21,7 +21,8 @@ from kefu.tokens import TokenStore
 from services.escalation.access import CaseAccess
 from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
-from services.escalation.adapters.timers import TimerRunner, TimerStore
+from services.escalation.adapters.timer_runner import TimerRunner
+from services.escalation.adapters.timers import TimerStore
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import db
-from services.escalation.adapters.timers import Handler, Timer, TimerRunner, TimerStore
+from services.escalation.adapters.timer_runner import Handler, TimerRunner
+from services.escalation.adapters.timers import Timer, TimerStore
 from tests.integration.support import eventually
 
 pytestmark = pytest.mark.integration

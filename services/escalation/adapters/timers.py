@@ -1,57 +1,30 @@
-"""Durable timers in ``escalation.timers``: scheduled by key, fired exactly once, surviving restarts.
-
-``TimerStore`` schedules and cancels; ``TimerRunner`` fires what is due. A timer is fired by claiming
-its row with ``SELECT … FOR UPDATE SKIP LOCKED`` (so any number of runners can share the table), calling
-``await handler(timer, conn)`` and setting ``fired_at`` in that same transaction. The handler writes its
-effects (case, audit, outbox rows) through ``conn``; they and ``fired_at`` commit together or not at all:
-
-* a crash or cancellation before the commit releases the row lock and leaves the timer pending, so the
-  next runner fires it again (the handler's writes were rolled back with it);
-* after the commit the row is no longer pending, so no runner fires it again.
-
-Hence exactly once for effects written through ``conn``; anything else the handler does (an HTTP call)
-is at-least-once and belongs in an outbox instead.
+"""Durable timers in ``escalation.timers``: scheduled by key, cancelled, and read by the runner that fires them
+(``adapters.timer_runner``).
 
 Scheduling is idempotent by key and the first schedule wins: a second ``schedule`` with the same key,
 pending, fired or cancelled, changes nothing (not the due time either). Keys name one occurrence of a
 trigger (``sla.first_response:<contact>:<queued event id>``), so a replayed event lands on the same key
 and cannot postpone or revive its timer; to move a timer, cancel it and schedule under a new key.
-
-All comparisons with the due time use the database's clock, one clock for every runner.
 """
 
-import asyncio
-import contextlib
 import json
-import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Histogram
 from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kefu.outage import log_retry
 from services.escalation.adapters.orm import timers
-
-log = logging.getLogger(__name__)
-
-FIRED = Counter("kefu_escalation_timers_fired_total", "Timers fired (handler committed)", ["kind"])
-FAILED = Counter("kefu_escalation_timer_failures_total", "Handler failures; the timer stays pending", ["kind"])
-DELAY = Histogram(
-    "kefu_escalation_timer_delay_seconds",
-    "From a timer's due time to its firing",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 
 
 @dataclass(frozen=True, slots=True)
 class Timer:
+    """A stored timer, as the runner hands it to its handler."""
+
     id: uuid.UUID
     key: str
     kind: str
@@ -64,9 +37,7 @@ class Timer:
     cancelled_at: datetime | None
 
 
-Handler = Callable[[Timer, AsyncConnection], Awaitable[None]]
-
-_COLUMNS = (
+COLUMNS = (  # what a Timer is read from
     timers.c.id,
     timers.c.key,
     timers.c.kind,
@@ -78,10 +49,12 @@ _COLUMNS = (
     timers.c.fired_at,
     timers.c.cancelled_at,
 )
-_PENDING = and_(timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None))
+PENDING = and_(timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None))
+"""A timer neither fired nor cancelled: the only kind scheduling leaves alone and the runner fires."""
 
 
-def _timer(row: Row[*tuple[Any, ...]]) -> Timer:
+def timer_of(row: Row[*tuple[Any, ...]]) -> Timer:
+    """The timer a row of ``COLUMNS`` holds (its payload is stored as JSON text)."""
     return Timer(
         id=row.id,
         key=row.key,
@@ -188,155 +161,12 @@ class TimerStore:
     async def get(self, key: str) -> Timer | None:
         """The timer ``key`` in whatever state it is."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(*_COLUMNS).where(timers.c.key == key))).first()
-        return None if row is None else _timer(row)
+            row = (await conn.execute(select(*COLUMNS).where(timers.c.key == key))).first()
+        return None if row is None else timer_of(row)
 
     async def _cancel(self, condition: ColumnElement[bool], conn: AsyncConnection | None) -> int:
-        statement = update(timers).where(condition, _PENDING).values(cancelled_at=func.now())
+        statement = update(timers).where(condition, PENDING).values(cancelled_at=func.now())
         if conn is not None:
             return (await conn.execute(statement)).rowcount
         async with self._engine.begin() as own:
             return (await own.execute(statement)).rowcount
-
-
-class TimerRunner:
-    """Fires due timers until ``stop()`` or cancellation; sleeps until the next due time or ``wake()``.
-
-    ``max_idle`` bounds a sleep: it is how late a timer can be that someone scheduled earlier than the
-    next known due time without waking this runner (another process, plain SQL).
-    """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        batch: int = 32,
-        max_idle: float = 30.0,
-        retry_base: float = 1.0,
-        retry_max: float = 300.0,
-        committed: Callable[[], None] | None = None,
-    ) -> None:
-        self._engine = engine
-        # called after each commit that fired timers: their handlers' outbox rows are visible only from then on
-        self._committed = committed
-        self._batch = batch
-        self._max_idle = max_idle
-        self._retry_base = retry_base
-        self._retry_max = retry_max
-        self._wakeup = asyncio.Event()
-        self._stopping = False
-        # timer id -> (failures, monotonic time before which it is not retried); per runner, in memory,
-        # because the table has no attempts column; another runner may retry sooner, which is harmless
-        self._backoff: dict[uuid.UUID, tuple[int, float]] = {}
-
-    def wake(self) -> None:
-        """Look for due timers now (call after committing a timer that may be due before the others)."""
-        self._wakeup.set()
-
-    def stop(self) -> None:
-        """Return from ``run`` once the batch in hand is committed."""
-        self._stopping = True
-        self._wakeup.set()
-
-    async def run(self, handler: Handler) -> None:
-        """Fire due timers until stopped; database trouble is retried with backoff."""
-        self._stopping = False
-        delay = 0.1
-        while not self._stopping:
-            # cleared before looking, so a wake() during the look is not lost
-            self._wakeup.clear()
-            try:
-                if await self.fire_due(handler) >= self._batch:
-                    continue  # more may be due right now
-                wait = await self._seconds_to_next()
-                delay = 0.1
-            except Exception as exc:
-                log_retry(log, exc, "timer runner failed; retrying in %.1fs", delay)
-                wait, delay = delay, min(delay * 2, 5.0)
-            if wait > 0 and not self._stopping:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation racing the wake-up
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._wakeup.wait()
-
-    async def fire_due(self, handler: Handler) -> int:
-        """Fire one batch of due timers; return how many were claimed."""
-        rows: list[Timer] = []
-        try:
-            async with self._engine.begin() as conn:
-                rows = await self._claim(conn, limit=self._batch)
-                for timer in rows:
-                    await handler(timer, conn)
-                await self._mark_fired(conn, rows)
-        except Exception:
-            if not rows:
-                raise  # the database, not a handler
-            # the whole batch rolled back: fire its timers one per transaction to find the failing one
-            log.warning("a timer handler failed in a batch of %d; firing them one by one", len(rows))
-            for timer in rows:
-                await self._fire_alone(timer.id, handler)
-            return len(rows)
-        self._fired(rows)
-        return len(rows)
-
-    async def _fire_alone(self, timer_id: uuid.UUID, handler: Handler) -> None:
-        kind = "?"
-        try:
-            async with self._engine.begin() as conn:
-                rows = await self._claim(conn, limit=1, only=timer_id)
-                for timer in rows:
-                    kind = timer.kind
-                    await handler(timer, conn)
-                await self._mark_fired(conn, rows)
-        except Exception as exc:
-            failures = self._backoff.get(timer_id, (0, 0.0))[0] + 1
-            retry_in = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
-            self._backoff[timer_id] = (failures, time.monotonic() + retry_in)
-            FAILED.labels(kind).inc()
-            log_retry(log, exc, "timer %s (%s) failed %d times; retrying in %.0fs", timer_id, kind, failures, retry_in)
-            return
-        self._fired(rows)
-
-    async def _claim(self, conn: AsyncConnection, *, limit: int, only: uuid.UUID | None = None) -> list[Timer]:
-        query = select(*_COLUMNS).where(_PENDING, timers.c.due_at <= func.now())
-        if only is not None:
-            query = query.where(timers.c.id == only)
-        elif excluded := self._backing_off():
-            query = query.where(timers.c.id.not_in(excluded))
-        query = query.order_by(timers.c.due_at).limit(limit).with_for_update(skip_locked=True)
-        return [_timer(row) for row in await conn.execute(query)]
-
-    @staticmethod
-    async def _mark_fired(conn: AsyncConnection, rows: Iterable[Timer]) -> None:
-        ids = [timer.id for timer in rows]
-        if ids:
-            # clock_timestamp(), not now(): the firing time, not the claiming transaction's start
-            await conn.execute(update(timers).where(timers.c.id.in_(ids)).values(fired_at=func.clock_timestamp()))
-
-    def _fired(self, rows: Iterable[Timer]) -> None:
-        now = time.time()
-        if self._committed is not None and rows:
-            self._committed()
-        for timer in rows:
-            self._backoff.pop(timer.id, None)
-            FIRED.labels(timer.kind).inc()
-            DELAY.observe(max(0.0, now - timer.due_at.timestamp()))
-
-    def _backing_off(self) -> list[uuid.UUID]:
-        now = time.monotonic()
-        if len(self._backoff) > 10_000:
-            # forget the expired ones (fired or cancelled elsewhere meanwhile, or due a retry anyway)
-            self._backoff = {t: entry for t, entry in self._backoff.items() if entry[1] > now}
-        return [timer_id for timer_id, (_, until) in self._backoff.items() if until > now]
-
-    async def _seconds_to_next(self) -> float:
-        """Seconds until the next pending timer is due (by the database's clock), at most ``max_idle``."""
-        query = select(func.extract("epoch", func.min(timers.c.due_at) - func.clock_timestamp())).where(_PENDING)
-        if excluded := self._backing_off():
-            query = query.where(timers.c.id.not_in(excluded))
-        async with self._engine.connect() as conn:
-            seconds = (await conn.execute(query)).scalar()
-        wait = self._max_idle if seconds is None else min(float(seconds), self._max_idle)
-        if excluded:
-            wait = min(wait, min(self._backoff[t][1] for t in excluded) - time.monotonic())
-        return max(wait, 0.0)
