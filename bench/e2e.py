@@ -96,7 +96,7 @@ class Row:
 class Bench:
     def __init__(self, options: argparse.Namespace, stack: Stack, config_path: Path, tokens_path: Path) -> None:
         self.options, self.stack, self.config_path, self.tokens_path = options, stack, config_path, tokens_path
-        self.watcher = Watcher(stack.bootstrap)
+        self.watcher = Watcher(stack.bootstrap)  # made again in run(), once the broker's port is known
         self.agents: asyncio.subprocess.Process | None = None
         self.processes: dict[str, list[psutil.Process]] = {}
         self.ceilings: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
@@ -276,6 +276,7 @@ class Bench:
         """The steps; their rows are in ``rows`` and ``ceilings`` as they end (an interrupted run keeps those)."""
         options = self.options
         rows, ceilings = self.rows, self.ceilings_rows
+        self.watcher = Watcher(self.stack.bootstrap)
         try:
             await self.watcher.start()
             self.processes = self.stack.processes()
@@ -478,6 +479,11 @@ def report(options: argparse.Namespace, rows: list[Row], ceilings: list[Row]) ->
         f"{cores} cores, kefu dev (embedded PostgreSQL and Tansu), one process per service\n"
     )
     print(table(rows))
+    burst = [row for row in rows if row.label.startswith("burst")]
+    for row in burst:
+        seconds = row.load.count / row.load.rate
+        drained = "not within --drain-timeout" if math.isnan(row.drain_s) else f"{row.drain_s:.1f}s after it ended"
+        print(f"\nburst: {row.offered_rate:g} webhooks/s for {seconds:g}s; backlogs zero {drained}")
     if ceilings:
         print("\nceiling, same rates, web chat webhooks:\n")
         print(ceiling_table(ceilings))
