@@ -342,7 +342,7 @@ def table(rows: list[Row]) -> str:
         "esc lag p99 s",
         "drain s",
         *(f"{name} CPU% / MiB" for name in PROCESSES),
-        "machine CPU%",
+        "machine CPU% (all cores)",
         "saturates first",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -477,6 +477,7 @@ def report(options: argparse.Namespace, rows: list[Row], ceilings: list[Row]) ->
         f"\nbench-e2e: {options.agents} agents x {options.capacity} slots, handling {options.handle_seconds:g}s, "
         f"{options.duration:g}s per step, mix {','.join(f'{k}={v}' for k, v in options.mix.items())}, "
         f"{cores} cores, kefu dev (embedded PostgreSQL and Tansu), one process per service\n"
+        f"command: python -m bench.e2e {' '.join(sys.argv[1:])}\n"
     )
     print(table(rows))
     burst = [row for row in rows if row.label.startswith("burst")]
