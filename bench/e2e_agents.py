@@ -1,6 +1,7 @@
 """Simulated agents for ``bench.e2e``, run as a process of its own, through the router's public desktop API.
 
-Each agent keeps its event stream open (``GET /v1/agents/{id}/events``, Server-Sent Events, its bearer token);
+Each agent sets itself available (``PUT /v1/agents/{id}/status``) and keeps its event stream open
+(``GET /v1/agents/{id}/events``, Server-Sent Events, its bearer token);
 on ``offer.created`` it accepts the offer (``POST /v1/offers/{id}/accept``), works for ``--handle-seconds`` and
 completes the assignment (``POST /v1/assignments/{id}/complete``). A dropped stream is opened again; a fresh
 stream lists the pending offers again, and an offer already taken is not taken twice.
@@ -59,11 +60,17 @@ class Agents:
             self.counts["stream_drops"] += 1
             await asyncio.sleep(RECONNECT_SECONDS)
 
-    async def _post(self, agent_id: str, path: str, body: bytes) -> tuple[int, bytes]:
+    async def available(self, agent_id: str) -> None:
+        """Set the agent available (the bench configuration starts them so; this says it through the API too)."""
+        status, _ = await self._post(agent_id, f"/v1/agents/{agent_id}/status", b'{"presence": "available"}', "PUT")
+        if status != 200:
+            self.counts[f"status_{status}"] += 1
+
+    async def _post(self, agent_id: str, path: str, body: bytes, method: str = "POST") -> tuple[int, bytes]:
         """The answer's status and body; status 0 when there was none (the error is counted by its name)."""
         headers = {"authorization": f"Bearer {self.tokens[agent_id]}", "content-type": "application/json"}
         try:
-            answer = await self.pool.send(build("POST", self.host, path, headers, body))
+            answer = await self.pool.send(build(method, self.host, path, headers, body))
         except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
             self.counts[f"error {type(exc).__name__}"] += 1
             return 0, b""
@@ -92,6 +99,7 @@ async def run(options: argparse.Namespace) -> Counter[str]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await asyncio.gather(*(agents.available(agent_id) for agent_id in tokens))
     desks = [loop.create_task(agents.desk(agent_id)) for agent_id in tokens]
     ready = loop.create_task(agents.ready.wait())
     stopped = loop.create_task(stop.wait())
