@@ -320,10 +320,15 @@ def _achieved(row: Row) -> float:
     return len(row.load.ok) / max(row.load.count / row.load.rate, row.load.finish_seconds)
 
 
+def _busiest(usage: Usage) -> tuple[str, float]:
+    name = max(usage.cpu, key=lambda name: usage.cpu[name], default="")
+    return name, usage.cpu.get(name, 0.0)
+
+
 def _saturates(usage: Usage) -> str:
-    busiest = max(usage.cpu, key=lambda name: usage.cpu[name], default="")
-    if busiest and usage.cpu[busiest] >= SATURATED:
-        return f"{busiest} ({usage.cpu[busiest]:.0f} %)"
+    busiest, cpu = _busiest(usage)
+    if cpu >= SATURATED:
+        return f"{busiest} ({cpu:.0f} %)"
     if usage.machine_cpu >= 95:
         return f"machine ({usage.machine_cpu:.0f} % of {psutil.cpu_count()} cores)"
     return "–"
@@ -480,6 +485,14 @@ def report(options: argparse.Namespace, rows: list[Row], ceilings: list[Row]) ->
         f"command: python -m bench.e2e {' '.join(sys.argv[1:])}\n"
     )
     print(table(rows))
+    first = next(((row, _busiest(row.usage)) for row in rows if _busiest(row.usage)[1] >= SATURATED), None)
+    if first is not None:
+        row, (name, cpu) = first
+        print(f"\nsaturates first: {name} ({cpu:.0f} % of a core) at {row.label}")
+    elif rows:
+        busiest = max(rows, key=lambda row: _busiest(row.usage)[1])
+        name, cpu = _busiest(busiest.usage)
+        print(f"\nno process reached {SATURATED:.0f} % of a core; the busiest: {name} ({cpu:.0f} %) at {busiest.label}")
     burst = [row for row in rows if row.label.startswith("burst")]
     for row in burst:
         seconds = row.load.count / row.load.rate
