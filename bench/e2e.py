@@ -11,8 +11,9 @@ One markdown row per step on stdout (progress on stderr):
 
 * offered and achieved webhooks/s (2xx answers over the step), non-2xx answers (status 0: no answer);
 * ack p50/p99: webhook due (open loop) -> answer, ms;
-* offer p50/p99/max: webhook due -> the contact's ``offered`` routing event (its ``occurred_at``), s; ``offered``
-  counts the acknowledged webhooks whose contact was offered;
+* webhook→offer p50/p99/max: webhook due -> the contact's first ``offered`` routing event (its ``occurred_at``),
+  s, over the contacts offered by the end of the drain; ``contacts offered / acked`` counts them against the
+  acknowledged webhooks (those not offered are not in the percentiles);
 * router / escalation backlog when the load stops: their consumer groups' lag (end minus committed offsets);
 * esc lag p99: routing event produced -> escalation's group committed past it (sampled every 0.2 s), s;
 * drain: load stopped -> both backlogs zero, s;
@@ -342,7 +343,7 @@ def table(rows: list[Row]) -> str:
         "non-2xx",
         "ack p50 / p99 ms",
         "webhook→offer p50 / p99 / max s",
-        "offered",
+        "contacts offered / acked",
         "backlog router / esc",
         "esc lag p99 s",
         "drain s",
