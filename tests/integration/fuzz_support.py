@@ -33,8 +33,9 @@ from services.channels.douyin.signature import DouyinSignatureVerifier
 from services.channels.phone.calls import normalize_number
 from services.channels.phone.twilio import compute_signature
 from services.channels.wechat.crypto import WechatCrypto, sha1_signature
+from tests.fakes.wecom import FakeWecom
 from tests.integration.support import server_in_thread
-from tests.integration.test_channel_wechat import KF_SECRET, FakeWecom
+from tests.integration.test_channel_wechat import KF_SECRET
 from tools.assemble import channels_app as create_app
 from tools.demo import signed_request
 from tools.embedded import free_port
@@ -222,7 +223,7 @@ class ChannelsUnderTest:
 def channels_service(database_url: str, bootstrap: str, tmp_path: Path) -> Iterator[ChannelsUnderTest]:
     """The channels service on loopback with the example configuration, its WeCom corp talking to a fake WeCom
     API (also on loopback) that serves whatever ``wecom.pages`` holds."""
-    wecom = FakeWecom(port=free_port())
+    wecom = FakeWecom(corp_id=KF.corp_id, secret=KF_SECRET, port=free_port())
     with server_in_thread(wecom.app(), wecom.port, name="fake-wecom"):
         document = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
         document["channels"]["wecom_kf"][0] |= {"api_base": wecom.api_base, "secret": KF_SECRET}

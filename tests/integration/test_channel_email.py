@@ -7,15 +7,20 @@ import hashlib
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent
+from services.channels.common.orm import replay_tokens
+from services.channels.common.store import first_use
 from services.channels.config import ChannelsSettings
 from services.channels.email.auth import mailgun_signature
-from tests.integration.support import assert_refused_then_still_serving, read_topic, serving
+from tests.integration.support import assert_refused_then_still_serving, eventually, read_topic, serving
 from tools.assemble import channels_app as create_app
 from tools.embedded import EmbeddedKafka
 
@@ -348,3 +353,25 @@ async def test_the_schema_documents_the_endpoint(settings: ChannelsSettings) -> 
         schema = (await client.get("/openapi.json")).json()
     responses = schema["paths"]["/webhooks/email/{inbox_id}"]["post"]["responses"]
     assert {"200", "400", "401", "404", "409", "413", "415", "503"} <= set(responses)
+
+
+async def test_expired_replay_tokens_are_purged_while_the_service_runs(
+    settings: ChannelsSettings, database_url: str
+) -> None:
+    scope = f"mailgun:purge-{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(database_url)
+    try:
+        assert await first_use(engine, scope=scope, token="expired", ttl=timedelta(seconds=-1))
+        assert await first_use(engine, scope=scope, token="fresh", ttl=timedelta(hours=1))
+
+        async def left_once_purged() -> set[str] | None:
+            async with engine.connect() as conn:
+                query = select(replay_tokens.c.token).where(replay_tokens.c.scope == scope)
+                tokens = set((await conn.execute(query)).scalars())
+            return None if "expired" in tokens else tokens
+
+        assert await left_once_purged() is None  # nothing purges without the service
+        async with serving(create_app(settings.model_copy(update={"replay_purge_interval_seconds": 0.1}))):
+            assert await eventually(left_once_purged, timeout=5) == {"fresh"}
+    finally:
+        await engine.dispose()

@@ -7,20 +7,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import CONTACTS, ContactEvent
 from services.channels.common.store import load_cursor
 from services.channels.config import ChannelsSettings
 from services.channels.wechat.crypto import WechatCrypto, sha1_signature
+from tests.fakes.wecom import FakeWecom
 from tests.integration.support import read_topic, server_in_thread, serving
 from tools.assemble import channels_app as create_app
 from tools.embedded import EmbeddedKafka, free_port
@@ -49,50 +48,9 @@ SAFE = WechatCrypto(VECTOR_TOKEN, VECTOR_AES_KEY, VECTOR_ID)
 # --- a fake WeCom API, a real HTTP server on loopback -------------------------------------------
 
 
-@dataclass
-class FakeWecom:
-    """gettoken and kf/sync_msg with scripted pages by cursor; records what it was asked."""
-
-    port: int
-    pages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: list[dict[str, Any] | int] = field(default_factory=list)
-    """Answers (JSON bodies, or HTTP statuses) given to the next sync_msg calls before the pages."""
-    tokens_issued: int = 0
-    sync_bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.get("/cgi-bin/gettoken")
-        async def gettoken(corpid: str, corpsecret: str) -> dict[str, Any]:
-            if (corpid, corpsecret) != (VECTOR_ID, KF_SECRET):
-                return {"errcode": 40001, "errmsg": "invalid credential"}
-            self.tokens_issued += 1
-            return {"errcode": 0, "errmsg": "ok", "access_token": f"ACCESS-{self.tokens_issued}", "expires_in": 7200}
-
-        @app.post("/cgi-bin/kf/sync_msg", response_model=None)
-        async def sync_msg(access_token: str, request: Request) -> Any:
-            if access_token != f"ACCESS-{self.tokens_issued}":
-                return {"errcode": 40014, "errmsg": "invalid access_token"}
-            body = await request.json()
-            self.sync_bodies.append(body)
-            if self.failures:
-                failure = self.failures.pop(0)
-                if isinstance(failure, int):
-                    return PlainTextResponse("upstream trouble", status_code=failure)
-                return failure
-            return self.pages.get(body["cursor"], {"errcode": 0, "next_cursor": body["cursor"], "has_more": 0})
-
-        return app
-
-
 @pytest.fixture
 def wecom() -> Iterator[FakeWecom]:
-    fake = FakeWecom(port=free_port())
+    fake = FakeWecom(corp_id=VECTOR_ID, secret=KF_SECRET, port=free_port())
     with server_in_thread(fake.app(), fake.port, name="fake-wecom"):
         yield fake
 

@@ -31,6 +31,7 @@ from services.channels.config import ChannelsSettings
 from services.escalation.config import EscalationSettings
 from services.router.adapters.orm import customers
 from services.router.config import RouterSettings
+from tests.fakes.wecom import FakeWecom
 from tests.integration import test_channel_wechat, test_escalation_notifier
 from tests.integration.support import contact_event, eventually, read_topic, serving
 from tests.integration.test_channel_wechat import (
@@ -42,7 +43,6 @@ from tests.integration.test_channel_wechat import (
     VECTOR_AES_KEY,
     VECTOR_ID,
     VECTOR_TOKEN,
-    FakeWecom,
     kf_message,
     kf_request,
     oa_text,

@@ -2,7 +2,6 @@
 platforms' published known-answer vectors, the callback XML, normalization, and the WeCom API client."""
 
 import base64
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from services.channels.wechat.kf_api import WecomKfApi
 from services.channels.wechat.kf_messages import KfMessage, kf_contact_event
 from services.channels.wechat.official_messages import official_account_event
 from services.channels.wechat.xml import parse_xml
+from tests.fakes.wecom import TOKEN_EXPIRED, FakeWecom
 
 # --- the platforms' known-answer vectors -------------------------------------------------------
 
@@ -440,70 +441,51 @@ def test_bad_official_accounts_are_refused(extra: dict[str, Any], problem: str) 
 # --- the WeCom API client -----------------------------------------------------------------------
 
 
-class FakeWecom:
-    """The WeCom API as an httpx transport: counts gettoken calls, can reject tokens or fail."""
-
-    def __init__(self) -> None:
-        self.tokens = 0
-        self.expire_next = False
-        self.answer: httpx.Response | None = None
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.answer is not None:
-            return self.answer
-        if request.url.path == "/cgi-bin/gettoken":
-            assert request.url.params["corpsecret"] == "SECRET"
-            self.tokens += 1
-            return httpx.Response(200, json={"errcode": 0, "access_token": f"AT{self.tokens}", "expires_in": 7200})
-        if request.url.params["access_token"] != f"AT{self.tokens}" or self.expire_next:
-            self.expire_next = False
-            return httpx.Response(200, json={"errcode": 42001, "errmsg": "access_token expired"})
-        body = json.loads(request.content)
-        return httpx.Response(200, json={"errcode": 0, "next_cursor": body["cursor"] + "+", "has_more": 0})
-
-
 @pytest.fixture
 def wecom() -> FakeWecom:
-    return FakeWecom()
+    return FakeWecom(corp_id="ww1", secret="SECRET")
 
 
 @pytest.fixture
 async def api(wecom: FakeWecom) -> Any:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(wecom)) as http:
+    async with httpx.AsyncClient(transport=wecom.transport()) as http:
         yield WecomKfApi(http, api_base="https://qyapi.test", corp_id="ww1", secret="SECRET")
 
 
+def page_after(cursor: str) -> dict[str, Any]:
+    return {"errcode": 0, "next_cursor": cursor + "+", "has_more": 0}
+
+
 async def test_the_access_token_is_cached(wecom: FakeWecom, api: WecomKfApi) -> None:
+    wecom.pages = {cursor: page_after(cursor) for cursor in ("", "a", "b")}
     for cursor in ("", "a", "b"):
         page = await api.sync_msg(cursor=cursor, token="T", open_kfid="wk1")
         assert page.next_cursor == cursor + "+"
-    assert wecom.tokens == 1
-    sync = wecom.requests[-1]
-    assert json.loads(sync.content) == {"cursor": "b", "token": "T", "limit": 1000, "open_kfid": "wk1"}
+    assert wecom.tokens_issued == 1
+    assert wecom.sync_bodies[-1] == {"cursor": "b", "token": "T", "limit": 1000, "open_kfid": "wk1"}
 
 
 async def test_an_expired_access_token_is_renewed_once(wecom: FakeWecom, api: WecomKfApi) -> None:
+    wecom.pages = {"": page_after("")}
     await api.access_token()
-    wecom.expire_next = True
+    wecom.failures = [TOKEN_EXPIRED]
     page = await api.sync_msg(cursor="", token="T", open_kfid="wk1")
     assert page.next_cursor == "+"
-    assert wecom.tokens == 2
+    assert wecom.tokens_issued == 2
 
 
 @pytest.mark.parametrize(
     ("answer", "problem"),
     [
-        (httpx.Response(500, text="oops"), "HTTP 500"),
-        (httpx.Response(200, text="<html>"), "did not answer JSON"),
-        (httpx.Response(200, json=[1]), "JSON object"),
-        (httpx.Response(200, json={"errcode": 40013, "errmsg": "invalid corpid"}), "errcode 40013 invalid corpid"),
-        (httpx.Response(200, json={"errcode": 0}), "without an access_token"),
+        (PlainTextResponse("oops", status_code=500), "HTTP 500"),
+        (PlainTextResponse("<html>"), "did not answer JSON"),
+        (JSONResponse([1]), "JSON object"),
+        (JSONResponse({"errcode": 40013, "errmsg": "invalid corpid"}), "errcode 40013 invalid corpid"),
+        (JSONResponse({"errcode": 0}), "without an access_token"),
     ],
 )
 async def test_wecom_failures_are_unavailable_and_never_show_secrets(
-    wecom: FakeWecom, api: WecomKfApi, answer: httpx.Response, problem: str
+    wecom: FakeWecom, api: WecomKfApi, answer: Response, problem: str
 ) -> None:
     wecom.answer = answer
     with pytest.raises(PlatformUnavailable, match=problem) as info:

@@ -6,7 +6,7 @@ from typing import Literal, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts import ContactEvent
 from contracts.text import validate_json
@@ -85,8 +85,9 @@ def describe(exc: ValidationError, *prefix: str) -> str:
 
 
 class Accepted(BaseModel):
-    """The answer to a webhook whose contact is on the broker (its OpenAPI schema)."""
+    """The answer to a webhook whose contact is on the broker."""
 
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # always sent, so documented so
     status: Literal["accepted"] = "accepted"
     event_id: uuid.UUID
 

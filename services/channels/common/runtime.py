@@ -58,6 +58,8 @@ class Platform(Generic[A, S]):
 
 @dataclass
 class Channels:
+    """The running service as its webhooks see it; its accounts' states are reached only through ``account``."""
+
     settings: ChannelsSettings
     publisher: ContactPublisher
     engine: AsyncEngine

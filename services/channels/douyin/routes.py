@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.channels.common.http import (
     Accepted,
@@ -65,6 +65,7 @@ class Challenge(BaseModel):
 class Ignored(BaseModel):
     """The answer to an event that is not a customer's contact (Douyin must not retry it)."""
 
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
     status: Literal["ignored"] = "ignored"
     event: str
 

@@ -37,6 +37,8 @@ MAX_PAGES = 100
 
 @dataclass(slots=True)
 class KfAccount:
+    """A corp's callback cipher and API client, and the locks that keep its pulls from racing on one cursor."""
+
     account: WecomKfAccount
     crypto: WechatCrypto
     api: WecomKfApi
@@ -119,6 +121,8 @@ async def _pull(channels: Channels, kf: KfAccount, *, token: str, open_kfid: str
 
 
 def _events(account_id: str, msg_list: list[object], received_at: datetime) -> list[ContactEvent]:
+    """The contact events of one page. A message that does not parse is logged and skipped: failing the doorbell
+    for it would never move the cursor past it, and every message after it would wait forever."""
     events: list[ContactEvent] = []
     for item in msg_list:
         try:

@@ -23,6 +23,8 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 @dataclass(frozen=True, slots=True)
 class OfficialAccount:
+    """An Official Account's token (plain-mode signatures) and, with an EncodingAESKey, its safe-mode cipher."""
+
     account: WechatAccount
     token: str
     crypto: WechatCrypto | None
