@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,9 +21,11 @@ from kefu.config_file import ConfigError, Report
 from kefu.outage import log_retry
 from kefu.outbox import OutboxRelay
 from kefu.tokens import Tokens, tokens_of
+from services.router import events
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox
+from services.router.commands import tick
 from services.router.config import RouterSettings
 from services.router.domain.config import RoutingConfig
 from services.router.service import RoutingService
@@ -72,8 +75,8 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
         await asyncio.gather(producer.start(), consumer.start(), commands.start())
         stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
         loops = {
-            "consume": kafka.consume(consumer, producer, ContactEvent, service.handle_contact),
-            "commands": kafka.consume(commands, producer, RoutingCommand, service.handle_command),
+            "consume": kafka.consume(consumer, producer, ContactEvent, partial(events.on_contact, service)),
+            "commands": kafka.consume(commands, producer, RoutingCommand, partial(events.on_command, service)),
             "outbox": relay.run(),
             "timers": _tick(service, settings.offer_tick_seconds),
             "shifts": keep_shifts(ShiftKeeper(service), settings.shift_check_seconds),
@@ -87,6 +90,6 @@ async def _tick(service: RoutingService, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            await service.tick()
+            await tick(service)
         except Exception as exc:
             log_retry(log, exc, "acting on due timers failed; will retry")

@@ -5,8 +5,9 @@ away until it ends. The first look at an agent compares the shift with their pre
 off-shift, anything else as on-shift): after a restart, an available agent whose shift is over goes offline and an
 offline agent whose shift is running becomes available.
 
-Shifts are read from the agents table each pass (the configuration file's and the API's alike, one home), and their
-business calendars kept until the stored shift changes.
+Shifts are read from the agents table each pass (the configuration file's and the API's alike, one home), with each
+agent's presence (``queries.shifted_agents``), and their business calendars kept until the stored shift changes;
+presence is set through ``commands.set_presence`` like any other change.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from typing import Any
 
 from kefu.calendar import BusinessCalendar
 from kefu.outage import log_retry
+from services.router import commands, queries
 from services.router.domain.config import Shift
 from services.router.domain.model import Presence
 from services.router.service import RoutingService, utcnow
@@ -36,17 +38,14 @@ class ShiftKeeper:
     async def sync(self) -> None:
         """Compare every agent's shift with the time now and set the presence of those whose shift began or ended."""
         now = self._clock()
-        shifts = await self._service.stored_shifts()
-        self._on_shift = {a: on for a, on in self._on_shift.items() if a in shifts}
-        self._calendars = {a: cached for a, cached in self._calendars.items() if a in shifts}
-        for agent_id, raw in shifts.items():
-            agent = self._service.state.agents.get(agent_id)
-            if agent is None:
-                continue
+        shifted = await queries.shifted_agents(self._service)
+        self._on_shift = {a: on for a, on in self._on_shift.items() if a in shifted}
+        self._calendars = {a: cached for a, cached in self._calendars.items() if a in shifted}
+        for agent_id, (raw, presence) in shifted.items():
             on = self._calendar(agent_id, raw).is_open(now)
-            if on != self._on_shift.get(agent_id, agent.presence is not Presence.OFFLINE):
+            if on != self._on_shift.get(agent_id, presence is not Presence.OFFLINE):
                 log.info("agent %s is %s shift: setting presence", agent_id, "on" if on else "off")
-                await self._service.set_presence(agent_id, Presence.AVAILABLE if on else Presence.OFFLINE)
+                await commands.set_presence(self._service, agent_id, Presence.AVAILABLE if on else Presence.OFFLINE)
             self._on_shift[agent_id] = on  # only once acted on: a failed change is tried again next pass
 
     def _calendar(self, agent_id: str, raw: dict[str, Any]) -> BusinessCalendar:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.router import commands
 from services.router.bootstrap import Router
 from tests.integration.conftest import CONFIG
 from tests.integration.support import contact_event, eventually, publish_contacts, router_settings
@@ -51,7 +52,7 @@ async def test_an_auto_accept_queue_assigns_promptly_and_the_consumer_never_fail
 
             # a finished assignment frees Alice: the next contact is hers at once, again without an offer
             first = next(iter(router.service.state.assignments.values()))
-            await router.service.complete(first.id, None)
+            await commands.complete(router.service, first.id, None)
             assert len(_assigned(router)) == 3
             assert len(router.service.state.waiting) == 1
     failures = [r for r in caplog.records if "failed" in r.getMessage() or r.levelno >= logging.ERROR]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_EVENTS, ContactEvent, Customer, RoutingEvent
+from services.router import commands
 from services.router.adapters.customers import Profile
 from services.router.adapters.orm import contacts
 from services.router.bootstrap import Router
@@ -151,7 +152,7 @@ async def test_a_key_account_prefers_its_tam_and_a_returning_customer_their_last
         tam_first = _event("t1", "visitor-t", "你好")
         await publish_contacts(broker.bootstrap, tam_first)
         customer_id = (await _opened(database_url, tam_first))["customer_id"]
-        await router.service.set_customer_profile(customer_id, Profile(CustomerTier.KEY_ACCOUNT, "chen"))
+        await commands.set_customer_profile(router.service, customer_id, Profile(CustomerTier.KEY_ACCOUNT, "chen"))
         tam_again = _event("t2", "visitor-t", "设备又坏了")
         await publish_contacts(broker.bootstrap, tam_again)
         tam_row = await _opened(database_url, tam_again)
@@ -185,8 +186,8 @@ async def _served_and_back(router: Router, bootstrap: str, database_url: str) ->
         return offers[0] if len(offers) == 1 else None
 
     offer = await eventually(only_offer)
-    assignment = await router.service.accept(offer.id, offer.agent_id)
-    await router.service.complete(assignment.id, None)
+    assignment = await commands.accept(router.service, offer.id, offer.agent_id)
+    await commands.complete(router.service, assignment.id, None)
     again = _event("s2", "visitor-s", "还是上次的问题")
     await publish_contacts(bootstrap, again)
     return offer.agent_id, await _opened(database_url, again)

@@ -10,6 +10,7 @@ import pytest
 
 from contracts import Channel
 from kefu.calendar import WEEKDAYS
+from services.router import commands, queries
 from services.router.bootstrap import Router
 from services.router.config import RouterSettings
 from services.router.domain.config import AgentConfig, Shift
@@ -62,8 +63,8 @@ async def test_at_start_up_shifts_set_presence_and_away_within_a_shift_stays_awa
         assert _presence(router, "alice") is Presence.AVAILABLE  # no shift: left alone
         assert _presence(router, "bob") is Presence.AWAY
 
-        await router.service.set_presence("dora", Presence.AWAY)
-        await router.service.set_presence("eve", Presence.AVAILABLE)  # overtime, by hand
+        await commands.set_presence(router.service, "dora", Presence.AWAY)
+        await commands.set_presence(router.service, "eve", Presence.AVAILABLE)  # overtime, by hand
         await asyncio.sleep(0.5)  # ten passes of the loop
         assert _presence(router, "dora") is Presence.AWAY
         assert _presence(router, "eve") is Presence.AVAILABLE
@@ -77,7 +78,7 @@ async def test_presence_follows_the_start_and_end_of_a_shift(
         keeper = ShiftKeeper(router.service, clock=lambda: now[0])
         shift = Shift(time_zone="Asia/Shanghai", weekly={"mon": ["09:00-17:00"]})
         fay = AgentConfig(id="fay", name="Fay", skills={"presales": 2}, capacity={Channel.WEBCHAT: 1}, shift=shift)
-        await router.service.upsert_agent(fay)
+        await commands.upsert_agent(router.service, fay)
         assert _presence(router, "fay") is Presence.OFFLINE
 
         seen = []
@@ -86,7 +87,7 @@ async def test_presence_follows_the_start_and_end_of_a_shift(
             await keeper.sync()
             seen.append(_presence(router, "fay"))
             if local_hour == 12:
-                await router.service.set_presence("fay", Presence.AWAY)  # lunch, inside the shift
+                await commands.set_presence(router.service, "fay", Presence.AWAY)  # lunch, inside the shift
         off, on, away = Presence.OFFLINE, Presence.AVAILABLE, Presence.AWAY
         assert seen == [off, on, on, away, off, off]
 
@@ -109,7 +110,7 @@ async def test_a_shift_set_over_the_api_survives_a_restart(
         assert refused.status_code == 422
         assert "unknown IANA time zone" in refused.text
     async with running(settings) as router:
-        stored = await router.service.stored_shifts()
+        stored = await queries.stored_shifts(router.service)
         assert Shift.model_validate(stored["gus"]) == always
         assert Shift.model_validate(stored["dora"]).weekly == always.weekly  # the file's shifts are stored too
         assert "alice" not in stored

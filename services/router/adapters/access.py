@@ -20,6 +20,12 @@ async def customer_readers(conn: AsyncConnection, customer_id: UUID) -> set[str]
     return await _readers(conn, assignments.c.contact_id.in_(theirs), offers.c.contact_id.in_(theirs))
 
 
+async def offer_holder(conn: AsyncConnection, offer_id: UUID) -> tuple[str, str] | None:
+    """The agent an offer was made to, and its status; None for an offer never made."""
+    row = (await conn.execute(select(offers.c.agent_id, offers.c.status).where(offers.c.id == offer_id))).first()
+    return None if row is None else (row.agent_id, row.status)
+
+
 async def _readers(conn: AsyncConnection, assigned: ColumnElement[bool], offered: ColumnElement[bool]) -> set[str]:
     query = union(
         select(assignments.c.agent_id).where(assigned),

@@ -10,12 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import RoutingCommand, RoutingEvent, RoutingEventType
 from services.router.adapters import history
-from services.router.adapters.orm import (
-    agents,
-    assignments,
-    contacts,
-    offers,
-)
+from services.router.adapters.orm import agents, assignments, contacts, offers
 from services.router.adapters.state_store import contact_ref
 from services.router.domain.decisions import (
     Abandoned,
@@ -30,9 +25,7 @@ from services.router.domain.decisions import (
     PresenceSet,
     Requeued,
 )
-from services.router.domain.model import (
-    Presence,
-)
+from services.router.domain.model import Presence
 from services.router.domain.preconditions import Refusal
 
 _CLOSED_EVENT = {
@@ -64,23 +57,8 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 events.append(
                     history.event(RoutingEventType.OFFERED, contact, at, agent_id=agent_id, offer_id=offer_id)
                 )
-            case OfferClosed(offer_id=offer_id, contact=contact, agent_id=agent_id, outcome=outcome, at=at):
-                await conn.execute(
-                    update(offers).where(offers.c.id == offer_id).values(status=outcome.value, closed_at=at)
-                )
-                if outcome is OfferOutcome.ACCEPTED:
-                    await conn.execute(update(agents).where(agents.c.id == agent_id).values(missed_offers=0))
-                elif outcome is OfferOutcome.EXPIRED:
-                    await conn.execute(
-                        update(agents).where(agents.c.id == agent_id).values(missed_offers=agents.c.missed_offers + 1)
-                    )
-                if outcome is not OfferOutcome.ACCEPTED:
-                    await _contact_status(conn, contact.id, "queued")
-                    await _agent_idle(conn, agent_id, at)
-                if outcome in _CLOSED_EVENT:  # a revoked offer is told by the Abandoned event that follows
-                    events.append(
-                        history.event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id)
-                    )
+            case OfferClosed():
+                events += await _offer_closed(conn, decision)
             case Assigned(assignment_id=assignment_id, offer_id=offer_id, contact=contact, agent_id=agent_id, at=at):
                 await conn.execute(
                     insert(assignments).values(
@@ -103,25 +81,8 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                         assignment_id=assignment_id,
                     )
                 )
-            case Completed(assignment_id=assignment_id, contact=contact, agent_id=agent_id, at=at):
-                await conn.execute(
-                    update(assignments)
-                    .where(assignments.c.id == assignment_id)
-                    .values(
-                        status="transferred" if decision.transferred else "completed",
-                        completed_at=at,
-                        disposition=decision.disposition,
-                        resolved=decision.resolved,
-                    )
-                )
-                if not decision.transferred:  # a transferred contact goes on waiting (``Requeued`` follows)
-                    await _contact_status(conn, contact.id, "completed", closed_at=at)
-                await _agent_idle(conn, agent_id, at)
-                kind = RoutingEventType.TRANSFERRED if decision.transferred else RoutingEventType.COMPLETED
-                reason = decision.disposition
-                events.append(
-                    history.event(kind, contact, at, agent_id=agent_id, assignment_id=assignment_id, reason=reason)
-                )
+            case Completed():
+                events.append(await _completed(conn, decision))
             case Abandoned(contact=contact, at=at):
                 await _contact_status(conn, contact.id, "abandoned", closed_at=at)
                 events.append(history.event(RoutingEventType.ABANDONED, contact, at, reason="the customer left"))
@@ -145,6 +106,53 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> None:
                 await _contact_status(conn, contact.id, "closed", closed_at=at)
                 events.append(history.event(RoutingEventType.CLOSED, contact, at, reason=reason))
     await history.announce(conn, events)
+
+
+async def _offer_closed(conn: AsyncConnection, decision: OfferClosed) -> list[RoutingEvent]:
+    """An offer closed: accepted (the agent's missed offers start again), or declined, expired or revoked (the
+    contact waits again and the agent's slot is free)."""
+    offer_id, contact, agent_id, outcome, at = (
+        decision.offer_id,
+        decision.contact,
+        decision.agent_id,
+        decision.outcome,
+        decision.at,
+    )
+    await conn.execute(update(offers).where(offers.c.id == offer_id).values(status=outcome.value, closed_at=at))
+    if outcome is OfferOutcome.ACCEPTED:
+        await conn.execute(update(agents).where(agents.c.id == agent_id).values(missed_offers=0))
+    elif outcome is OfferOutcome.EXPIRED:
+        await conn.execute(
+            update(agents).where(agents.c.id == agent_id).values(missed_offers=agents.c.missed_offers + 1)
+        )
+    if outcome is not OfferOutcome.ACCEPTED:
+        await _contact_status(conn, contact.id, "queued")
+        await _agent_idle(conn, agent_id, at)
+    if outcome not in _CLOSED_EVENT:  # a revoked offer is told by the Abandoned event that follows
+        return []
+    return [history.event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id)]
+
+
+async def _completed(conn: AsyncConnection, decision: Completed) -> RoutingEvent:
+    """An assignment ended: completed (the contact closes) or transferred (``Requeued`` follows: it waits again)."""
+    contact, agent_id, at = decision.contact, decision.agent_id, decision.at
+    await conn.execute(
+        update(assignments)
+        .where(assignments.c.id == decision.assignment_id)
+        .values(
+            status="transferred" if decision.transferred else "completed",
+            completed_at=at,
+            disposition=decision.disposition,
+            resolved=decision.resolved,
+        )
+    )
+    if not decision.transferred:
+        await _contact_status(conn, contact.id, "completed", closed_at=at)
+    await _agent_idle(conn, agent_id, at)
+    kind = RoutingEventType.TRANSFERRED if decision.transferred else RoutingEventType.COMPLETED
+    return history.event(
+        kind, contact, at, agent_id=agent_id, assignment_id=decision.assignment_id, reason=decision.disposition
+    )
 
 
 async def refuse_command(conn: AsyncConnection, command: RoutingCommand, refused: Refusal, at: datetime) -> None:

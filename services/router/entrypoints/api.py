@@ -10,11 +10,12 @@ from sse_starlette import EventSourceResponse
 from contracts import Channel
 from kefu.auth import Admin, Caller, Principal, Supervisor, forbidden
 from kefu.ops import ApiError
+from services.router import commands, queries
 from services.router.domain.config import AgentConfig, Shift
 from services.router.domain.model import Presence
 from services.router.entrypoints import desktop_stream
 from services.router.entrypoints.deps import Service, own_agent, own_assignment
-from services.router.views import agent_view, assignment_view, offer_view
+from services.router.views import agent_view, assignment_view
 
 router = APIRouter(prefix="/v1")
 
@@ -67,7 +68,7 @@ class Completion(BaseModel):
 
 @router.get("/agents", summary="All agents with their presence and load (supervisors)")
 async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
-    return [agent_view(agent) for agent in service.state.agents.values()]
+    return queries.agents(service)
 
 
 @router.get("/agents/{agent_id}", summary="One agent (the agent itself, or a supervisor)")
@@ -82,26 +83,26 @@ async def put_agent(agent_id: str, agent: AgentBody, service: Service, _: Admin)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid_agent", problems) from exc
-    return agent_view(await service.upsert_agent(config))
+    return agent_view(await commands.upsert_agent(service, config))
 
 
 @router.put("/agents/{agent_id}/status", summary="Set an agent's presence")
 async def set_status(agent_id: str, change: StatusChange, service: Service, who: Caller) -> dict[str, Any]:
     own_agent(service, who, agent_id)
-    await service.set_presence(agent_id, change.presence)
+    await commands.set_presence(service, agent_id, change.presence)
     return agent_view(own_agent(service, who, agent_id))
 
 
 @router.get("/agents/{agent_id}/offers", summary="The agent's pending offers")
 async def list_offers(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
     own_agent(service, who, agent_id)
-    return [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
+    return queries.offers_of(service, agent_id)
 
 
 @router.get("/agents/{agent_id}/assignments", summary="The agent's open assignments")
 async def list_assignments(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
     own_agent(service, who, agent_id)
-    return [assignment_view(a) for a in service.state.assignments.values() if a.agent_id == agent_id]
+    return queries.assignments_of(service, agent_id)
 
 
 @router.get(
@@ -154,12 +155,12 @@ def _offeree(who: Principal) -> str:
 
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer: it becomes an assignment")
 async def accept_offer(offer_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
-    return assignment_view(await service.accept(offer_id, _offeree(who)))
+    return assignment_view(await commands.accept(service, offer_id, _offeree(who)))
 
 
 @router.post("/offers/{offer_id}/decline", summary="Decline an offer: the contact goes back to its queue")
 async def decline_offer(offer_id: UUID, service: Service, who: Caller) -> dict[str, str]:
-    await service.decline(offer_id, _offeree(who))
+    await commands.decline(service, offer_id, _offeree(who))
     return {"offer_id": str(offer_id), "status": "declined"}
 
 
@@ -178,5 +179,5 @@ async def complete_assignment(
     body = body or Completion()
     own_assignment(service, who, assignment_id)
     acting = None if who.supervises else who.agent_id
-    await service.complete(assignment_id, acting, disposition=body.disposition, resolved=body.resolved)
+    await commands.complete(service, assignment_id, acting, disposition=body.disposition, resolved=body.resolved)
     return {"assignment_id": str(assignment_id), "status": "completed"}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from kefu.auth import Admin, Supervisor
 from kefu.config_file import ConfigError
 from kefu.ops import ApiError
+from services.router import commands, queries
 from services.router.domain.config import parse_routing
 from services.router.entrypoints.deps import Service
 
@@ -19,7 +20,7 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 @router.get("/config", summary="The routing configuration in force, with its version (supervisors)")
 async def get_config(service: Service, _: Supervisor) -> dict[str, Any]:
-    current = await service.current_config()
+    current = await queries.current_config(service)
     return {
         "version": current.version,
         "source": current.source,
@@ -50,5 +51,5 @@ async def put_config(request: Request, service: Service, who: Admin) -> dict[str
         raise ApiError(400, "malformed_body", "the configuration is not UTF-8") from exc
     except ConfigError as exc:
         raise ApiError(422, "invalid_config", "; ".join(exc.errors)) from exc
-    version = await service.apply_config(config, text, who.name)
+    version = await commands.apply_config(service, config, text, who.name)
     return {"version": version, "warnings": [".".join(map(str, loc)) + f": {msg}" for loc, msg in config.warnings()]}

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts import Channel, identities
 from kefu.auth import Caller, Supervisor, require_reader
 from kefu.ops import ApiError
+from services.router import commands, queries
 from services.router.adapters.customers import Profile
 from services.router.domain.config import CustomerTier
 from services.router.domain.config.text import Text
@@ -58,8 +59,10 @@ class ProfileBody(BaseModel):
 )
 async def get_customer(customer_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
     if not who.supervises:
-        require_reader(who, await service.customer_readers(customer_id), UnknownCustomer(f"no customer {customer_id}"))
-    return await service.customer(customer_id)
+        require_reader(
+            who, await queries.customer_readers(service, customer_id), UnknownCustomer(f"no customer {customer_id}")
+        )
+    return await queries.customer(service, customer_id)
 
 
 @router.post(
@@ -74,7 +77,7 @@ async def link_identity(
         platform_id = identities.canonical(link.channel, link.platform_id, phone_region=region)
     except identities.InvalidIdentity as exc:
         raise ApiError(422, "invalid_identity", f"platform_id: {exc}") from None
-    return await service.link_identity(customer_id, link.channel, platform_id)
+    return await commands.link_identity(service, customer_id, link.channel, platform_id)
 
 
 @router.put(
@@ -84,7 +87,7 @@ async def link_identity(
 )
 async def put_profile(customer_id: UUID, body: ProfileBody, service: Service, _: Supervisor) -> dict[str, Any]:
     try:
-        return await service.set_customer_profile(customer_id, Profile(body.tier, body.owning_tam))
+        return await commands.set_customer_profile(service, customer_id, Profile(body.tier, body.owning_tam))
     except UnknownAgent as exc:
         raise ApiError(422, "unknown_agent", str(exc)) from exc
 
@@ -95,5 +98,7 @@ async def put_profile(customer_id: UUID, body: ProfileBody, service: Service, _:
 )
 async def get_contact(contact_id: UUID, service: Service, who: Caller) -> dict[str, Any]:
     if not who.supervises:
-        require_reader(who, await service.contact_readers(contact_id), UnknownContact(f"no contact {contact_id}"))
-    return await service.contact(contact_id)
+        require_reader(
+            who, await queries.contact_readers(service, contact_id), UnknownContact(f"no contact {contact_id}")
+        )
+    return await queries.contact(service, contact_id)

@@ -17,10 +17,10 @@ from starlette.types import Receive, Scope, Send
 
 from kefu.ops import ApiError
 from kefu.outage import unavailable
+from services.router import queries
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed, FeedItem
 from services.router.service import RoutingService
-from services.router.views import offer_view
 
 RETRY_MILLISECONDS = 2000  # how long a disconnected desktop waits before it reconnects
 
@@ -136,7 +136,7 @@ def _start(
     if reset is not None:
         reread = [f"/v1/agents/{agent_id}/offers", f"/v1/agents/{agent_id}/assignments"]
         start.append(JSONServerSentEvent({"reason": reset.value, "reread": reread}, event="feed.reset", id=str(cursor)))
-    offers = [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
+    offers = queries.offers_of(service, agent_id)
     start += [JSONServerSentEvent(offer, event="offer.created", id=str(cursor)) for offer in offers]
     return cursor, start
 

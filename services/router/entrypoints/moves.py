@@ -7,9 +7,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kefu.auth import Caller, Supervisor
+from services.router import commands
+from services.router.commands import TransferTarget
 from services.router.domain.model import ContactRef
 from services.router.entrypoints.deps import Service, own_assignment
-from services.router.service import TransferTarget
 
 router = APIRouter(prefix="/v1")
 
@@ -58,10 +59,10 @@ def _placed(ref: ContactRef) -> dict[str, Any]:
 async def transfer_assignment(assignment_id: UUID, body: Transfer, service: Service, who: Caller) -> dict[str, Any]:
     own_assignment(service, who, assignment_id)
     target = TransferTarget(body.queue_id, body.agent_id, body.wait_seconds, None, body.reason)
-    ref = await service.transfer(assignment_id, None if who.supervises else who.agent_id, target)
+    ref = await commands.transfer(service, assignment_id, None if who.supervises else who.agent_id, target)
     return _placed(ref)
 
 
 @router.post("/contacts/{contact_id}/move", summary="Move a waiting or assigned contact to a queue (supervisors)")
 async def move_contact(contact_id: UUID, body: Move, service: Service, _: Supervisor) -> dict[str, Any]:
-    return _placed(await service.move(contact_id, body.queue_id, body.reason, body.priority))
+    return _placed(await commands.move(service, contact_id, body.queue_id, body.reason, body.priority))

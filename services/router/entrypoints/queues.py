@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kefu.auth import Caller
+from services.router import queries
 from services.router.entrypoints.deps import Service
 
 router = APIRouter(prefix="/v1", tags=["queues"])
@@ -12,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["queues"])
 
 @router.get("/queues", summary="Every queue with what waits in it now")
 async def list_queues(service: Service, _: Caller) -> list[dict[str, Any]]:
-    return service.queues_now()
+    return queries.queues_now(service)
 
 
 @router.get("/queues/{queue_id}/stats", summary="A queue now, and over a recent window")
@@ -26,6 +27,6 @@ async def queue_stats(
         Query(ge=1, le=86400, description="The service-level threshold; the queue's target (else 20 s) when absent."),
     ] = None,
 ) -> dict[str, Any]:
-    return await service.queue_stats(
-        queue_id, window_minutes=window_minutes, answer_within_seconds=answer_within_seconds
+    return await queries.queue_stats(
+        service, queue_id, window_minutes=window_minutes, answer_within_seconds=answer_within_seconds
     )

@@ -1,0 +1,106 @@
+"""The router's handlers of what its consumers receive: one per event, each one change applied once.
+
+``on_contact`` takes a customer's message (``kefu.contacts.v1``): it opens a contact, joins the open one, or
+abandons it. ``on_command`` takes a routing command (``kefu.routing.commands.v1``): it moves the contact, or
+records why not. A redelivered event or command is recognised by its id and changes nothing.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+
+from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, ContactEventKind, RoutingCommand
+from kefu.logs import bind
+from services.router import intake, notices
+from services.router.adapters import contact_store, customers, repository
+from services.router.domain.decisions import ContactAbandoned, ContactArrived, ContactMoved
+from services.router.domain.preconditions import refusal
+from services.router.service import Change, RoutingService
+
+log = logging.getLogger(__name__)
+
+CONTACTS_APPLIED = Counter("kefu_router_contact_events_total", "Contact events consumed", ["outcome"])
+COMMANDS_APPLIED = Counter("kefu_router_commands_total", "Routing commands consumed", ["outcome"])
+
+ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TAM) waits this long for them first
+
+
+async def on_contact(service: RoutingService, event: ContactEvent) -> None:
+    """Apply one inbound contact event, once: open a contact, append to the open one, or abandon it."""
+    async with service.change() as change:
+        conn, now = change.conn, service.clock()
+        if not await contact_store.mark_applied(conn, event.event_id, CONTACTS):
+            CONTACTS_APPLIED.labels("duplicate").inc()
+            return
+        existing = await contact_store.open_contact_for(conn, event.conversation_key)
+        bind(contact_id=existing[0] if existing is not None else None)
+        if event.kind is ContactEventKind.ABANDONED:
+            decided = await change.decide(ContactAbandoned(existing[0]), now) if existing is not None else []
+            outcome = "abandoned" if decided else "abandon_ignored"
+        elif existing is not None:
+            await customers.resolve(conn, event.channel, event.customer)
+            await contact_store.insert_message(conn, existing[0], event)
+            await change.notify(notices.of_message(service.state, existing[0], event))
+            outcome = "appended"
+        else:
+            await _open(service, change, event)
+            outcome = "opened"
+    CONTACTS_APPLIED.labels(outcome).inc()
+
+
+async def _open(service: RoutingService, change: Change, event: ContactEvent) -> None:
+    """The first message of a conversation: its customer, the contact placed by the rules, then routed."""
+    conn, now = change.conn, service.clock()
+    customer_id = await customers.resolve(conn, event.channel, event.customer)
+    ref = await intake.new_contact(conn, service.config, service.state.agents, event, customer_id, now)
+    bind(contact_id=ref.id)
+    await contact_store.insert_contact(conn, ref, event, customer_id)
+    await contact_store.insert_message(conn, ref.id, event)
+    await change.decide(ContactArrived(ref), now)
+
+
+async def on_command(service: RoutingService, command: RoutingCommand) -> None:
+    """Apply a routing command once: move the contact to the target group's queue, at the given priority.
+
+    A command for a contact no longer open, or naming a group no queue serves, is recorded and skipped (logged):
+    redelivering it would change nothing. One whose precondition no longer holds is refused with a routing event
+    saying why, so that its sender looks again.
+    """
+    async with service.change() as change:
+        state, now = service.state, service.clock()
+        queue_id = command.target_queue_id or service.config.queue_of_group(command.target_group)
+        open_now = command.contact_id in state.waiting or any(
+            a.contact.id == command.contact_id for a in state.assignments.values()
+        )
+        if not await contact_store.mark_applied(change.conn, command.command_id, ROUTING_COMMANDS):
+            outcome = "duplicate"
+        elif queue_id is None or queue_id not in state.queues:
+            log.warning("routing command %s: no queue for group %r", command.command_id, command.target_group)
+            outcome = "no_queue"
+        elif (refused := refusal(state, command.contact_id, command.precondition)) is not None:
+            # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
+            await repository.refuse_command(change.conn, command, refused, now)
+            change.announced = True
+            log.info("routing command %s refused: %s", command.command_id, refused.reason)
+            outcome = "refused"
+        elif not open_now:
+            outcome = "contact_closed"
+        else:
+            await change.decide(_moved(service, command, queue_id, now), now)
+            outcome = "moved"
+    COMMANDS_APPLIED.labels(outcome).inc()
+
+
+def _moved(service: RoutingService, command: RoutingCommand, queue_id: str, now: datetime) -> ContactMoved:
+    """The move a command asks for: to the queue, at its priority, waiting first for the agent it names."""
+    reason = f"{command.type.value} to {command.target_group}: {command.reason}"
+    agent = command.target_agent_id if command.target_agent_id in service.state.agents else None
+    return ContactMoved(
+        command.contact_id,
+        queue_id,
+        reason[:1024],
+        priority=command.priority,
+        preferred_agent=agent,
+        prefer_until=now + ESCALATION_AGENT_WAIT if agent else None,
+    )
