@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 from services.channels.accounts import ChannelsConfig
-from services.channels.douyin.events import DouyinApp
+from services.channels.douyin.account import DouyinApp
 from services.channels.douyin.signature import DouyinSignatureVerifier
 from services.channels.email.inbox import EmailInbox
-from services.channels.phone.calls import PhoneLine
+from services.channels.phone.account import PhoneLine
 from services.channels.phone.twilio import compute_signature
 from services.channels.wechat.accounts import WechatAccount
 from services.channels.wechat.crypto import WechatCrypto, sha1_signature

@@ -8,10 +8,10 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.channels.douyin.events import DouyinApp
+from services.channels.douyin.account import DouyinApp
 from services.channels.email.inbox import EmailInbox
-from services.channels.phone.calls import PhoneLine
-from services.channels.webchat.webhook import WebchatSite
+from services.channels.phone.account import PhoneLine
+from services.channels.webchat.account import WebchatSite
 from services.channels.wechat.accounts import WechatAccount, WecomKfAccount
 
 

@@ -13,9 +13,9 @@ from pydantic import SecretStr, ValidationError
 from contracts import Channel
 from contracts.text import storable
 from services.channels.common.ids import event_id
+from services.channels.douyin.account import DouyinApp
 from services.channels.douyin.events import (
     IGNORED_EVENTS,
-    DouyinApp,
     DouyinPayloadError,
     DouyinWebhook,
     challenge_of,

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from contracts import Channel, ContactEventKind
 from services.channels.common.ids import event_id
 from services.channels.exceptions import BadSignature, MalformedBody
+from services.channels.phone.account import PhoneLine
 from services.channels.phone.calls import (
     CallStatus,
-    PhoneLine,
     TwilioCall,
     ended_call,
     identify_caller,

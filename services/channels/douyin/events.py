@@ -1,4 +1,4 @@
-"""Douyin open platform (抖音开放平台): app accounts, the webhook envelope, private-message events and
+"""Douyin open platform (抖音开放平台): the webhook envelope, private-message events and
 their normalization to contact events.
 
 Every webhook is ``{"event", "client_key", "from_user_id", "to_user_id", "content", "log_id"}``;
@@ -10,10 +10,10 @@ import json
 from datetime import datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.common.ids import ACCOUNT_ID, conversation_key, customer_id, event_id, unix_time
+from services.channels.common.ids import conversation_key, customer_id, event_id, unix_time
 
 VERIFY_WEBHOOK: Final = "verify_webhook"
 RECEIVE_MESSAGE: Final = "im_receive_msg"
@@ -34,23 +34,6 @@ IGNORED_EVENTS: Final[dict[str, str]] = {
 _MAX_DEDUP_KEY = 512
 _SECONDS_BEFORE = 100_000_000_000
 """``create_time`` is documented as 13-digit milliseconds; anything below this is taken as seconds."""
-
-
-class DouyinApp(BaseModel):
-    """A Douyin open platform app (移动/网站应用 or 小程序) whose webhooks post to kefu."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str = Field(min_length=1, max_length=128, pattern=ACCOUNT_ID, description="the app id in the webhook URL")
-    name: str
-    client_key: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^\S+$",
-        description="The app's client_key (ClientKey / AppID); a webhook naming another one is refused.",
-    )
-    client_secret: SecretStr = Field(
-        min_length=1, description="The app's client_secret: X-Douyin-Signature is SHA-1 of it plus the body."
-    )
 
 
 class DouyinPayloadError(ValueError):

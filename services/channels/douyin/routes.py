@@ -24,10 +24,10 @@ from services.channels.common.http import (
     require_media_type,
 )
 from services.channels.common.runtime import Channels, Platform, channels_of
+from services.channels.douyin.account import DouyinApp
 from services.channels.douyin.events import (
     RECEIVE_MESSAGE,
     VERIFY_WEBHOOK,
-    DouyinApp,
     DouyinPayloadError,
     DouyinWebhook,
     challenge_of,

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from services.channels.common.http import decode_utf8, describe, publish, read_body, require_media_type
 from services.channels.common.runtime import Channels, Platform, channels_of
 from services.channels.exceptions import InvalidPayload
+from services.channels.phone.account import PhoneLine
 from services.channels.phone.calls import (
     ENDED,
     CallStatus,
-    PhoneLine,
     TwilioCall,
     ended_call,
     incoming_call,

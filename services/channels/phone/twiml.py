@@ -5,7 +5,7 @@ A line's answer never contains anything the caller sent: it is built once per li
 
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from services.channels.phone.calls import PhoneLine
+from services.channels.phone.account import PhoneLine
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>'
 TWIML_MEDIA_TYPE = "text/xml"

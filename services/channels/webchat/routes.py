@@ -16,8 +16,9 @@ from services.channels.common.http import (
     require_media_type,
 )
 from services.channels.common.runtime import Channels, Platform, channels_of
+from services.channels.webchat.account import WebchatSite
 from services.channels.webchat.signature import StandardWebhookVerifier
-from services.channels.webchat.webhook import WebchatSite, WebchatWebhook, to_contact_event
+from services.channels.webchat.webhook import WebchatWebhook, to_contact_event
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

@@ -2,21 +2,10 @@
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts import Attachment, Channel, ContactEvent, Customer, Message
-from services.channels.common.ids import ACCOUNT_ID, conversation_key, event_id
-
-
-class WebchatSite(BaseModel):
-    """A web chat site whose widget backend posts Standard Webhooks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str = Field(min_length=1, max_length=128, pattern=ACCOUNT_ID, description="the site id in the webhook URL")
-    name: str
-    secrets: list[SecretStr] = Field(
-        min_length=1, description="Signing secrets (whsec_…); several during a rotation, any may sign."
-    )
+from services.channels.common.ids import conversation_key, event_id
 
 
 class Visitor(BaseModel):
