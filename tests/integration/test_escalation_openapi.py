@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from schemathesis.schemas import BaseSchema
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from services.escalation.config import EscalationSettings
 from tests.integration import fuzz_support as fz
@@ -31,7 +33,7 @@ TOKENS = [SUPERVISOR_TOKEN, ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN]
 OPEN, LIST, CASE = "POST /v1/escalations", "GET /v1/escalations", "GET /v1/escalations/{case_id}"
 ACT = "POST /v1/escalations/{case_id}/{action}"
 HISTORY = "GET /v1/routing-events"
-# the answers are free-form objects, so schemathesis infers no links: these say where case ids come from
+# schemathesis infers some links from the answers' schemas; these declare every place case ids come from
 LINKS = [
     (OPEN, CASE, "case_id", "", "201"),
     (OPEN, ACT, "case_id", "", "201"),
@@ -68,6 +70,7 @@ def test_the_escalation_api_never_answers_with_a_server_error(escalation_url: st
     schema = schemathesis.openapi.from_dict(document)
     stateless = fz.fuzz_stateless(schema, base_url=escalation_url, tokens=TOKENS, examples=STATELESS_EXAMPLES)
     linked = schema.exclude(path_regex=TOKENS_API)
+    _contacts_come_from_the_router(linked)
     stateful = fz.fuzz_stateful(linked, base_url=escalation_url, tokens=TOKENS, scenarios=SCENARIOS, steps=STEPS)
 
     assert not stateless.problems(), stateless.problems()
@@ -77,6 +80,17 @@ def test_the_escalation_api_never_answers_with_a_server_error(escalation_url: st
     assert {OPEN, LIST, CASE, ACT} <= set(stateful.seen), stateful.seen
     assert 200 in stateful.seen[LIST], stateful.seen
     assert httpx.get(f"{escalation_url}/healthz", timeout=5).status_code == 200
+
+
+def _contacts_come_from_the_router(schema: BaseSchema) -> None:
+    """Contact ids are the router's: no operation here lists contacts, so schemathesis, reading ``contact_id`` in
+    the answers' schemas, infers a Contact resource that nothing produces and would start no sequence where cases
+    come from (opening or listing them), only at acting on a case with a made-up id. Forgetting that inference
+    starts sequences there again, as before the answers had schemas."""
+    assert isinstance(schema, OpenApiSchema)
+    graph = schema.analysis.dependency_graph
+    for node in graph.operations.values():
+        node.inputs = [slot for slot in node.inputs if slot.resource.name != "Contact"]
 
 
 def test_every_success_answer_has_a_schema(escalation_config_path: Path) -> None:
