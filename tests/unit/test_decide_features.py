@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import Channel
-from services.router.domain.decide import apply, decide, is_due, offer_id_for
+from services.router.domain.decide import apply, decide, is_due
 from services.router.domain.decisions import (
     Assigned,
     AssignmentCompleted,
@@ -30,6 +30,7 @@ from services.router.domain.decisions import (
     PresenceRequested,
     PresenceSet,
     Requeued,
+    offer_id_for,
 )
 from services.router.domain.model import (
     Agent,

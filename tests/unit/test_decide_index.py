@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import Channel
-from services.router.domain.decide import apply, assignment_id_for, decide, offer_id_for
+from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import (
     Abandoned,
     Assigned,
@@ -35,6 +35,8 @@ from services.router.domain.decisions import (
     PresenceRequested,
     PresenceSet,
     TimersFired,
+    assignment_id_for,
+    offer_id_for,
 )
 from services.router.domain.heap import LazyHeap
 from services.router.domain.model import (

@@ -1,5 +1,6 @@
 """What the router may be told (events) and what it decides (decisions)."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -199,3 +200,13 @@ Decision = (
     | HoursChanged
     | TimersFired
 )
+
+
+def offer_id_for(contact_id: UUID, attempt: int) -> UUID:
+    """The id of the ``attempt``-th offer of a contact: deterministic, so ``decide`` stays pure."""
+    return uuid.uuid5(contact_id, f"offer:{attempt}")
+
+
+def assignment_id_for(offer_id: UUID) -> UUID:
+    """The id of the assignment an accepted offer becomes."""
+    return uuid.uuid5(offer_id, "assignment")

@@ -40,3 +40,8 @@ def contact_rank(queue: Queue | None, ref: ContactRef) -> float:
     if queue is None or not queue.aging_per_minute:
         return -ref.priority
     return queue.aging_per_minute * (ref.enqueued_at - EPOCH).total_seconds() / 60 - ref.priority
+
+
+def rounded(rank: float) -> float:
+    """A rank in an aging queue at some time, rounded so that equal priorities in different queues compare equal."""
+    return round(rank, 6)
