@@ -5,7 +5,8 @@ target; a warning only notifies; a wake-up becomes a durable timer. All of it co
 not at all. A trigger fires once per contact (``contact_facts.fired``, and a unique case per contact and trigger), so
 running the policy again on the same facts changes nothing.
 
-Every handler locks a contact's facts before its cases: two handlers never wait on each other.
+What locks a contact's facts and its cases locks the facts first, so two handlers never wait on each other in a
+cycle.
 """
 
 import logging
@@ -47,7 +48,7 @@ class Escalator:
         if known is None:
             return
         result = evaluate(known, self.policy, now)
-        moving = [decision for decision in result.escalations if not decision.warning_only]
+        moving = any(not decision.warning_only for decision in result.escalations)
         assumed = await self.assumed(unit, known) if moving else None
         for decision in result.escalations:
             if decision.warning_only:
@@ -174,6 +175,7 @@ class Escalator:
             )
 
     async def _schedule(self, unit: UnitOfWork, contact_id: uuid.UUID, wake_ups: Sequence[WakeUp]) -> None:
+        """Durable timers for ``wake_ups``, in the unit of work: they exist exactly when what decided them commits."""
         rows = [
             timer_row(
                 w.key, w.kind, w.due_at, contact_id=contact_id, payload={"trigger": w.trigger} if w.trigger else {}

@@ -209,6 +209,7 @@ async def act(
 
 
 def _case(row: Any) -> Case:
+    """What acting needs of a ``cases`` row (the API's views of a case are ``services.escalation.queries``')."""
     return Case(
         case_id=row["id"],
         contact_id=row["contact_id"],
