@@ -219,6 +219,8 @@ class Bench:
         line = await process.stdout.readline()
         usage.stop()
         await process.wait()
+        if not line.strip():
+            raise RuntimeError(f"the load generator exited with {process.returncode} and no results")
         data: dict[str, Any] = json.loads(line)
         load = Load(
             start=data["start"],
