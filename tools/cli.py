@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
 
-    from services.router import simulate
+    from services.router import simulate_cli as simulate
 
     simulate.add_arguments(
         commands.add_parser(
@@ -120,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return config_check.main(args.files)
         case "simulate":
-            from services.router import simulate
+            from services.router import simulate_cli as simulate
 
             return simulate.main(args)
         case "dlq":

@@ -10,12 +10,13 @@ from fractions import Fraction
 
 import pytest
 
-from services.router import simulate as sim
+from services.router import simulate_cli as sim
+from services.router.batch_means import BATCHES, T_975_19, Estimate, batch_means
 from services.router.domain.decide import decide
 from services.router.domain.decisions import ContactArrived, Decision, Event, Offered
 from services.router.domain.model import RoutingState
 from services.router.queueing import erlang_b, erlang_c, erlang_c_mean_wait, priority_mean_waits
-from services.router.simulate import BATCHES, T_975_19, Estimate, InvariantBroken, batch_means, simulate
+from services.router.simulate import InvariantBroken, simulate
 
 # a = 2.5 Erlangs, the published table the issue quotes
 PUBLISHED = {3: 0.702, 4: 0.320, 5: 0.130, 6: 0.047}
