@@ -24,11 +24,13 @@ import httpx
 import psutil
 import pytest
 
+from kefu import kafka
 from services.escalation.config import EXAMPLE_POLICY
 from tools.demo import CRISIS_DEMO, signed_request
 from tools.embedded import free_port
 
-pytestmark = pytest.mark.e2e
+# one pytest-xdist worker runs them all: the stack is the module's, started once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the demo site's, from deploy/examples/kefu.yaml
 ALICE = {"authorization": "Bearer demo-token-alice-0001"}
@@ -41,6 +43,7 @@ class Stack:
         self.process = process
         self.url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         self.output: list[str] = []  # what kefu dev and the services printed and logged after the banner
+        self.reader = threading.Thread(target=self.read_output, name="kefu-dev-output", daemon=True)
 
     def read_output(self) -> None:
         assert self.process.stdout is not None
@@ -57,7 +60,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert example.count("http://127.0.0.1:8003/hooks/") == 5
     policy.write_text(example.replace("127.0.0.1:8003", f"127.0.0.1:{ports['receiver']}"), encoding="utf-8")
     skip = ("KEFU_DATABASE_URL", "KEFU_KAFKA_BOOTSTRAP", "KEFU_CONFIG_PATH")
-    env = {k: v for k, v in os.environ.items() if k not in skip} | {"KEFU_POLICY_PATH": str(policy)}
+    env = {k: v for k, v in os.environ.items() if k not in skip} | {
+        "KEFU_POLICY_PATH": str(policy),
+        kafka.SESSION_TIMEOUT_ENV: "2000",  # consumers join Tansu's groups in 1 s, not 5 (kefu.kafka)
+    }
     process = subprocess.Popen(
         [
             sys.executable,
@@ -94,14 +100,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         process.stdout.close()
         pytest.fail("kefu dev did not start:\n" + "".join(banner))
     stack = Stack(process, ports)
-    reader = threading.Thread(target=stack.read_output, name="kefu-dev-output", daemon=True)
-    reader.start()
+    stack.reader.start()
     try:
         yield stack
     finally:
         _stop(process)
-        reader.join(timeout=10)  # the services share kefu dev's stdout: it ends once they are all gone
-        if not reader.is_alive():
+        stack.reader.join(timeout=10)  # the services share kefu dev's stdout: it ends once they are all gone
+        if not stack.reader.is_alive():
             process.stdout.close()
 
 
@@ -290,7 +295,8 @@ def test_ctrl_c_stops_everything(stack: Stack) -> None:
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"still running after Ctrl-C: {[p.info for p in alive]}"
     assert not Path("/proc").joinpath(str(stack.process.pid)).exists() or stack.process.poll() is not None
-    time.sleep(0.5)  # the reader thread takes the last lines
+    stack.reader.join(timeout=10)  # it has read the last lines once every process sharing the output is gone
+    assert not stack.reader.is_alive(), "something still holds kefu dev's output open"
     stopping = stack.output[logged:]
     assert any("kefu dev: stopping" in line for line in stopping), "".join(stopping)
     errors = [line for line in stopping if _is_error(line) or "shutdown failed" in line.lower()]

@@ -2,7 +2,11 @@
 
 import asyncio
 import contextlib
+import itertools
 import json
+import os
+import random
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +29,38 @@ from tools.embedded import EmbeddedKafka
 from tools.serve import server_config
 
 T = TypeVar("T")
+
+
+# Ports for the servers tests start (brokers, fake platforms, services in a thread): below Linux's ephemeral range
+# (32768-60999), where no client socket's port can take one between the pick and the server's bind, and a block of
+# its own for each pytest-xdist worker, so that two workers never pick the same one.
+_PORTS = range(20_000, 32_000)
+
+
+def _port_block() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = len(_PORTS) // max(1, workers)
+    return range(_PORTS.start + worker * size, _PORTS.start + (worker + 1) * size)
+
+
+_BLOCK = _port_block()
+# from a random place in the block (another test run on the machine has blocks of the same numbers), then on in turn:
+# this process never hands out one port twice in a row, even one that was not bound yet
+_START = random.randrange(len(_BLOCK))  # noqa: S311  # not a secret
+_CANDIDATES: Iterator[int] = itertools.cycle([*_BLOCK[_START:], *_BLOCK[:_START]])
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nobody listens on now and that no other worker of this run picks."""
+    for port in itertools.islice(_CANDIDATES, len(_BLOCK)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_BLOCK}")
 
 
 @contextlib.asynccontextmanager
