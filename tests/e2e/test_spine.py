@@ -26,8 +26,8 @@ import pytest
 
 from kefu import kafka
 from services.escalation.config import EXAMPLE_POLICY
+from tests.integration.support import free_port
 from tools.demo import CRISIS_DEMO, signed_request
-from tools.embedded import free_port
 
 # one pytest-xdist worker runs them all: the stack is the module's, started once
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

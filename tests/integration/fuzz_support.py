@@ -34,11 +34,10 @@ from services.channels.phone.calls import normalize_number
 from services.channels.phone.twilio import compute_signature
 from services.channels.wechat.crypto import WechatCrypto, sha1_signature
 from tests.fakes.wecom import FakeWecom
-from tests.integration.support import server_in_thread
+from tests.integration.support import free_port, server_in_thread
 from tests.integration.test_channel_wechat import KF_SECRET
 from tools.assemble import channels_app as create_app
 from tools.demo import signed_request
-from tools.embedded import free_port
 
 # --- hostile text ---------------------------------------------------------------------------------
 

@@ -22,9 +22,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from contracts import RoutingEventType
 from services.escalation.config import EscalationSettings
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, server_in_thread
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    free_port,
+    publish_contacts,
+    router_settings,
+    server_in_thread,
+)
 from tools.assemble import escalation_app, router_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

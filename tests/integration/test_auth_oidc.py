@@ -21,9 +21,9 @@ from starlette.routing import Route
 
 from kefu.auth import AuthConfig, Caller, OidcConfig, TokenRegistry
 from kefu.ops import install_error_handlers
-from tests.integration.support import router_settings, server_in_thread, serving
+from tests.integration.support import free_port, router_settings, server_in_thread, serving
 from tools.assemble import router_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from services.channels.common.store import load_cursor
 from services.channels.config import ChannelsSettings
 from services.channels.wechat.crypto import WechatCrypto, sha1_signature
 from tests.fakes.wecom import FakeWecom
-from tests.integration.support import read_topic, server_in_thread, serving
+from tests.integration.support import free_port, read_topic, server_in_thread, serving
 from tools.assemble import channels_app as create_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

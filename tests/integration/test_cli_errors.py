@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.embedded import EmbeddedPostgres, free_port
+from tests.integration.support import free_port
+from tools.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 

@@ -32,10 +32,10 @@ from kefu import db, kafka
 from services.escalation.adapters.orm import timers
 from services.escalation.config import EscalationSettings
 from tests.integration.conftest import SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, read_topic, server_in_thread, serving
+from tests.integration.support import contact_event, eventually, free_port, read_topic, server_in_thread, serving
 from tests.integration.test_escalation_notifier import SECRET, Received, Receiver
 from tools.assemble import escalation_app as create_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,7 @@ from starlette.routing import Route
 from kefu import db
 from services.escalation.adapters.notifier import Notifier, enqueue
 from services.escalation.adapters.orm import notifications
-from tests.integration.support import eventually, server_in_thread
-from tools.embedded import free_port
+from tests.integration.support import eventually, free_port, server_in_thread
 
 pytestmark = pytest.mark.integration
 

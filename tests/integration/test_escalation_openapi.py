@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from services.escalation.config import EscalationSettings
 from tests.integration import fuzz_support as fz
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, SUPERVISOR_TOKEN
-from tests.integration.support import server_in_thread
+from tests.integration.support import free_port, server_in_thread
 from tools.assemble import escalation_app as create_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,8 @@ from kefu.settings import ServiceSettings
 from services.channels.config import ChannelsSettings
 from services.escalation.config import EscalationSettings
 from services.router.config import RouterSettings
-from tests.integration.support import server_in_thread
+from tests.integration.support import free_port, server_in_thread
 from tools.assemble import channels_app, escalation_app, router_app
-from tools.embedded import free_port
 
 MB = 1024 * 1024
 TIMEOUT = 1.0  # the head and body deadlines of the small servers below

@@ -22,6 +22,7 @@ from tests.integration.conftest import ALICE_TOKEN, CONFIG, SITE_SECRET, SUPERVI
 from tests.integration.support import (
     contact_event,
     eventually,
+    free_port,
     publish_contacts,
     router_settings,
     serving,
@@ -29,7 +30,7 @@ from tests.integration.support import (
 )
 from tools.assemble import channels_app, escalation_app, router_app
 from tools.demo import signed_request
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,16 @@ from services.router.domain.config import parse_routing
 from services.router.entrypoints import desktop_stream
 from services.router.service import RoutingService
 from tests.integration.conftest import ALICE_TOKEN, CONFIG
-from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, server_in_thread
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    free_port,
+    publish_contacts,
+    router_settings,
+    server_in_thread,
+)
 from tools.assemble import router_app as create_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from kefu.ops import install_error_handlers, ops_router
-from tests.integration.support import server_in_thread
+from tests.integration.support import free_port, server_in_thread
 from tests.logcapture import lines, service_logs
-from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from tests.integration.conftest import ALICE_TOKEN, BOB_TOKEN
-from tests.integration.support import eventually, router_settings, server_in_thread
+from tests.integration.support import eventually, free_port, router_settings, server_in_thread
 from tools.assemble import router_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 
 from services.channels.config import ChannelsSettings
 from tests.integration.conftest import CONFIG, SITE_SECRET
-from tests.integration.support import server_in_thread, webchat_body
+from tests.integration.support import free_port, server_in_thread, webchat_body
 from tools.assemble import channels_app
 from tools.demo import signed_request
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 
