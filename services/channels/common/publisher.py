@@ -60,6 +60,8 @@ class ContactPublisher:
         await kafka.broker_reachable(self._producer)
 
     async def _try_connect(self) -> bool:
+        """Whether a producer could be started now; one that could not is stopped, also when the service stops
+        (cancels this) halfway through its start, so no half-started producer is left to the garbage collector."""
         producer = kafka.create_producer(self._bootstrap)
         try:
             await producer.start()
@@ -67,6 +69,9 @@ class ContactPublisher:
             log.warning("broker %s not reachable yet: %s", self._bootstrap, exc)
             await producer.stop()
             return False
+        except asyncio.CancelledError:
+            await producer.stop()
+            raise
         self._producer = producer
         return True
 
