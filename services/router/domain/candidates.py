@@ -115,9 +115,9 @@ class Candidates(Overlay):
     def _best_indexed_contact(
         self, agent_id: str, queue_ids: dict[str, int], channel: Channel, best: ContactEntry | None
     ) -> ContactEntry | None:
-        all_queues, contact_heap, timed = self.state.queues, self.index.contact_heap, self.index.timed_queues
+        heaps, all_queues, timed = self.index.contact_heaps(channel), self.state.queues, self.index.timed_queues
         for queue_id in queue_ids:
-            heap = contact_heap(queue_id, channel)
+            heap = heaps.get(queue_id)
             if heap is None or not heap.items:
                 continue
             if queue_id in timed:  # with business hours or aging: look closer
@@ -127,18 +127,18 @@ class Candidates(Overlay):
                 if queue.aging_per_minute:
                     best = self._best_aged(agent_id, queue_id, heap, queue.aging_per_minute, best)
                     continue
-            best = self._best_in_heap(agent_id, queue_id, heap, best)
+            top = heap.items[0]
+            if best is not None and top >= best:
+                continue  # this queue has nothing better than the best so far
+            # the top is taken in the common case, without walking the heap
+            best = top if self._takes(agent_id, queue_id, top) else self._walk(agent_id, queue_id, heap, best)
         return best
 
-    def _best_in_heap(
+    def _walk(
         self, agent_id: str, queue_id: str, heap: LazyHeap[ContactEntry], best: ContactEntry | None
     ) -> ContactEntry | None:
-        top = heap.items[0]
-        if best is not None and top >= best:
-            return best  # this queue has nothing better than the best so far
-        if self._takes(agent_id, queue_id, top):
-            return top  # the common case, without walking the heap
-        for entry in heap:  # walk on in order
+        # past a top the agent may not take: the first entry it may, if one is better than the best so far
+        for entry in heap:
             if best is not None and entry >= best:
                 break
             if self._takes(agent_id, queue_id, entry):

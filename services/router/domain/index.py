@@ -5,7 +5,7 @@ pending offers, contacts' timers and wrap-ups by time (``Deadlines``). Derived f
 """
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from uuid import UUID
 
 from contracts import Channel
@@ -50,7 +50,8 @@ class RoutingIndex(Deadlines):
         self._dirty: dict[str, Agent] = {}  # agents ``apply`` freed: re-entered once, when it is done
         self.contact_order: dict[UUID, int] = {}
         self.free: dict[UUID, ContactEntry] = {}  # a free contact's one live entry
-        self._contacts: dict[tuple[str, Channel], LazyHeap[ContactEntry]] = {}
+        # channel -> queue -> its heap: a freed agent looks through its queues one channel at a time
+        self._contacts: dict[Channel, dict[str, LazyHeap[ContactEntry]]] = {channel: {} for channel in Channel}
         self.waiting_in: dict[str, int] = {}  # queue -> contacts waiting there (free or reserved)
         # queues whose contacts' order or availability depends on the time (aging, business hours)
         self.timed_queues = {q.id for q in state.queues.values() if q.aging_per_minute or q.hours is not None}
@@ -84,15 +85,16 @@ class RoutingIndex(Deadlines):
     def agent_heap(self, queue_id: str, channel: Channel, step: int = 0) -> LazyHeap[AgentEntry] | None:
         return self._agents.get((queue_id, channel, step))
 
-    def contact_heap(self, queue_id: str, channel: Channel) -> LazyHeap[ContactEntry] | None:
-        return self._contacts.get((queue_id, channel))
+    def contact_heaps(self, channel: Channel) -> Mapping[str, LazyHeap[ContactEntry]]:
+        """The heaps of free contacts on ``channel``, by queue."""
+        return self._contacts[channel]
 
     def agents_for(self, queue_id: str, channel: Channel, step: int = 0) -> Iterator[AgentEntry]:
         heap = self._agents.get((queue_id, channel, step))
         return iter(heap) if heap is not None else iter(())
 
     def contacts_for(self, queue_id: str, channel: Channel) -> Iterator[ContactEntry]:
-        heap = self._contacts.get((queue_id, channel))
+        heap = self._contacts[channel].get(queue_id)
         return iter(heap) if heap is not None else iter(())
 
     # -- agents --
@@ -170,9 +172,10 @@ class RoutingIndex(Deadlines):
     # -- contacts --
 
     def _contact_heap(self, ref: ContactRef) -> LazyHeap[ContactEntry]:
-        heap = self._contacts.get((ref.queue_id, ref.channel))
+        heaps = self._contacts[ref.channel]
+        heap = heaps.get(ref.queue_id)
         if heap is None:
-            heap = self._contacts[ref.queue_id, ref.channel] = LazyHeap(self._contact_live)
+            heap = heaps[ref.queue_id] = LazyHeap(self._contact_live)
         return heap
 
     def _contact_live(self, entry: ContactEntry) -> bool:
@@ -209,7 +212,7 @@ class RoutingIndex(Deadlines):
 
     def _settle_contact(self, ref: ContactRef, entry: ContactEntry | None) -> None:
         # only ``entry`` died, below a live top unless it is the top
-        heap = self._contacts.get((ref.queue_id, ref.channel))
+        heap = self._contacts[ref.channel].get(ref.queue_id)
         if heap is not None and heap.items and heap.items[0] is entry:
             heap.settle()
 
