@@ -83,6 +83,7 @@ class RoutingIndex(Deadlines):
         )
 
     def agent_heap(self, queue_id: str, channel: Channel, step: int = 0) -> LazyHeap[AgentEntry] | None:
+        """The heap of agents who may serve ``channel`` contacts of the queue from bullseye step ``step`` on."""
         return self._agents.get((queue_id, channel, step))
 
     def contact_heaps(self, channel: Channel) -> Mapping[str, LazyHeap[ContactEntry]]:
@@ -90,10 +91,12 @@ class RoutingIndex(Deadlines):
         return self._contacts[channel]
 
     def agents_for(self, queue_id: str, channel: Channel, step: int = 0) -> Iterator[AgentEntry]:
+        """The entries of ``agent_heap`` in order, dead ones included (readers check them)."""
         heap = self._agents.get((queue_id, channel, step))
         return iter(heap) if heap is not None else iter(())
 
     def contacts_for(self, queue_id: str, channel: Channel) -> Iterator[ContactEntry]:
+        """The entries of the queue's heap of free ``channel`` contacts in order, dead ones included."""
         heap = self._contacts[channel].get(queue_id)
         return iter(heap) if heap is not None else iter(())
 
@@ -182,6 +185,7 @@ class RoutingIndex(Deadlines):
         return self.free.get(entry.contact_id) is entry
 
     def contact_added(self, waiting: WaitingContact) -> None:
+        """The contact waits in its queue now (enqueued, moved there, or loaded), after every contact before it."""
         ref = waiting.ref
         self.contact_order[ref.id] = self.next_contact_order
         self.next_contact_order += 1
@@ -201,9 +205,11 @@ class RoutingIndex(Deadlines):
         self._contact_heap(ref).push(entry)
 
     def contact_reserved(self, ref: ContactRef) -> None:
+        """An offer reserves the contact: its entry dies."""
         self._settle_contact(ref, self.free.pop(ref.id))
 
     def contact_removed(self, ref: ContactRef) -> None:
+        """The contact left its queue (assigned, abandoned or moved)."""
         entry = self.free.pop(ref.id, None)
         del self.contact_order[ref.id]
         self.waiting_in[ref.queue_id] -= 1
