@@ -3,7 +3,10 @@ database per test, copied from a template migrated once) and a fresh Tansu broke
 milliseconds). Under pytest-xdist each worker is a session of its own: its own PostgreSQL, in a directory of its
 own, its own brokers, on ports from its own block (``support.free_port``)."""
 
+import contextlib
 import shutil
+import signal
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -89,11 +92,25 @@ async def broker() -> AsyncIterator[EmbeddedKafka]:
         server.stop()
 
 
+class Broker(EmbeddedKafka):
+    """An embedded broker that stops at once, also while clients are connected: Tansu 0.6 aborts their connections
+    on SIGINT, whereas on SIGTERM (``EmbeddedKafka.stop``) it waits for them to hang up, 5 s at most (measured:
+    5.009 s with a producer connected, 0.005 s on SIGINT). Its storage is memory: nothing is lost by not waiting."""
+
+    def stop(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        super().stop()
+
+
 def start_broker(port: int | None = None) -> EmbeddedKafka:
     """A Tansu broker on ``port`` (else a free one), checked to be the one listening there: were another server
     there first, this one would exit and the test would talk to the other; then it tries another free port."""
     for _ in range(5):
-        server = EmbeddedKafka(port or free_port()).start()
+        server = Broker(port or free_port()).start()
         if _listens(server, server.port):
             return server
         server.stop()
