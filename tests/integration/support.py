@@ -86,7 +86,11 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
 
 async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 10.0) -> list[Any]:
     """Every record on ``topic`` from the start (waiting for ``at_least`` of them)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    # a fetch with nothing to return comes back after 50 ms: records still to come are seen at once (Tansu holds an
+    # empty fetch for up to fetch_max_wait_ms, 500 by default)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=50
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -99,7 +103,7 @@ async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: 
         deadline = time.monotonic() + timeout
         while True:
             end = await consumer.end_offsets(partitions)
-            batches = await consumer.getmany(timeout_ms=200)
+            batches = await consumer.getmany(timeout_ms=100)
             for batch in batches.values():
                 records.extend(batch)
             positions = [await consumer.position(tp) for tp in partitions]
@@ -222,6 +226,11 @@ async def publish(bootstrap: str, topic: str, *messages: tuple[bytes, bytes]) ->
 async def publish_contacts(bootstrap: str, *events: ContactEvent) -> None:
     """Publish contact events as the channels service does: keyed by conversation."""
     await publish(bootstrap, CONTACTS, *((e.model_dump_json().encode(), e.conversation_key.encode()) for e in events))
+
+
+def contact_events(outcome: str) -> float:
+    """How many contact events this process's routers counted with ``outcome`` (other tests count too)."""
+    return REGISTRY.get_sample_value("kefu_router_contact_events_total", {"outcome": outcome}) or 0.0
 
 
 def commands(outcome: str) -> float:

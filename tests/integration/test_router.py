@@ -20,6 +20,7 @@ from services.router.domain.model import Presence
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
+    contact_events,
     eventually,
     publish_contacts,
     read_topic,
@@ -50,14 +51,18 @@ async def test_the_same_event_three_times_makes_one_contact(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
     event = contact_event("c1", dedup="msg_dup")
+    duplicates = contact_events("duplicate")
     async with running(router_settings(database_url, broker, config_path)) as router:
         await publish_contacts(broker.bootstrap, event, event, event)
 
         async def offered() -> list[uuid.UUID]:
             return _offers_of(router, "alice")
 
+        async def both_duplicates_seen() -> bool:
+            return contact_events("duplicate") == duplicates + 2
+
         await eventually(offered)
-        await asyncio.sleep(0.5)  # let the duplicates arrive too
+        await eventually(both_duplicates_seen)
         assert len(router.service.state.waiting) == 1
     assert await _count(database_url, contacts) == 1
     assert await _count(database_url, messages) == 1
