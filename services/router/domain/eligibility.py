@@ -33,14 +33,9 @@ def eligibility(queues: Mapping[str, Queue], agents: Mapping[str, Agent]) -> Eli
     holders = _holders(agents)
     for queue in queues.values():
         requirements = queue.requirements()
-        # only agents holding every skill of the widest requirement can qualify: intersect instead of testing all
-        needed = [holders.get(skill, set()) for skill, minimum in requirements[-1].items() if minimum > 0]
-        candidates = set.intersection(*needed) if needed else set(agents)
-        for agent_id in candidates:
+        for agent_id in _candidates(requirements[-1], holders, agents):
             agent = agents[agent_id]
-            if queue.group is not None and queue.group not in agent.groups:
-                continue
-            step = next((i for i, need in enumerate(requirements) if agent.proficiency(need) is not None), None)
+            step = _first_step(agent, queue, requirements)
             if step is None:
                 continue
             # ranked by the queue's own skills, so a step-0 agent's proficiency is the usual sum
@@ -50,15 +45,7 @@ def eligibility(queues: Mapping[str, Queue], agents: Mapping[str, Agent]) -> Eli
             if queue.policy in _REORDERING:
                 reorders.add(agent_id)
     reorders |= {a.id for a in agents.values() if a.phone_exclusive}
-    # (queue, channel) pairs some agent, in any presence, may ever serve: skills at some step, group, a slot
-    servable = {
-        (queue_id, channel)
-        for agent_id, queue_ids in eligible.items()
-        for channel, slots in agents[agent_id].capacity.items()
-        if slots > 0
-        for queue_id in queue_ids
-    }
-    return Eligibility(eligible, steps, reorders, servable)
+    return Eligibility(eligible, steps, reorders, _servable(eligible, agents))
 
 
 def _holders(agents: Mapping[str, Agent]) -> dict[str, set[str]]:
@@ -69,3 +56,27 @@ def _holders(agents: Mapping[str, Agent]) -> dict[str, set[str]]:
             if level > 0:
                 holders.setdefault(skill, set()).add(agent.id)
     return holders
+
+
+def _candidates(widest: dict[str, int], holders: dict[str, set[str]], agents: Mapping[str, Agent]) -> set[str]:
+    # only agents holding every skill of the widest requirement can qualify: intersect instead of testing all
+    needed = [holders.get(skill, set()) for skill, minimum in widest.items() if minimum > 0]
+    return set.intersection(*needed) if needed else set(agents)
+
+
+def _first_step(agent: Agent, queue: Queue, requirements: list[dict[str, int]]) -> int | None:
+    # the first bullseye step whose requirement the agent meets, if it is in the queue's group (if it has one)
+    if queue.group is not None and queue.group not in agent.groups:
+        return None
+    return next((i for i, need in enumerate(requirements) if agent.proficiency(need) is not None), None)
+
+
+def _servable(eligible: dict[str, dict[str, int]], agents: Mapping[str, Agent]) -> set[tuple[str, Channel]]:
+    # (queue, channel) pairs some agent, in any presence, may ever serve: skills at some step, group, a slot
+    return {
+        (queue_id, channel)
+        for agent_id, queue_ids in eligible.items()
+        for channel, slots in agents[agent_id].capacity.items()
+        if slots > 0
+        for queue_id in queue_ids
+    }
