@@ -20,7 +20,7 @@ class LazyHeap(Generic[E]):
 
     def __init__(self, live: Callable[[E], bool]) -> None:
         self.items: list[E] = []
-        self.live = live
+        self.live = live  # whether an entry still stands for the state (readers skip those that do not)
         self._limit = 64
 
     def push(self, entry: E) -> None:
