@@ -1,12 +1,11 @@
 """Wires the escalation service: the policy, engine, producer, the two event consumers, the timer runner,
 the case outbox relay, the notifier and the API tokens; started and stopped in one place."""
 
-import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -14,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_EVENTS, ContactEvent, RoutingEvent
 from kefu import db, kafka
-from kefu.auth import AuthConfig, TokenRegistry
+from kefu.auth import AuthConfig
+from kefu.background import background
 from kefu.config_file import Report
 from kefu.outbox import OutboxRelay
-from kefu.tokens import TokenStore
+from kefu.tokens import Tokens, tokens_of
 from services.escalation.access import CaseAccess
 from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
@@ -36,11 +36,10 @@ class Escalation:
     settings: EscalationSettings
     engine: AsyncEngine
     producer: AIOKafkaProducer
-    tokens: TokenRegistry
+    tokens: Tokens
     relay: OutboxRelay
     service: EscalationService
     access: CaseAccess
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
@@ -62,20 +61,20 @@ def webhook_secrets(policy: EscalationPolicy) -> dict[str, str]:
 async def running(
     settings: EscalationSettings, checked: Report, groups: Mapping[str, frozenset[str]]
 ) -> AsyncIterator[Escalation]:
-    """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit.
+    """Consume contacts and routing events, fire timers, relay case events, notify; stop everything on exit, in
+    reverse order.
 
-    ``checked`` is the configuration with the policy, checked against the routing section (``tools.compose``);
+    ``checked`` is the configuration with the policy, checked against the routing section (``tools.assemble``);
     ``groups`` is each router group's agents, who may act on the cases escalated to their group.
     """
     policy = checked.section("escalation", EscalationPolicy)
     engine = db.create_engine(settings.database_url)
-    tokens = TokenRegistry(checked.section("auth", AuthConfig), stored=TokenStore(engine).find)
     producer = kafka.create_producer(settings.kafka_bootstrap)
     # a group per topic: members of one group subscribed to different topics make every rebalance wait on both
-    consumers = [
+    contacts, routing = (
         kafka.create_consumer(settings.kafka_bootstrap, topic, group_id=f"{settings.consumer_group}-{name}")
         for name, topic in (("contacts", CONTACTS), ("routing", ROUTING_EVENTS))
-    ]
+    )
     http = httpx.AsyncClient(follow_redirects=False)
     relay = OutboxRelay(engine, outbox, producer)
     notifier = Notifier(
@@ -100,31 +99,21 @@ async def running(
             runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
     service = EscalationService(engine, policy, TimerStore(engine), after_commit=committed)
-    access = CaseAccess(policy, groups)
-    escalation = Escalation(settings, engine, producer, tokens, relay, service, access)
-    contacts, routing = consumers
-    try:
-        await producer.start()
-        for consumer in consumers:
-            await consumer.start()
-        escalation.tasks = [
-            asyncio.create_task(
-                kafka.consume(contacts, producer, ContactEvent, service.contact_message), name="contacts"
-            ),
-            asyncio.create_task(kafka.consume(routing, producer, RoutingEvent, service.routing_step), name="routing"),
-            asyncio.create_task(runner.run(service.timer_due), name="timers"),
-            asyncio.create_task(relay.run(), name="outbox"),
-            asyncio.create_task(notifier.run(), name="notifier"),
-        ]
+    tokens = tokens_of(checked.section("auth", AuthConfig), engine)
+    escalation = Escalation(settings, engine, producer, tokens, relay, service, CaseAccess(policy, groups))
+    async with contextlib.AsyncExitStack() as stack:
+        # every stop is registered before anything starts: a start that fails half-way still closes what it opened
+        for stop in (engine.dispose, http.aclose, producer.stop):
+            stack.push_async_callback(stop)
+        stack.push_async_callback(kafka.stop_all, contacts, routing)
+        await kafka.start_all(producer, contacts, routing)
+        stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
+        loops = {
+            "contacts": kafka.consume(contacts, producer, ContactEvent, service.contact_message),
+            "routing": kafka.consume(routing, producer, RoutingEvent, service.routing_step),
+            "timers": runner.run(service.timer_due),
+            "outbox": relay.run(),
+            "notifier": notifier.run(),
+        }
+        await stack.enter_async_context(background(loops))
         yield escalation
-    finally:
-        for task in escalation.tasks:
-            task.cancel()
-        await asyncio.gather(*escalation.tasks, return_exceptions=True)
-        for consumer in consumers:
-            await consumer.stop()
-        if escalation.tasks:  # it ran: publish what its last commits left in the outbox
-            await relay.drain()
-        await producer.stop()
-        await http.aclose()
-        await engine.dispose()

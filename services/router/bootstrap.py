@@ -67,12 +67,13 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
     tokens = tokens_of(checked.section("auth", AuthConfig), engine)
     async with contextlib.AsyncExitStack() as stack:
         # every stop is registered before anything starts: a start that fails half-way still closes what it opened
-        for stop in (engine.dispose, producer.stop, commands.stop, consumer.stop):
-            stack.push_async_callback(stop)
+        stack.push_async_callback(engine.dispose)
+        stack.push_async_callback(producer.stop)
+        stack.push_async_callback(kafka.stop_all, consumer, commands)
         await service.start(config_text, settings.config_path)
         async with engine.connect() as conn:  # new desktop streams start after the newest feed item
             feed.last_id = await feed_store.newest_id(conn)
-        await asyncio.gather(producer.start(), consumer.start(), commands.start())
+        await kafka.start_all(producer, consumer, commands)
         stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
         loops = {
             "consume": kafka.consume(consumer, producer, ContactEvent, partial(events.on_contact, service)),
