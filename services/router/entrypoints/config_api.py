@@ -11,6 +11,7 @@ from kefu.ops import ApiError
 from services.router import commands, queries
 from services.router.domain.config import parse_routing
 from services.router.entrypoints.deps import Service
+from services.router.entrypoints.responses import ConfigApplied, ConfigVersion
 
 router = APIRouter(prefix="/v1", tags=["configuration"])
 
@@ -18,7 +19,11 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
-@router.get("/config", summary="The routing configuration in force, with its version (supervisors)")
+@router.get(
+    "/config",
+    response_model=ConfigVersion,
+    summary="The routing configuration in force, with its version (supervisors)",
+)
 async def get_config(service: Service, _: Supervisor) -> dict[str, Any]:
     current = await queries.current_config(service)
     return {
@@ -32,6 +37,7 @@ async def get_config(service: Service, _: Supervisor) -> dict[str, Any]:
 
 @router.put(
     "/config",
+    response_model=ConfigApplied,
     summary="Apply a new routing configuration (admins)",
     description="The body is a YAML document with a top-level `routing:` section, as in the configuration file. "
     "It is validated like the file (422 naming line and field of every problem), then applied as a new version.",

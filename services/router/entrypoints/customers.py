@@ -14,6 +14,7 @@ from services.router.adapters.customers import Profile
 from services.router.domain.config import CustomerTier
 from services.router.domain.config.text import Text
 from services.router.entrypoints.deps import Service
+from services.router.entrypoints.responses import Contact, Customer
 from services.router.exceptions import UnknownAgent, UnknownContact, UnknownCustomer
 
 router = APIRouter(prefix="/v1", tags=["customers"])
@@ -54,6 +55,7 @@ class ProfileBody(BaseModel):
 
 @router.get(
     "/customers/{customer_id}",
+    response_model=Customer,
     summary="A customer: profile, identities on every channel, and contacts (supervisors, and agents that hold or "
     "held one of its contacts)",
 )
@@ -67,6 +69,7 @@ async def get_customer(customer_id: UUID, service: Service, who: Caller) -> dict
 
 @router.post(
     "/customers/{customer_id}/identities",
+    response_model=Customer,
     summary="Link an identity to a customer (merging the customer it belonged to)",
     responses={422: {"description": "a malformed body, or a platform_id that is no identity on its channel (why)"}},
 )
@@ -82,6 +85,7 @@ async def link_identity(
 
 @router.put(
     "/customers/{customer_id}/profile",
+    response_model=Customer,
     summary="Set a customer's tier and owning TAM (supervisors)",
     responses={422: {"description": "a malformed body, or an owning_tam that is no agent"}},
 )
@@ -94,6 +98,7 @@ async def put_profile(customer_id: UUID, body: ProfileBody, service: Service, _:
 
 @router.get(
     "/contacts/{contact_id}",
+    response_model=Contact,
     summary="A contact and its messages (supervisors, and agents that hold or held it or have an open offer of it)",
 )
 async def get_contact(contact_id: UUID, service: Service, who: Caller) -> dict[str, Any]:

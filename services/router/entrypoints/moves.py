@@ -11,6 +11,7 @@ from services.router import commands
 from services.router.commands import TransferTarget
 from services.router.domain.model import ContactRef
 from services.router.entrypoints.deps import Service, own_assignment
+from services.router.entrypoints.responses import Placement
 
 router = APIRouter(prefix="/v1")
 
@@ -54,6 +55,7 @@ def _placed(ref: ContactRef) -> dict[str, Any]:
 
 @router.post(
     "/assignments/{assignment_id}/transfer",
+    response_model=Placement,
     summary="Transfer an assignment to a queue or an agent (its agent, or a supervisor); the history stays",
 )
 async def transfer_assignment(assignment_id: UUID, body: Transfer, service: Service, who: Caller) -> dict[str, Any]:
@@ -63,6 +65,10 @@ async def transfer_assignment(assignment_id: UUID, body: Transfer, service: Serv
     return _placed(ref)
 
 
-@router.post("/contacts/{contact_id}/move", summary="Move a waiting or assigned contact to a queue (supervisors)")
+@router.post(
+    "/contacts/{contact_id}/move",
+    response_model=Placement,
+    summary="Move a waiting or assigned contact to a queue (supervisors)",
+)
 async def move_contact(contact_id: UUID, body: Move, service: Service, _: Supervisor) -> dict[str, Any]:
     return _placed(await commands.move(service, contact_id, body.queue_id, body.reason, body.priority))

@@ -7,16 +7,17 @@ from fastapi import APIRouter, Query
 from kefu.auth import Caller
 from services.router import queries
 from services.router.entrypoints.deps import Service
+from services.router.entrypoints.responses import Queue, QueueStats
 
 router = APIRouter(prefix="/v1", tags=["queues"])
 
 
-@router.get("/queues", summary="Every queue with what waits in it now")
+@router.get("/queues", response_model=list[Queue], summary="Every queue with what waits in it now")
 async def list_queues(service: Service, _: Caller) -> list[dict[str, Any]]:
     return queries.queues_now(service)
 
 
-@router.get("/queues/{queue_id}/stats", summary="A queue now, and over a recent window")
+@router.get("/queues/{queue_id}/stats", response_model=QueueStats, summary="A queue now, and over a recent window")
 async def queue_stats(
     queue_id: str,
     service: Service,
