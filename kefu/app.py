@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu import db, kafka
@@ -35,9 +36,11 @@ def service_app(
     checks: Callable[[S], Mapping[str, Check]],
     routers: Iterable[APIRouter],
     tokens: Callable[[S], Tokens] | None = None,
+    refused: Counter | None = None,
 ) -> FastAPI:
     """The app of a service: ``running()`` enters in its lifespan (the service is ``app.state.<name>``), ``checks``
-    of it answer ``/readyz``, then the tokens API if ``tokens`` is given, then ``routers`` in order."""
+    of it answer ``/readyz``, then the tokens API if ``tokens`` is given, then ``routers`` in order; ``refused``
+    counts the service's errors answered, by code (``kefu.ops.install_error_handlers``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +53,7 @@ def service_app(
             yield
 
     app = FastAPI(title=title, version=VERSION, lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(app, refused=refused)
     app.include_router(ops_router(lambda: checks(getattr(app.state, name))))
     if tokens is not None:
         app.include_router(tokens_router)

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -100,12 +100,17 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
     return router
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every error as the project's JSON body; never a stack trace. Log one access line per request."""
+def install_error_handlers(app: FastAPI, *, refused: Counter | None = None) -> None:
+    """Render every error as the project's JSON body; never a stack trace. Log one access line per request.
+
+    ``refused``, when given, counts every ``ServiceError`` answered, labelled by its code (the channels count the
+    webhooks they refuse, and why)."""
     app.add_middleware(AccessLog)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        if refused is not None:
+            refused.labels(exc.code).inc()
         response = error_response(exc.status, exc.code, exc.detail)
         response.headers.update(exc.headers)
         return response

@@ -22,20 +22,26 @@ def largest_body(settings: ChannelsSettings, config: ChannelsConfig) -> int:
 
 @contextlib.asynccontextmanager
 async def running(settings: ChannelsSettings, config: ChannelsConfig) -> AsyncIterator[Channels]:
-    """Start the publisher, the database engine and the HTTP client for the checked ``config``; stop them on exit."""
+    """Start the publisher, the database engine and the HTTP client for the checked ``config``; stop them on exit,
+    in reverse order."""
     engine = db.create_engine(settings.database_url, pool_size=5)
     publisher = ContactPublisher(settings.kafka_bootstrap, timeout=settings.publish_timeout_seconds)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)))
         channels = Channels(settings, publisher, engine, http)
+        # every stop is registered before its start: a start that fails half-way still closes what it opened
+        stack.push_async_callback(engine.dispose)
+        stack.push_async_callback(publisher.stop)
         await publisher.start()
-        try:
-            for platform in PLATFORMS:
-                channels.start(platform, getattr(config, platform.section))
-            async with purging_replay_tokens(engine, every=settings.replay_purge_interval_seconds):
-                yield channels
-        finally:
-            for state in reversed(list(channels.states())):
-                if isinstance(state, Closable):
-                    await state.aclose()
-            await publisher.stop()
-            await engine.dispose()
+        stack.push_async_callback(_close_accounts, channels)
+        for platform in PLATFORMS:
+            channels.start(platform, getattr(config, platform.section))
+        await stack.enter_async_context(purging_replay_tokens(engine, every=settings.replay_purge_interval_seconds))
+        yield channels
+
+
+async def _close_accounts(channels: Channels) -> None:
+    """Release what the accounts' states hold, the last built first."""
+    for state in reversed(list(channels.states())):
+        if isinstance(state, Closable):
+            await state.aclose()

@@ -73,5 +73,11 @@ class PlatformUnavailable(WebhookRejected):
     code = "platform_unavailable"
 
 
-class BrokerUnavailable(Exception):
-    """The broker did not acknowledge the contact in time."""
+class BrokerUnavailable(ServiceError):
+    """The broker did not acknowledge the contact in time; the sender retries (a 503 says when: ``Retry-After``)."""
+
+    status = 503
+    code = "broker_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}; retry later")
