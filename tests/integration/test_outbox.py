@@ -15,7 +15,7 @@ from contracts import ROUTING_EVENTS
 from kefu import kafka
 from kefu.outbox import OutboxRelay, OutboxRetention
 from services.router.adapters.orm import outbox
-from tests.integration.conftest import SUPERVISOR_TOKEN
+from tests.integration.conftest import CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, read_topic, router_settings, serving
 from tools.assemble import router_app as create_app
 from tools.embedded import EmbeddedKafka
@@ -86,8 +86,10 @@ async def test_the_running_relay_publishes_then_prunes_on_its_schedule(
 
 
 async def test_a_contacts_routing_timeline_outlives_the_outbox(
-    database_url: str, broker: EmbeddedKafka, config_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, broker: EmbeddedKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    config_path = tmp_path / "kefu.yaml"  # an offer that stays open: its timeline holds two events, however slow
+    config_path.write_text(CONFIG.replace("offer_timeout_seconds: 1", "offer_timeout_seconds: 600"), encoding="utf-8")
     monkeypatch.setenv("KEFU_OUTBOX_KEEP_SECONDS", "0")
     monkeypatch.setenv("KEFU_OUTBOX_PRUNE_EVERY_SECONDS", "0.1")
     event = contact_event("pruned")
