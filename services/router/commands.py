@@ -158,6 +158,8 @@ async def upsert_agent(service: RoutingService, config: AgentConfig) -> Agent:
 
 
 def _configure(service: RoutingService, config: AgentConfig, now: datetime) -> None:
+    """The agent in memory as configured: a new one starts in its initial presence, a known one keeps its presence
+    and work. Its queues may change, so the state is reindexed."""
     state = service.state
     agent = state.agents.get(config.id)
     if agent is None:

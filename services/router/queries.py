@@ -24,11 +24,12 @@ class ShiftedAgent(NamedTuple):
 
 
 def agent(service: RoutingService, agent_id: str) -> Agent | None:
+    """The agent, for the API's own-agent checks (``entrypoints.deps``)."""
     return service.state.agents.get(agent_id)
 
 
 def assignment(service: RoutingService, assignment_id: UUID) -> Assignment | None:
-    """An open assignment."""
+    """An open assignment, for the API's own-assignment checks (``entrypoints.deps``)."""
     return service.state.assignments.get(assignment_id)
 
 
@@ -89,6 +90,7 @@ async def contact(service: RoutingService, contact_id: UUID) -> dict[str, Any]:
 
 
 def _found(view: dict[str, Any] | None, missing: Exception) -> dict[str, Any]:
+    """``view``, or the caller's 404 when the adapter found nothing."""
     if view is None:
         raise missing
     return view
