@@ -5,7 +5,7 @@ errors (``kefu.ops``, every ``kefu.errors.ServiceError`` as it declares), one ac
 A service brings what is its own: the resources it runs on (an async context manager yielding the running
 service: its bootstrap's ``running``), what readiness checks of them, and its routers. The running service is
 ``app.state.<name>`` while the app serves; a service that authenticates callers also gives its ``kefu.tokens.Tokens``,
-which put the registry (``kefu.auth``) and the token store on ``app.state`` and serve the admin API ``/v1/tokens``.
+which puts the registry (``kefu.auth``) and the token store on ``app.state`` and serves the admin API ``/v1/tokens``.
 """
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping

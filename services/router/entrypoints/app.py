@@ -20,7 +20,6 @@ from services.router.entrypoints.queues import router as queues_router
 def create_app(settings: RouterSettings, checked: Report) -> FastAPI:
     """Build the router app for the ``checked`` configuration (``tools.assemble`` checks it); resources start in its
     lifespan."""
-
     app = service_app(
         "kefu router",
         partial(running, settings, checked),
