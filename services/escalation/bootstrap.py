@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Escalation:
+    """The running escalation service as its routes (``app.state.escalation``) and the tools see it."""
+
     settings: EscalationSettings
     engine: AsyncEngine
     producer: AIOKafkaProducer

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Router:
+    """The running router as its routes (``app.state.router``) and the tools see it."""
+
     settings: RouterSettings
     engine: AsyncEngine
     producer: AIOKafkaProducer
@@ -88,6 +90,8 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
 
 
 async def _tick(service: RoutingService, every: float) -> None:
+    """Act on due timers every ``every`` seconds; a failed round is logged (an outage once, ``kefu.outage``) and not
+    retried on its own: the next round acts on whatever is due by then."""
     while True:
         await asyncio.sleep(every)
         try:
