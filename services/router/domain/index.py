@@ -112,10 +112,11 @@ class RoutingIndex(Deadlines):
         state, versions, available = self._state, self.agent_version, Presence.AVAILABLE
 
         def live(entry: AgentEntry) -> bool:
-            agent = state.agents.get(entry.agent_id)
+            _, _, _, version, agent_id = entry
+            agent = state.agents.get(agent_id)
             return (
                 agent is not None
-                and versions.get(entry.agent_id) == entry.version
+                and versions.get(agent_id) == version
                 and agent.presence is available
                 and agent.load[channel] < agent.capacity.get(channel, 0)
                 and not agent.blocked(channel, agent.load)
@@ -139,7 +140,7 @@ class RoutingIndex(Deadlines):
                 else:
                     first, second = agent.rank(queue, proficiency)
                 step = steps.get((agent_id, queue_id), 0) if steps else 0
-                self._agent_heap(queue_id, channel, step).push(AgentEntry(first, second, order, version, agent_id))
+                self._agent_heap(queue_id, channel, step).push((first, second, order, version, agent_id))
 
     def _settle_agent(self, agent: Agent, channels: Iterable[Channel]) -> None:
         # only the agent's own entries died, and every heap's top was live before: only heaps it tops need settling
@@ -148,9 +149,9 @@ class RoutingIndex(Deadlines):
         for channel in channels:
             for queue_id in queues:
                 heap = heaps.get((queue_id, channel, steps.get((agent_id, queue_id), 0) if steps else 0))
-                if heap is not None:
-                    items = heap.items
-                    if items and items[0].agent_id == agent_id:
+                if heap is not None and heap.items:
+                    _, _, _, _, top = heap.items[0]
+                    if top == agent_id:
                         heap.settle()
 
     def agent_freed(self, agent: Agent) -> None:

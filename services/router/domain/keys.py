@@ -1,8 +1,8 @@
 """How the router orders its candidates: the entries of the index's agent and contact heaps, smallest first.
 
 Named tuples, so that code reads each part by name while heaps and comparisons still treat them as plain tuples,
-item by item, in C. Every order ends in the candidate's place in the state's dicts, so ties fall exactly as a scan of
-those dicts would break them.
+item by item, in C (but for the agents' entries: see ``AgentEntry``). Every order ends in the candidate's place in
+the state's dicts, so ties fall exactly as a scan of those dicts would break them.
 """
 
 from datetime import datetime
@@ -11,15 +11,13 @@ from uuid import UUID
 
 from services.router.domain.entities import EPOCH, ContactRef, Queue
 
-
-class AgentEntry(NamedTuple):
-    """An available agent with a free slot, in the heap of a (queue, channel, bullseye step)."""
-
-    first: Any  # the agent's rank by the queue's policy, in two parts (see ``Agent.rank``)
-    second: Any
-    order: int  # the agent's place in the state
-    version: int  # the agent's entries of an older version are dead: it was entered again since
-    agent_id: str
+# An available agent with a free slot, in the heap of a (queue, channel, bullseye step):
+# (first, second, order, version, agent_id): the agent's rank by the queue's policy in two parts (see ``Agent.rank``),
+# its place in the state, the version of its entries (older ones are dead: it was entered again since), its id.
+# A plain tuple, read by unpacking into these names: the collector stops tracking a plain tuple of atoms, never a
+# named tuple, and the agent heaps hold tens of thousands of entries (measured on ``python -m bench.router``: 45,000
+# more objects tracked, a fifth more time in full collections).
+AgentEntry = tuple[Any, Any, int, int, str]
 
 
 class ContactEntry(NamedTuple):

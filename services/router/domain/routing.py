@@ -204,9 +204,9 @@ class RoutingPlan(Plan):
         versions = self.index.agent_version
         for channel in queue.channels:
             for step in range(len(queue.bullseye) + 1):
-                for entry in self.index.agents_for(queue.id, channel, step):
-                    if versions.get(entry.agent_id) == entry.version:
-                        agents[entry.agent_id] = None
+                for _, _, _, version, agent_id in self.index.agents_for(queue.id, channel, step):
+                    if versions.get(agent_id) == version:
+                        agents[agent_id] = None
         return list(agents)
 
     def _held(self, queue: Queue) -> list[WaitingContact]:
