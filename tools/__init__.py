@@ -1,2 +1,2 @@
 """The tools above the services: the ``kefu`` command, the dev stack, embedded servers, the demo, config checks,
-migrations. They compose the services (``tools.compose``); nothing below imports them."""
+migrations. They compose the services (``tools.assemble``); nothing below imports them."""
