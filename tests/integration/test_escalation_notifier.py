@@ -168,8 +168,10 @@ async def test_a_receiver_that_always_fails_ends_in_a_dead_letter(
     engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     receiver.default = 503
-    async with running(notifier(engine, http, max_attempts=3)):
+    sender = notifier(engine, http, max_attempts=3)
+    async with running(sender):
         message_id = await add(engine, receiver.url)
+        sender.wake()  # as the service does on commit: its first scan may have come before the row (then 30 s idle)
         done = await settled(engine, message_id)
         await asyncio.sleep(0.3)
 
@@ -181,8 +183,10 @@ async def test_a_receiver_that_always_fails_ends_in_a_dead_letter(
 
 async def test_gone_is_dead_at_once(engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver) -> None:
     receiver.script = [410]
-    async with running(notifier(engine, http)):
+    sender = notifier(engine, http)
+    async with running(sender):
         message_id = await add(engine, receiver.url)
+        sender.wake()
         done = await settled(engine, message_id)
         await asyncio.sleep(0.3)
 
@@ -195,8 +199,10 @@ async def test_gone_is_dead_at_once(engine: AsyncEngine, http: httpx.AsyncClient
 async def test_a_target_without_a_secret_is_never_sent_unsigned(
     engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    async with running(notifier(engine, http)):
+    sender = notifier(engine, http)
+    async with running(sender):
         message_id = await add(engine, receiver.url, target="dingtalk")
+        sender.wake()
         done = await settled(engine, message_id)
 
     assert done.dead_at is not None
