@@ -110,7 +110,7 @@ class Candidates(Overlay):
                 best = self._best_indexed_contact(agent.id, queue_ids, channel, best)
         if self._new or self._freed:
             best = self._best_unindexed_contact(agent, queue_ids, best)
-        return self._contact(best.contact_id) if best is not None else None
+        return best.waiting if best is not None else None  # the state's, or the plan's for one it enqueued or moved
 
     def _best_indexed_contact(
         self, agent_id: str, queue_ids: dict[str, int], channel: Channel, best: ContactEntry | None
@@ -153,7 +153,7 @@ class Candidates(Overlay):
         now_minutes = (self.now - EPOCH).total_seconds() / 60
         shift = aging * now_minutes
         for entry in heap:
-            key = ContactEntry(rounded(entry.rank - shift), entry.enqueued_at, entry.order, entry.contact_id)
+            key = ContactEntry(rounded(entry.rank - shift), entry.enqueued_at, entry.order, entry.key, entry.waiting)
             if best is not None and key >= best:
                 break
             if self._takes(agent_id, queue_id, entry):
@@ -162,10 +162,10 @@ class Candidates(Overlay):
 
     def _takes(self, agent_id: str, queue_id: str, entry: ContactEntry) -> bool:
         """Whether the entry is a free contact's, in the plan too, and the agent may take that contact now."""
-        contact_id = entry.contact_id
-        if self.index.free.get(contact_id) is not entry or self._stale(contact_id):
+        key = entry.key
+        if self.index.free.get(key) is not entry or self._stale(key):
             return False
-        return self._may_take(self.state.waiting[contact_id], agent_id, queue_id)
+        return self._may_take(entry.waiting, agent_id, queue_id)  # live: the state's contact
 
     def _best_unindexed_contact(
         self, agent: Agent, queue_ids: dict[str, int], best: ContactEntry | None
@@ -183,7 +183,7 @@ class Candidates(Overlay):
                 continue
             priority = queue.effective_priority(ref, self.now)
             rank = -rounded(priority) if queue.aging_per_minute else -priority
-            key = ContactEntry(rank, ref.enqueued_at, self._contact_order(contact), ref.id)
+            key = ContactEntry(rank, ref.enqueued_at, self._contact_order(contact), ref.id.int, contact)
             if best is None or key < best:
                 best = key
         return best

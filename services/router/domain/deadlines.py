@@ -58,7 +58,7 @@ class Deadlines:
 
     def __init__(self, state: IndexedState) -> None:
         self._state = state
-        self.offer_order: dict[UUID, int] = {}
+        self.offer_order: dict[int, int] = {}  # by the offer's ``UUID.int`` (hashed in C)
         self._next_offer_order = 0
         self._expiry: LazyHeap[ExpiryEntry] = LazyHeap(self._offer_live)
         self._timers: LazyHeap[ContactTimer] = LazyHeap(self._timer_live)
@@ -76,12 +76,12 @@ class Deadlines:
     # -- offers --
 
     def offer_added(self, offer: Offer) -> None:
-        self.offer_order[offer.id] = self._next_offer_order
+        self.offer_order[offer.id.int] = self._next_offer_order
         self._expiry.push(ExpiryEntry(offer.expires_at, self._next_offer_order, offer.id))
         self._next_offer_order += 1
 
     def offer_removed(self, offer_id: UUID) -> None:
-        del self.offer_order[offer_id]
+        del self.offer_order[offer_id.int]
         items = self._expiry.items
         if items and items[0].offer_id == offer_id:
             self._expiry.settle()
@@ -91,7 +91,7 @@ class Deadlines:
         return (entry.offer_id for entry in _due_by(self._expiry, now))
 
     def _offer_live(self, entry: ExpiryEntry) -> bool:
-        return self.offer_order.get(entry.offer_id) == entry.order
+        return self.offer_order.get(entry.offer_id.int) == entry.order
 
     # -- contacts --
 

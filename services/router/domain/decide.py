@@ -145,7 +145,7 @@ def _offer_closed(state: RoutingState, index: RoutingIndex, decision: OfferClose
     waiting = state.waiting[contact.id]
     waiting.offer_id = None
     waiting.declined_by[agent_id] = decision.at
-    index.contact_released(contact)
+    index.contact_released(waiting)
     index.contact_turned_down(waiting.ref, decision.at)
     _release(agent, contact.channel, decision.at)
     index.agent_freed(agent)

@@ -6,7 +6,6 @@ pending offers, contacts' timers and wrap-ups by time (``Deadlines``). Derived f
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from uuid import UUID
 
 from contracts import Channel
 from services.router.domain.deadlines import Deadlines, IndexedState
@@ -48,8 +47,9 @@ class RoutingIndex(Deadlines):
         self.agent_version: dict[str, int] = {}
         self._agents: dict[tuple[str, Channel, int], LazyHeap[AgentEntry]] = {}
         self._dirty: dict[str, Agent] = {}  # agents ``apply`` freed: re-entered once, when it is done
-        self.contact_order: dict[UUID, int] = {}
-        self.free: dict[UUID, ContactEntry] = {}  # a free contact's one live entry
+        # keyed by the contact's ``UUID.int``: hashing a UUID is a Python call, hashing an int is not
+        self.contact_order: dict[int, int] = {}
+        self.free: dict[int, ContactEntry] = {}  # a free contact's one live entry
         # channel -> queue -> its heap: a freed agent looks through its queues one channel at a time
         self._contacts: dict[Channel, dict[str, LazyHeap[ContactEntry]]] = {channel: {} for channel in Channel}
         self.waiting_in: dict[str, int] = {}  # queue -> contacts waiting there (free or reserved)
@@ -183,36 +183,37 @@ class RoutingIndex(Deadlines):
         return heap
 
     def _contact_live(self, entry: ContactEntry) -> bool:
-        return self.free.get(entry.contact_id) is entry
+        return self.free.get(entry.key) is entry
 
     def contact_added(self, waiting: WaitingContact) -> None:
         """The contact waits in its queue now (enqueued, moved there, or loaded), after every contact before it."""
         ref = waiting.ref
-        self.contact_order[ref.id] = self.next_contact_order
+        self.contact_order[ref.id.int] = self.next_contact_order
         self.next_contact_order += 1
         self.waiting_in[ref.queue_id] = self.waiting_in.get(ref.queue_id, 0) + 1
         if waiting.offer_id is None:
-            self.contact_released(ref)
+            self.contact_released(waiting)
         queue = self._state.queues.get(ref.queue_id)
         if queue is not None:
             self.contact_timers(waiting, queue)
 
-    def contact_released(self, ref: ContactRef) -> None:
+    def contact_released(self, waiting: WaitingContact) -> None:
         """The contact is free again, in its original place."""
-        entry = ContactEntry(
-            contact_rank(self._state.queues.get(ref.queue_id), ref), ref.enqueued_at, self.contact_order[ref.id], ref.id
-        )
-        self.free[ref.id] = entry
+        ref = waiting.ref
+        key = ref.id.int
+        rank = contact_rank(self._state.queues.get(ref.queue_id), ref)
+        entry = self.free[key] = ContactEntry(rank, ref.enqueued_at, self.contact_order[key], key, waiting)
         self._contact_heap(ref).push(entry)
 
     def contact_reserved(self, ref: ContactRef) -> None:
         """An offer reserves the contact: its entry dies."""
-        self._settle_contact(ref, self.free.pop(ref.id))
+        self._settle_contact(ref, self.free.pop(ref.id.int))
 
     def contact_removed(self, ref: ContactRef) -> None:
         """The contact left its queue (assigned, abandoned or moved)."""
-        entry = self.free.pop(ref.id, None)
-        del self.contact_order[ref.id]
+        key = ref.id.int
+        entry = self.free.pop(key, None)
+        del self.contact_order[key]
         self.waiting_in[ref.queue_id] -= 1
         if entry is not None:  # a reserved contact's entry died when it was reserved
             self._settle_contact(ref, entry)

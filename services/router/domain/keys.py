@@ -7,9 +7,8 @@ the state's dicts, so ties fall exactly as a scan of those dicts would break the
 
 from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID
 
-from services.router.domain.entities import EPOCH, ContactRef, Queue
+from services.router.domain.entities import EPOCH, ContactRef, Queue, WaitingContact
 
 # An available agent with a free slot, in the heap of a (queue, channel, bullseye step):
 # (first, second, order, version, agent_id): the agent's rank by the queue's policy in two parts (see ``Agent.rank``),
@@ -26,7 +25,9 @@ class ContactEntry(NamedTuple):
     rank: float  # see ``contact_rank``
     enqueued_at: datetime
     order: int  # the contact's arrival order
-    contact_id: UUID
+    key: int  # the contact's id as an int (``UUID.int``): the index's dicts hash it in C, not in ``UUID.__hash__``
+    # the contact, as the state holds it while the entry is live (never compared: ``order`` is the contact's alone)
+    waiting: WaitingContact
 
 
 def contact_rank(queue: Queue | None, ref: ContactRef) -> float:

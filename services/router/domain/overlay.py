@@ -51,10 +51,11 @@ class Overlay:
         self.decisions: list[Decision] = []
         self._new: dict[UUID, WaitingContact] = {}  # enqueued or moved by this plan
         self._freed: dict[UUID, WaitingContact] = {}  # reserved in state, free again in the plan
-        self._moved: set[UUID] = set()  # their entries in the state's index are stale
-        self._reserved: dict[UUID, bool] = {}  # contact -> offered or gone (True), or free again (False)
+        # the notes below keyed by contact are keyed by its ``UUID.int``, as the index's are (hashed in C)
+        self._moved: set[int] = set()  # their entries in the state's index are stale
+        self._reserved: dict[int, bool] = {}  # contact -> offered or gone (True), or free again (False)
         self._declined: dict[UUID, set[str]] = {}  # contact -> agents who turned it down in this plan
-        self._offers_made: dict[UUID, int] = {}  # contact -> offers of it this plan made (for their ids)
+        self._offers_made: dict[int, int] = {}  # contact -> offers of it this plan made (for their ids)
         self._load: dict[tuple[str, Channel], int] = {}  # (agent, channel) -> slots taken (or freed, negative)
         self._presence: dict[str, Presence] = {}
         self._missed: dict[str, int] = {}  # agent -> offers let expire in a row, as the plan counts them
@@ -70,7 +71,7 @@ class Overlay:
         """Whether no offer reserves the contact (and it is not gone), in the plan."""
         if not self._reserved:  # most events reserve nothing before they look: spare hashing the id
             return contact.offer_id is None
-        return not self._reserved.get(contact.ref.id, contact.offer_id is not None)
+        return not self._reserved.get(contact.ref.id.int, contact.offer_id is not None)
 
     def _has_declined(self, contact: WaitingContact, agent_id: str) -> bool:
         """Whether the agent turned the contact down too recently to be offered it now (see ``reoffer_after``)."""
@@ -141,11 +142,13 @@ class Overlay:
 
     def _contact(self, contact_id: UUID) -> WaitingContact:
         """A waiting contact as the plan has it: enqueued or moved by the plan, else as in the state."""
-        return self._new.get(contact_id) or self.state.waiting[contact_id]
+        new = self._new  # mostly empty: spare hashing the id
+        return (new and new.get(contact_id)) or self.state.waiting[contact_id]
 
     def _contact_order(self, contact: WaitingContact) -> int:
         """The contact's arrival order, the last tie-break among contacts, as the index has it or will."""
-        order = None if contact.ref.id in self._moved else self.index.contact_order.get(contact.ref.id)
+        key = contact.ref.id.int
+        order = None if key in self._moved else self.index.contact_order.get(key)
         if order is None:  # enqueued by this plan: after every contact in the state, as ``apply`` will put it
             order = self.index.next_contact_order + list(self._new).index(contact.ref.id)
         return order
@@ -153,13 +156,15 @@ class Overlay:
     def _queue_order(self, contact_id: UUID) -> tuple[int, datetime, int]:
         """The contact's place in its queue without aging: higher priority, then older, first."""
         ref = self._contact(contact_id).ref
-        return -ref.priority, ref.enqueued_at, self.index.contact_order.get(contact_id, self.index.next_contact_order)
+        index = self.index
+        return -ref.priority, ref.enqueued_at, index.contact_order.get(contact_id.int, index.next_contact_order)
 
     def _touch(self, agent: Agent) -> None:
         """The plan changed the agent's load or presence: readers look at it by hand from now on."""
         self._touched[agent.id] = agent
 
-    def _stale(self, contact_id: UUID) -> bool:
-        """Whether the index's entry for a free contact is used up in the plan (reserved, gone or moved)."""
+    def _stale(self, key: int) -> bool:
+        """Whether the index's entry for a free contact (``key``: its ``UUID.int``) is used up in the plan (reserved,
+        gone or moved)."""
         reserved, moved = self._reserved, self._moved
-        return bool(reserved and reserved.get(contact_id, False)) or bool(moved and contact_id in moved)
+        return bool(reserved and reserved.get(key, False)) or bool(moved and key in moved)

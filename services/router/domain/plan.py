@@ -33,15 +33,16 @@ class Plan(Candidates):
     def offer(self, contact: WaitingContact, agent: Agent) -> None:
         """Reserve the contact for the agent until the queue's offer timeout (its id counts the contact's offers)."""
         ref = contact.ref
-        made = self._offers_made.get(ref.id, 0)
+        key = ref.id.int
+        made = self._offers_made.get(key, 0)
         queue = self.state.queues[ref.queue_id]
         offer_id = offer_id_for(ref.id, contact.offers_made + made)
         expires_at = self.now + queue.timeout_for(ref.channel)
         self.decisions.append(Offered(offer_id, ref, agent.id, self.now, expires_at))
-        self._offers_made[ref.id] = made + 1
-        self._reserved[ref.id] = True
-        key = (agent.id, ref.channel)
-        self._load[key] = self._load.get(key, 0) + 1
+        self._offers_made[key] = made + 1
+        self._reserved[key] = True
+        slot = (agent.id, ref.channel)
+        self._load[slot] = self._load.get(slot, 0) + 1
         self._touch(agent)
         if queue.auto_accept:  # assigned at once: no offer to accept
             offer = Offer(offer_id, ref, agent.id, expires_at)
@@ -54,7 +55,7 @@ class Plan(Candidates):
         self.decisions.append(OfferClosed(offer.id, offer.contact, offer.agent_id, outcome, self.now))
         if outcome is not OfferOutcome.ACCEPTED:
             contact_id, agent_id = offer.contact.id, offer.agent_id
-            self._reserved[contact_id] = False
+            self._reserved[contact_id.int] = False
             self._freed[contact_id] = self.state.waiting[contact_id]
             self._declined.setdefault(contact_id, set()).add(agent_id)
             key = (agent_id, offer.contact.channel)
@@ -95,7 +96,7 @@ class Plan(Candidates):
     def abandon(self, contact: ContactRef) -> None:
         """The customer left: the contact leaves its queue."""
         self.decisions.append(Abandoned(contact, self.now))
-        self._reserved[contact.id] = True  # gone: nobody may be offered it any more
+        self._reserved[contact.id.int] = True  # gone: nobody may be offered it any more
 
     def enqueue(self, contact: ContactRef) -> WaitingContact:
         """The contact waits in its queue (noted by hand: the index has it only once ``apply`` has run)."""
@@ -127,14 +128,14 @@ class Plan(Candidates):
             prefer_until=prefer_until,
         )
         if offers_made is None:  # a waiting contact: it leaves its queue
-            offers_made = contact.offers_made + self._offers_made.get(old.id, 0)
+            offers_made = contact.offers_made + self._offers_made.get(old.id.int, 0)
             self._queued[old.queue_id] = self._queued.get(old.queue_id, 0) - 1
-            self._moved.add(old.id)
+            self._moved.add(old.id.int)
         self._queued[queue_id] = self._queued.get(queue_id, 0) + 1
-        self._offers_made.pop(old.id, None)
+        self._offers_made.pop(old.id.int, None)
         self._freed.pop(old.id, None)
         self._declined.pop(old.id, None)
-        self._reserved[old.id] = False
+        self._reserved[old.id.int] = False
         self.decisions.append(Requeued(old, new, reason, self.now, offers_made, exclude))
         moved = WaitingContact(new, offers_made=offers_made, declined_by=dict.fromkeys(exclude, self.now))
         self._new.pop(old.id, None)

@@ -213,10 +213,10 @@ class RoutingPlan(Plan):
         # the free contacts of the queue, every channel, in the heaps' order
         free = self.index.free
         return [
-            self.state.waiting[entry.contact_id]
+            entry.waiting
             for channel in queue.channels
             for entry in self.index.contacts_for(queue.id, channel)
-            if free.get(entry.contact_id) is entry and not self._stale(entry.contact_id)
+            if free.get(entry.key) is entry and not self._stale(entry.key)
         ]
 
     # -- routing --
