@@ -4,6 +4,14 @@ caused them, and a relay that publishes them to Kafka (``acks=all``) and marks t
 At-least-once: a crash between the broker's ack and the mark publishes a row twice, which the
 consumers' idempotency absorbs. Rows of one key keep their order (ascending id).
 
+A pass of the relay is one batch: one SELECT of up to ``batch`` unpublished rows in id order, every row handed to
+the producer at once (its futures awaited together), one UPDATE marking those the broker acknowledged. Rows of a
+key keep their order on the way: they go to one partition, and the producer (``kefu.kafka.create_producer``) has one
+request in flight per broker and puts a batch it retries back at the head of its partition's queue. One relay of a
+table publishes at a time (a transaction-scoped advisory lock): two replicas' batches could otherwise interleave.
+A row whose send failed is not marked and goes out again on a later pass. The relay is woken by the commits that
+write rows (``wake``): every wake-up during a pass comes to one more pass.
+
 The outbox is a queue, not a record: the relay deletes published rows once they are older than a retention
 (``KEFU_OUTBOX_KEEP_SECONDS``), so the table stays as small as what is in flight. What a service must read back
 later (the router's routing history) it writes to a table of its own, in the same transaction.
@@ -13,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -45,6 +54,12 @@ log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("kefu_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
 PRUNED = Counter("kefu_outbox_pruned_total", "Published outbox rows deleted after their retention")
+PASSES = Counter("kefu_outbox_batches_total", "Relay passes that published at least one outbox row")
+
+# How long the relay sleeps with no wake-up before it looks anyway. Every commit that writes outbox rows wakes the
+# relay of its process, so this only bounds the delay of a row nobody woke it for (written by hand, or by a process
+# whose relay is down): 5 s, against a query a second per service for nothing.
+POLL_SECONDS = 5.0
 
 
 class OutboxRetention(BaseSettings):
@@ -86,8 +101,9 @@ async def add(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]
 
 
 class OutboxRelay:
-    """Publishes unpublished outbox rows; ``wake()`` after a commit, or it polls every second. Between batches, on
-    the retention's schedule, it deletes the rows published longer ago than the retention keeps them."""
+    """Publishes unpublished outbox rows; ``wake()`` after a commit (or it looks every ``poll_seconds``, a safety
+    net). Between batches, on the retention's schedule, it deletes the rows published longer ago than the retention
+    keeps them."""
 
     def __init__(
         self,
@@ -97,13 +113,17 @@ class OutboxRelay:
         *,
         batch: int = 500,
         retention: OutboxRetention | None = None,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._engine = engine
         self._table = table
         self._producer = producer
         self._batch = batch
         self._retention = retention or OutboxRetention()
+        self._poll_seconds = poll_seconds
         self._wakeup = asyncio.Event()
+        # one relay of this table at a time, across processes: the lock's key is the table's name
+        self._lock_key = zlib.crc32(f"kefu.outbox:{table.fullname}".encode())
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -113,6 +133,9 @@ class OutboxRelay:
         delay = 0.1
         prune_at = time.monotonic()
         while True:
+            # cleared before the pass, not after: a commit that wakes the relay during a pass (too late for its
+            # SELECT) makes it go round once more instead of waiting for the poll
+            self._wakeup.clear()
             try:
                 sent = await self.relay_once()
                 if time.monotonic() >= prune_at:
@@ -124,11 +147,10 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if sent < self._batch:
-                self._wakeup.clear()
+            if sent < self._batch:  # a full batch: there may be more, go on at once
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wake-up
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
+                    async with asyncio.timeout(self._poll_seconds):
                         await self._wakeup.wait()
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -148,9 +170,11 @@ class OutboxRelay:
             )
 
     async def relay_once(self) -> int:
-        """Publish one batch; return how many rows it held."""
+        """Publish one batch; return how many rows it held. The rows the broker acknowledged are marked published
+        even when others failed; the first failure is then raised, and the rest stay for a later pass."""
         table = self._table
         async with self._engine.begin() as conn:
+            await conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
             rows = (
                 await conn.execute(
                     select(table.c.id, table.c.topic, table.c.key, table.c.payload)
@@ -162,14 +186,32 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode()) for row in rows]
-            await asyncio.gather(*futures)
-            await conn.execute(
-                update(table).where(table.c.id.in_([row.id for row in rows])).values(published_at=func.now())
-            )
+            acked, failure = await self._send(rows)
+            if acked:
+                await conn.execute(update(table).where(table.c.id.in_(acked)).values(published_at=func.now()))
+        PASSES.inc()
         for row in rows:
-            PUBLISHED.labels(row.topic).inc()
+            if row.id in acked:
+                PUBLISHED.labels(row.topic).inc()
+        if failure is not None:
+            raise failure
         return len(rows)
+
+    async def _send(self, rows: Sequence[Any]) -> tuple[set[int], BaseException | None]:
+        """Hand every row to the producer, then wait for all the acks together: the ids acknowledged, and the first
+        failure (a send refused, or an ack that did not come). A refused send stops the batch there."""
+        futures: list[asyncio.Future[Any]] = []
+        failure: BaseException | None = None
+        try:
+            for row in rows:
+                futures.append(await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode()))
+        except Exception as exc:
+            failure = exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        acked = {row.id for row, result in zip(rows, results, strict=False) if not isinstance(result, BaseException)}
+        if failure is None:
+            failure = next((result for result in results if isinstance(result, BaseException)), None)
+        return acked, failure
 
     async def prune(self) -> int:
         """Delete the rows published longer ago than the retention (by the database's clock), a batch per

@@ -1,19 +1,24 @@
-"""The outbox relay prunes what it published, after a retention; the router's timeline does not need the outbox."""
+"""The outbox relay publishes in batches, woken by commits, in order per key, marking only what the broker
+acknowledged; it prunes what it published, after a retention; the router's timeline does not need the outbox."""
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import ROUTING_EVENTS
 from kefu import kafka
-from kefu.outbox import OutboxRelay, OutboxRetention
+from kefu.outbox import OutboxRelay, OutboxRetention, add, outbox_row
 from services.router.adapters.orm import outbox
 from tests.integration.conftest import CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, publish_contacts, read_topic, router_settings, serving
@@ -121,3 +126,100 @@ async def _running(relay: OutboxRelay) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class _CountingRelay(OutboxRelay):
+    """A relay that counts its passes that published something."""
+
+    passes = 0
+
+    async def relay_once(self) -> int:
+        sent = await super().relay_once()
+        self.passes += sent > 0
+        return sent
+
+
+async def test_rows_of_many_commits_go_out_in_fewer_passes_in_order_per_key(
+    database_url: str, broker: EmbeddedKafka
+) -> None:
+    engine = create_async_engine(database_url)
+    producer = kafka.create_producer(broker.bootstrap)
+    await producer.start()
+    commits, keys = 40, [f"conversation-{k}" for k in range(4)]
+    try:
+        relay = _CountingRelay(engine, outbox, producer, poll_seconds=60)  # only the wake-ups move it
+
+        async def commit(n: int) -> None:  # each commit: two rows of one key, then the wake-up, as the services do
+            async with engine.begin() as conn:
+                key = keys[n % len(keys)]
+                rows = [outbox_row(ROUTING_EVENTS, key, json.dumps({"n": n, "i": i})) for i in range(2)]
+                await add(conn, outbox, rows)
+            relay.wake()
+
+        async with _running(relay):
+            for n in range(0, commits, 10):  # commits of one key one after another, of different keys at once
+                await asyncio.gather(*(commit(m) for m in range(n, n + 10)))
+
+            async def all_published() -> bool:
+                async with engine.connect() as conn:
+                    left = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+                    return (await conn.execute(left)).scalar_one() == 0
+
+            await eventually(all_published)
+        assert relay.passes < commits
+        records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=2 * commits)
+        assert len(records) == 2 * commits
+        by_key: dict[str, list[tuple[int, int]]] = {}
+        for record in records:  # a key's records are on one partition: its order is the partition's
+            payload = json.loads(record.value)
+            by_key.setdefault(record.key.decode(), []).append((payload["n"], payload["i"]))
+        async with engine.connect() as conn:  # the order they were committed in, by key
+            rows = (await conn.execute(select(outbox.c.key, outbox.c.payload).order_by(outbox.c.id))).all()
+        committed: dict[str, list[tuple[int, int]]] = {}
+        for row in rows:
+            payload = json.loads(row.payload)
+            committed.setdefault(row.key, []).append((payload["n"], payload["i"]))
+        assert by_key == committed
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+class _FailingAfter:
+    """A producer whose broker goes away after ``good`` sends of a batch: the acks of the later ones fail."""
+
+    def __init__(self, producer: AIOKafkaProducer, good: int) -> None:
+        self._producer, self._good = producer, good
+
+    async def send(self, topic: str, value: bytes, *, key: bytes) -> "asyncio.Future[Any]":
+        if self._good > 0:
+            self._good -= 1
+            sent: asyncio.Future[Any] = await self._producer.send(topic, value, key=key)
+            return sent
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(KafkaTimeoutError("no ack"))
+        return failed
+
+
+async def test_a_broker_failure_mid_batch_leaves_what_was_not_acknowledged_unpublished(
+    database_url: str, broker: EmbeddedKafka
+) -> None:
+    engine = create_async_engine(database_url)
+    producer = kafka.create_producer(broker.bootstrap)
+    await producer.start()
+    try:
+        async with engine.begin() as conn:
+            await add(conn, outbox, [outbox_row(ROUTING_EVENTS, f"k{n}", json.dumps({"n": n})) for n in range(6)])
+        failing = OutboxRelay(engine, outbox, _FailingAfter(producer, good=2))
+        with pytest.raises(KafkaTimeoutError):
+            await failing.relay_once()
+        async with engine.connect() as conn:
+            marked = (await conn.execute(select(outbox.c.payload, outbox.c.published_at).order_by(outbox.c.id))).all()
+        assert [row.published_at is not None for row in marked] == [True, True, False, False, False, False]
+
+        assert await OutboxRelay(engine, outbox, producer).relay_once() == 4  # only the rows not acknowledged
+        records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=6)
+        assert sorted(json.loads(r.value)["n"] for r in records) == list(range(6))  # each once
+    finally:
+        await producer.stop()
+        await engine.dispose()
