@@ -132,7 +132,9 @@ applied_events = Table(
     metadata,
     Column("event_id", UUID(as_uuid=True), primary_key=True),
     Column("topic", String(255), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column(
+        "applied_at", DateTime(timezone=True), nullable=False, server_default=text("now()"), index=True
+    ),  # pruned after kefu.applied's retention
 )
 
 outbox = outbox_table(metadata)
