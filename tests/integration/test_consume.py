@@ -162,7 +162,7 @@ async def test_a_record_the_database_refuses_is_dead_lettered_at_once_without_it
             await publish_contacts(broker.bootstrap, *refused, *last)  # one partition, in order
 
             async def done() -> list[str]:
-                return applied
+                return applied if len(applied) >= 2 else []  # not the first alone: the second may come in a later fetch
 
             assert await eventually(done, timeout=4) == ["a race lost", "你好"]  # applied on its second attempt
     finally:
