@@ -373,17 +373,25 @@ def _auth(token: str) -> dict[str, Any]:
 
 
 def add_link(
-    document: dict[str, Any], source: str, target: str, name: str, pointer: str = "", status: str = "200"
+    document: dict[str, Any],
+    source: str,
+    target: str,
+    name: str,
+    pointer: str = "",
+    status: str = "200",
+    *,
+    value: str | None = None,
 ) -> None:
     """Declare an OpenAPI link: the ``name`` of ``source``'s answer (at ``pointer``, ``/*`` for each item of a list)
-    fills the path parameter ``name`` of ``target``; operations are written ``"METHOD /path"``."""
+    fills the path parameter ``name`` of ``target``, or the constant ``value`` does; operations are written
+    ``"METHOD /path"``."""
     method, path = source.split(" ", 1)
     target_method, target_path = target.split(" ", 1)
     response = document["paths"][path][method.lower()]["responses"].setdefault(status, {"description": "ok"})
     ref = "#/paths/" + target_path.replace("~", "~0").replace("/", "~1") + "/" + target_method.lower()
     response.setdefault("links", {})[f"{target_method}{target_path}".replace("/", "_").strip("_")] = {
         "operationRef": ref,
-        "parameters": {f"path.{name}": f"$response.body#{pointer}/{name}"},
+        "parameters": {f"path.{name}": f"$response.body#{pointer}/{name}" if value is None else value},
     }
 
 

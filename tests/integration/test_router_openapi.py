@@ -45,6 +45,11 @@ LINKS = [
     (ACCEPT, "POST /v1/assignments/{assignment_id}/complete", "assignment_id", ""),
     (ACCEPT, "POST /v1/assignments/{assignment_id}/transfer", "assignment_id", ""),
 ]
+# and alice's desktop: a scenario of any role may go from the queues (a start every role may call) to alice's offers.
+# Without it the walk reads them only after a supervisor or admin listed the agents (an agent may not: 403) and
+# picked alice of three, in 2 to 4 of the 80 scenarios, and whether one then answers an offer it read is the luck of
+# the seeded draws, which any change to the document deals again (2 of 6 seeds did, typed or untyped alike)
+QUEUES = "GET /v1/queues"
 
 
 @pytest.fixture
@@ -92,15 +97,14 @@ def test_every_json_answer_has_a_declared_schema(router_url: str) -> None:
         if media == "application/json"
     }
     assert len(answers) >= 20  # the router's, the tokens' and the health checks' answers
-    # typed, this answer made schemathesis's linked sequences below stop answering the offers read (left for later)
-    untyped = {f"{OFFERS} 200"}
-    assert {name for name, schema in answers.items() if not _declared(schema)} == untyped
+    assert {name for name, schema in answers.items() if not _declared(schema)} == set()
 
 
 def test_no_operation_answers_with_a_server_error(router_url: str) -> None:
     document = fz.fetch_document(router_url)
     for link in LINKS:
         fz.add_link(document, *link)
+    fz.add_link(document, QUEUES, OFFERS, "agent_id", value="alice")
     fz.pin_path_parameter(document, "agent_id", ["alice", "bob", "chen", "alice", "no-such-agent"])
     schema = schemathesis.openapi.from_dict(document).exclude(path_regex=STREAMS)
     # linked sequences first, while alice is available with offers; the one-off calls then change agents at will

@@ -19,6 +19,7 @@ from services.router.entrypoints.responses import (
     Agent,
     Assignment,
     AssignmentCompleted,
+    Offer,
     OfferDeclined,
 )
 from services.router.views import agent_view, assignment_view
@@ -99,9 +100,7 @@ async def set_status(agent_id: str, change: StatusChange, service: Service, who:
     return agent_view(own_agent(service, who, agent_id))
 
 
-# untyped for now: with this answer typed, the OpenAPI fuzz test's linked sequences stop answering the offers they
-# read (schemathesis's stateful walk; see tests/integration/test_router_openapi.py)
-@router.get("/agents/{agent_id}/offers", summary="The agent's pending offers")
+@router.get("/agents/{agent_id}/offers", response_model=list[Offer], summary="The agent's pending offers")
 async def list_offers(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
     own_agent(service, who, agent_id)
     return queries.offers_of(service, agent_id)

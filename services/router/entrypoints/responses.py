@@ -57,6 +57,14 @@ class Assignment(ContactPlace):
     agent_id: str
 
 
+class Offer(ContactPlace):
+    """A pending offer: the agent may accept or decline it until it expires."""
+
+    offer_id: UUID
+    agent_id: str
+    expires_at: Timestamp
+
+
 class OfferDeclined(Answer):
     offer_id: UUID
     status: Literal["declined"]
