@@ -5,8 +5,8 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from contracts import Channel
-from kefu.config_file import Loc
 from kefu.config_schema import Strict, raise_if
+from services.router.domain.config.common import level_problems
 from services.router.domain.config.queues import QueueConfig
 from services.router.domain.config.schedule import Shift
 from services.router.domain.config.text import Text
@@ -31,11 +31,7 @@ class AgentConfig(Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:
-        problems: list[tuple[Loc, str]] = [
-            (("skills", skill), f"skill {skill!r}: proficiency must be 1-5, got {level}")
-            for skill, level in self.skills.items()
-            if not 1 <= level <= 5
-        ]
+        problems = level_problems(self.skills, "proficiency")
         problems += [
             (("capacity", str(channel)), f"capacity on {channel}: must not be negative")
             for channel, slots in self.capacity.items()

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from contracts import Channel
 from kefu.config_file import Loc
 from kefu.config_schema import Strict, raise_if
-from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, Level, Seconds
+from services.router.domain.config.common import DEFAULT_OFFER_TIMEOUT_SECONDS, Level, Seconds, level_problems
 from services.router.domain.config.schedule import Hours
 from services.router.domain.model import BullseyeStep as DomainStep
 from services.router.domain.model import Queue, RoutingPolicy
@@ -68,11 +68,7 @@ class QueueConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        problems: list[tuple[Loc, str]] = [
-            (("skills", skill), f"skill {skill!r}: minimum proficiency must be 1-5, got {level}")
-            for skill, level in self.skills.items()
-            if not 1 <= level <= 5
-        ]
+        problems = level_problems(self.skills, "minimum proficiency")
         if isinstance(self.offer_timeout_seconds, dict):
             problems += [
                 (
