@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import db
+from services.escalation.adapters.orm import timers
 from services.escalation.adapters.timer_runner import Handler, TimerRunner
 from services.escalation.adapters.timers import Timer, TimerStore
 from tests.integration.support import eventually
@@ -180,16 +181,23 @@ async def test_two_runners_fire_each_timer_exactly_once(engine: AsyncEngine) -> 
 
 async def test_timers_due_while_down_fire_once_immediately_after_restart(engine: AsyncEngine) -> None:
     store = TimerStore(engine)
-    await store.schedule("before", "ack.level1", at(0.2))
     down = [f"down{n}" for n in range(50)]
-    for n, key in enumerate(down):
-        await store.schedule(key, "ack.level1", at(0.8 + n / 100))
-    await store.schedule("after", "ack.level1", at(3.0))
+    for key in down:  # not due while the first runner runs, however long these take under load
+        await store.schedule(key, "ack.level1", at(3600))
+    await store.schedule("after", "ack.level1", at(3600))
+    await store.schedule("before", "ack.level1", at(0.2))
 
     async with running(TimerRunner(engine), recorder("first")):
         await eventually(has(engine, 1), timeout=5)
     assert await effects(engine) == {"before": 1}  # stopped before the others came due
-    await asyncio.sleep(1.6)  # down: every "down" timer comes due
+    # down: the clock moves on, every "down" timer comes due, one after another; "after" is a second away
+    async with engine.begin() as conn:
+        for n, key in enumerate(down):
+            due = func.now() - timedelta(seconds=1) + timedelta(seconds=n / 100)
+            await conn.execute(update(timers).where(timers.c.key == key).values(due_at=due))
+        await conn.execute(
+            update(timers).where(timers.c.key == "after").values(due_at=func.now() + timedelta(seconds=1))
+        )
 
     restarted = datetime.now(UTC)
     async with running(TimerRunner(engine), recorder("second")):
