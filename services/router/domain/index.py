@@ -46,6 +46,8 @@ class RoutingIndex(Deadlines):
         self.agent_order: dict[str, int] = {}
         self.agent_version: dict[str, int] = {}
         self._agents: dict[tuple[str, Channel, int], LazyHeap[AgentEntry]] = {}
+        # agent -> channel -> the heaps its entries go in, one per queue of ``eligible[agent]``, in its order
+        self._heaps_of: dict[str, dict[Channel, list[LazyHeap[AgentEntry]]]] = {}
         self._dirty: dict[str, Agent] = {}  # agents ``apply`` freed: re-entered once, when it is done
         # keyed by the contact's ``UUID.int``: hashing a UUID is a Python call, hashing an int is not
         self.contact_order: dict[int, int] = {}
@@ -124,35 +126,45 @@ class RoutingIndex(Deadlines):
 
         return live
 
+    def _heaps(self, agent_id: str, channel: Channel) -> list[LazyHeap[AgentEntry]]:
+        # the agent's heaps on ``channel`` (of its queues, at the bullseye step it qualifies at), found once
+        of_agent = self._heaps_of.get(agent_id)
+        if of_agent is None:
+            of_agent = self._heaps_of[agent_id] = {}
+        heaps = of_agent.get(channel)
+        if heaps is None:
+            steps = self.agent_step
+            heaps = of_agent[channel] = [
+                self._agent_heap(queue_id, channel, steps.get((agent_id, queue_id), 0) if steps else 0)
+                for queue_id in self.eligible[agent_id]
+            ]
+        return heaps
+
     def _push_agent(self, agent: Agent) -> None:
         if agent.presence is not Presence.AVAILABLE:
             return
         agent_id, load = agent.id, agent.load
         order, version = self.agent_order[agent_id], self.agent_version[agent_id]
-        queues, steps, all_queues = self.eligible[agent_id], self.agent_step, self._state.queues
+        queues, all_queues = self.eligible[agent_id], self._state.queues
         for channel, slots in agent.capacity.items():
             if load[channel] >= slots or agent.blocked(channel, load):
                 continue
-            for queue_id, proficiency in queues.items():
+            for (queue_id, proficiency), heap in zip(queues.items(), self._heaps(agent_id, channel), strict=True):
                 queue = all_queues[queue_id]
                 if queue.policy is RoutingPolicy.LONGEST_IDLE:  # the common case, without a call
                     first, second = agent.idle_since, -proficiency
                 else:
                     first, second = agent.rank(queue, proficiency)
-                step = steps.get((agent_id, queue_id), 0) if steps else 0
-                self._agent_heap(queue_id, channel, step).push((first, second, order, version, agent_id))
+                heap.push((first, second, order, version, agent_id))
 
     def _settle_agent(self, agent: Agent, channels: Iterable[Channel]) -> None:
         # only the agent's own entries died, and every heap's top was live before: only heaps it tops need settling
-        agent_id, heaps, steps = agent.id, self._agents, self.agent_step
-        queues = self.eligible[agent_id]
+        agent_id = agent.id
         for channel in channels:
-            for queue_id in queues:
-                heap = heaps.get((queue_id, channel, steps.get((agent_id, queue_id), 0) if steps else 0))
-                if heap is not None and heap.items:
-                    _, _, _, _, top = heap.items[0]
-                    if top == agent_id:
-                        heap.settle()
+            for heap in self._heaps(agent_id, channel):
+                items = heap.items
+                if items and items[0][4] == agent_id:
+                    heap.settle()
 
     def agent_freed(self, agent: Agent) -> None:
         """The agent's idle time, presence or free slots changed: old entries die, new ones go in at ``synced``."""
