@@ -1,40 +1,29 @@
-"""Kafka wiring: the producer every service publishes with, topic creation, and the consumer loop.
+"""Kafka wiring: the producer every service publishes with, topic creation, consumers, and the consumer loop.
 
-Delivery is at-least-once: ``consume`` hands each record to an idempotent handler and commits the
-offset only after the handler's transaction. What a failure leads to is ``kefu.failures``' call:
-
-* the infrastructure's (database or network down, a deadlock): the record is retried, with backoff,
-  for as long as it lasts;
-* the record's own (SQLSTATE 22/23, a validation error), or a record that does not parse: it goes to
-  the topic's ``.dlq`` sibling at once (``kefu.dlq``: reason headers, ``kefu_dlq_records_total``);
-* anything else: retried ``max_attempts`` times, then dead-lettered.
-
-A record waiting for its next attempt holds up only its own partition: it and the records fetched behind
-it are kept, and the partition paused, until the backoff is over; every other partition goes on.
+The loop itself is ``kefu.consume`` (``consume``: a record at a time; ``consume_batches``: the records of a fetch in
+one transaction), named here too, as every service and test knows it.
 """
 
 import asyncio
 import contextlib
 import logging
 import os
-import random
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
-from uuid import UUID
+from collections.abc import Iterable
+from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ValidationError
 
-from contracts.text import validate_json
-from kefu import broker_watch, dlq
-from kefu.failures import PERMANENT_ATTEMPTS, permanent, summary, transient
-from kefu.logs import fields_of, log_context
+from kefu import broker_watch
+from kefu.consume import BatchHandler, Handler, Stopped, consume, consume_batches
+from kefu.failures import transient
 
 __all__ = [
+    "BatchHandler",
+    "Handler",
+    "Stopped",
     "consume",
+    "consume_batches",
     "create_consumer",
     "create_producer",
     "ensure_topics",
@@ -46,8 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 broker_watch.install()
-
-M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_PARTITIONS = 6
 
@@ -171,184 +158,3 @@ async def stop_all(*clients: Client) -> None:
     failed = [result for result in results if isinstance(result, BaseException)]
     if failed:
         raise failed[0]
-
-
-Handler = Callable[[M], Awaitable[None]]
-
-
-async def consume(
-    consumer: AIOKafkaConsumer,
-    producer: AIOKafkaProducer,
-    model: type[M],
-    handler: Handler[M],
-    *,
-    retry_delay: float = 1.0,
-    max_retry_delay: float = 30.0,
-    max_attempts: int = 5,
-) -> None:
-    """Apply every record of ``consumer`` with ``handler`` until cancelled.
-
-    A record that does not parse as ``model``, or that fails for a reason of its own (``kefu.failures.permanent``),
-    is dead-lettered at once. Another failure is retried from the same offset after ``retry_delay``, doubling up to
-    ``max_retry_delay``: for as long as it takes when the failure is the infrastructure's (``transient``),
-    ``max_attempts`` times when it is not, then dead-lettered. Meanwhile only that record's partition waits.
-    """
-    loop = _Loop(consumer, producer, model, handler, retry_delay, max_retry_delay, max_attempts)
-    while True:
-        batches = await consumer.getmany(timeout_ms=loop.wait_ms(), max_records=500)
-        for tp, records in batches.items():
-            await loop.apply(tp, records)
-        await loop.apply_due()
-
-
-@dataclass
-class _Retry:
-    offset: int  # the record that failed
-    attempts: int
-
-
-@dataclass
-class _Parked:
-    records: list[ConsumerRecord[bytes, bytes]]  # the one that failed, then those behind it
-    due: float  # event loop time of its next attempt
-
-
-class _Loop:
-    """The state of one ``consume``: the attempts of each partition's failing record, and the records of each
-    partition paused until its next attempt (kept here: nothing is fetched twice)."""
-
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        model: type[M],
-        handler: Handler[M],
-        retry_delay: float,
-        max_retry_delay: float,
-        max_attempts: int,
-    ) -> None:
-        self._consumer, self._producer = consumer, producer
-        self._model: type[BaseModel] = model
-        self._handler: Handler[BaseModel] = handler  # type: ignore[assignment]  # called with model's instances only
-        self._retry_delay, self._max_retry_delay, self._max_attempts = retry_delay, max_retry_delay, max_attempts
-        self._retries: dict[TopicPartition, _Retry] = {}
-        self._parked: dict[TopicPartition, _Parked] = {}
-        self._outage: set[TopicPartition] = set()  # partitions whose last failure was the infrastructure's
-
-    def wait_ms(self) -> int:
-        """How long the next fetch may wait: until the first parked partition is due, half a second at most."""
-        if not self._parked:
-            return 500
-        due = min(p.due for p in self._parked.values()) - asyncio.get_running_loop().time()
-        return max(0, min(500, int(due * 1000) + 1))
-
-    async def apply_due(self) -> None:
-        """Try again the parked partitions whose backoff is over (those still assigned to this consumer)."""
-        now = asyncio.get_running_loop().time()
-        for tp, parked in [(tp, p) for tp, p in self._parked.items() if p.due <= now]:
-            del self._parked[tp]
-            if tp in self._consumer.assignment():  # else its new owner applies them from the committed offset
-                await self.apply(tp, parked.records)
-
-    async def apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply ``records`` of ``tp`` in order until one must wait (its partition is paused); commit what is done."""
-        self._parked.pop(tp, None)  # fetched again: the partition was assigned anew, from its committed offset
-        done: int | None = None
-        for i, record in enumerate(records):
-            if not await self._apply(tp, record):
-                self._park(tp, records[i:])
-                break
-            done = record.offset + 1
-        else:
-            if tp in self._consumer.paused():
-                self._consumer.resume(tp)
-        if done is not None:
-            try:
-                await self._consumer.commit({tp: done})
-            except KafkaError as exc:  # the partition moved to another member: it applies them again, once
-                log.warning("could not commit %s at %d (%s); its records may be applied again", tp, done, exc)
-
-    async def _apply(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Whether ``record`` is done with (applied or dead-lettered); False when it must be tried again later."""
-        try:
-            message = validate_json(self._model, record.value or b"")
-        except ValidationError as exc:
-            return await self._dead_letter(tp, record, dlq.UNPARSEABLE, dlq.unparseable(self._model, exc), 0, None)
-        retry = self._retries.get(tp)
-        attempts = retry.attempts if retry is not None and retry.offset == record.offset else 0
-        event_id = getattr(message, "event_id", None) or getattr(message, "command_id", None)
-        # whatever is logged while the record is applied, or about its failure, carries its ids
-        with log_context(**fields_of(message)):
-            try:
-                await self._handler(message)
-            except Exception as exc:
-                return await self._failed(tp, record, exc, attempts + 1, event_id)
-        self._retries.pop(tp, None)
-        if tp in self._outage:
-            self._outage.discard(tp)
-            if not self._outage:
-                log.info("%s: records apply again (%s after %d attempts)", record.topic, _where(record), attempts + 1)
-        return True
-
-    async def _failed(
-        self,
-        tp: TopicPartition,
-        record: ConsumerRecord[bytes, bytes],
-        exc: Exception,
-        attempts: int,
-        event_id: UUID | None,
-    ) -> bool:
-        where, failure = _where(record), summary(exc)
-        reason_class = permanent(exc)
-        if reason_class is not None and attempts >= PERMANENT_ATTEMPTS.get(reason_class, 1):
-            return await self._dead_letter(tp, record, reason_class, failure, attempts, event_id)
-        self._retries[tp] = _Retry(record.offset, attempts)
-        if reason_class is not None:
-            log.warning("%s failed (%s); one more attempt, then dead-lettered", where, failure)
-            return False
-        if transient(exc):
-            if not self._outage:  # one line when an outage begins, one when records apply again
-                log.warning("%s failed for the infrastructure (%s); retrying with backoff", where, failure)
-            self._outage.add(tp)
-            return False
-        if attempts >= self._max_attempts:
-            log.error("%s failed %d times (%s); dead-lettering it", where, attempts, failure, exc_info=exc)
-            reason = f"{failure}, {attempts} attempts"
-            return await self._dead_letter(tp, record, dlq.RETRIES_EXHAUSTED, reason, attempts, event_id)
-        log.warning("%s failed (%s, attempt %d of %d); retrying", where, failure, attempts, self._max_attempts)
-        return False
-
-    async def _dead_letter(
-        self,
-        tp: TopicPartition,
-        record: ConsumerRecord[bytes, bytes],
-        reason_class: str,
-        reason: str,
-        attempts: int,
-        event_id: UUID | None,
-    ) -> bool:
-        try:
-            await dlq.dead_letter(
-                self._producer, record, reason_class=reason_class, reason=reason, attempts=attempts, event_id=event_id
-            )
-        except (KafkaError, OSError, TimeoutError) as exc:  # the broker is away: not the record's fault, wait
-            log.warning("%s: could not dead-letter it (%s); retrying", _where(record), type(exc).__name__)
-            self._retries[tp] = _Retry(record.offset, max(attempts, 1))
-            return False
-        log.warning("dead-lettered %s (%s: %s)", _where(record), reason_class, reason)
-        self._retries.pop(tp, None)
-        self._outage.discard(tp)
-        return True
-
-    def _park(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Keep ``records`` until the backoff of the first is over; fetch nothing more from ``tp`` meanwhile."""
-        if tp not in self._consumer.assignment():
-            return  # revoked meanwhile: its new owner starts from the committed offset
-        attempts = self._retries[tp].attempts
-        delay = min(self._retry_delay * 2 ** (attempts - 1), self._max_retry_delay) * random.uniform(0.8, 1.0)  # noqa: S311  # jitter
-        self._parked[tp] = _Parked(records, asyncio.get_running_loop().time() + delay)
-        self._consumer.pause(tp)
-
-
-def _where(record: ConsumerRecord[bytes, bytes]) -> str:
-    return f"{record.topic}[{record.partition}]@{record.offset}"

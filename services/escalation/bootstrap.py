@@ -111,8 +111,9 @@ async def running(
         await kafka.start_all(producer, contacts, routing)
         stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
         loops = {
-            "contacts": kafka.consume(contacts, producer, ContactEvent, service.contact_message),
-            "routing": kafka.consume(routing, producer, RoutingEvent, service.routing_step),
+            # the records of a fetch in one transaction (issue 12)
+            "contacts": kafka.consume_batches(contacts, producer, ContactEvent, service.contact_messages),
+            "routing": kafka.consume_batches(routing, producer, RoutingEvent, service.routing_steps),
             "timers": runner.run(service.timer_due),
             "outbox": relay.run(),
             "notifier": notifier.run(),

@@ -1,8 +1,9 @@
 """The escalation service's handlers: one per event (a contact message, a routing step, a due timer) and per command
 (escalate a contact by hand, act on a case). The HTTP routes and the two Kafka consumers call them and nothing else.
 
-Each handler is one transaction: the facts change, the policy runs on the new facts (``Escalator``), and what it
-decides commits with them or not at all; the loops that carry it out are woken after the commit. Redelivered events
+Each handler is one transaction (the consumers' ``contact_messages`` and ``routing_steps``: one for the records of a
+fetch, each in a savepoint of its own): the facts change, the policy runs on the new facts (``Escalator``), and what
+it decides commits with them or not at all; the loops that carry it out are woken after the commit. Redelivered events
 are applied once (their ids are keys), so replaying a topic changes nothing. A timer is a wake-up call: when it comes
 due the policy runs again at its due time (or later) inside the timer's transaction, so a contact answered meanwhile
 produces nothing; an acknowledgement timer climbs its case a level when nobody acknowledged it.
@@ -10,7 +11,7 @@ produces nothing; an acknowledgement timer climbs its case a level when nobody a
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -54,26 +55,46 @@ class EscalationService:
     async def contact_message(self, event: ContactEvent) -> None:
         """A customer message: record it once on its contact, then run the policy on the contact."""
         async with self._transactions.begin() as unit:
-            contact_id = await facts.apply_message(unit.conn, event)
-            bind(contact_id=contact_id)
-            if contact_id is not None:
-                await self._escalator.reconsider(unit, contact_id, self._clock())
+            await self._message(unit, event)
+
+    async def contact_messages(self, events: Sequence[ContactEvent]) -> None:
+        """Customer messages in order, in one transaction (``contact_message`` each, in a savepoint)."""
+        async with self._transactions.batch() as batch:
+            for event in events:
+                async with batch.unit(event) as unit:
+                    await self._message(unit, event)
+
+    async def _message(self, unit: UnitOfWork, event: ContactEvent) -> None:
+        contact_id = await facts.apply_message(unit.conn, event)
+        bind(contact_id=contact_id)
+        if contact_id is not None:
+            await self._escalator.reconsider(unit, contact_id, self._clock())
 
     async def routing_step(self, event: RoutingEvent) -> None:
         """A routing step: fold it once into the contact's facts, then run the policy on the contact (and, when the
         contact began, on its customer's latest: a late contact may make that one a repeat)."""
         async with self._transactions.begin() as unit:
-            if not await facts.apply_routing(unit.conn, event):
-                return  # a redelivery, applied before
-            now = self._clock()
-            if event.type is RoutingEventType.COMMAND_REFUSED:
-                await self._escalator.withdraw_refused(unit, event, now)
-            if event.type.value in triggers.CLOSED:
-                await self._escalator.stand_down(unit, event.contact_id)
-            else:
-                await self._escalator.reconsider(unit, event.contact_id, now)
-            if event.type is RoutingEventType.QUEUED:
-                await self._escalator.reconsider_latest_of_customer(unit, event.contact_id, now)
+            await self._step(unit, event)
+
+    async def routing_steps(self, events: Sequence[RoutingEvent]) -> None:
+        """Routing steps in order, in one transaction (``routing_step`` each, in a savepoint)."""
+        async with self._transactions.batch() as batch:
+            for event in events:
+                async with batch.unit(event) as unit:
+                    await self._step(unit, event)
+
+    async def _step(self, unit: UnitOfWork, event: RoutingEvent) -> None:
+        if not await facts.apply_routing(unit.conn, event):
+            return  # a redelivery, applied before
+        now = self._clock()
+        if event.type is RoutingEventType.COMMAND_REFUSED:
+            await self._escalator.withdraw_refused(unit, event, now)
+        if event.type.value in triggers.CLOSED:
+            await self._escalator.stand_down(unit, event.contact_id)
+        else:
+            await self._escalator.reconsider(unit, event.contact_id, now)
+        if event.type is RoutingEventType.QUEUED:
+            await self._escalator.reconsider_latest_of_customer(unit, event.contact_id, now)
 
     async def timer_due(self, timer: Timer, conn: AsyncConnection) -> None:
         """A due timer, inside the timer runner's transaction: run the policy again, or climb an unacknowledged case.

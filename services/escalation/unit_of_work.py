@@ -3,6 +3,9 @@
 What a handler writes for others (case events and routing commands in the outbox, notifications, timers) becomes
 visible only at the commit, so the loops that carry it out (the outbox relay, the notifier, the timer runner) are woken
 after it, not while it is open: woken earlier, they would look, find nothing yet, and sleep on.
+
+The consumers apply the records of a fetch in one transaction (``Transactions.batch``, issue 12): a unit of work per
+record, each in a savepoint of its own (``kefu.batch.Steps``), and whoever they concern woken once, after the commit.
 """
 
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from kefu.batch import Steps, Stopped
 
 
 @dataclass
@@ -39,3 +44,35 @@ class Transactions:
             unit = UnitOfWork(conn)
             yield unit
         self._after_commit(unit)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator["Batch"]:
+        """Units of work in one transaction, a savepoint each (``Batch.unit``). When one raises ``Stopped``, those
+        before it are committed and ``Stopped`` raised on; any other failure commits nothing."""
+        stopped: Stopped | None = None
+        async with self._engine.begin() as conn:
+            batch = Batch(conn)
+            try:
+                yield batch
+            except Stopped as exc:
+                stopped = exc
+        self._after_commit(batch.done)
+        if stopped is not None:
+            raise stopped
+
+
+class Batch:
+    """The units of work of one transaction; ``done`` sums up what the released ones wrote."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._steps = Steps(conn)
+        self.done = UnitOfWork(conn)
+
+    @asynccontextmanager
+    async def unit(self, message: object) -> AsyncIterator[UnitOfWork]:
+        """One record's unit of work, in a savepoint (``Stopped`` when it fails)."""
+        async with self._steps.step(message):
+            unit = UnitOfWork(self.done.conn)
+            yield unit
+        self.done.outbound = self.done.outbound or unit.outbound
+        self.done.new_timers += unit.new_timers

@@ -78,8 +78,11 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
         await kafka.start_all(producer, consumer, commands)
         stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
         loops = {
-            "consume": kafka.consume(consumer, producer, ContactEvent, partial(events.on_contact, service)),
-            "commands": kafka.consume(commands, producer, RoutingCommand, partial(events.on_command, service)),
+            # the records of a fetch in one transaction (issue 12)
+            "consume": kafka.consume_batches(consumer, producer, ContactEvent, partial(events.on_contacts, service)),
+            "commands": kafka.consume_batches(
+                commands, producer, RoutingCommand, partial(events.on_commands, service)
+            ),
             "outbox": relay.run(),
             "timers": _tick(service, settings.offer_tick_seconds),
             "shifts": keep_shifts(ShiftKeeper(service), settings.shift_check_seconds),

@@ -3,14 +3,20 @@
 ``on_contact`` takes a customer's message (``kefu.contacts.v1``): it opens a contact, joins the open one, or
 abandons it. ``on_command`` takes a routing command (``kefu.routing.commands.v1``): it moves the contact, or
 records why not. A redelivered event or command is recognised by its id and changes nothing.
+
+The consumers hand them the records of a fetch (``kefu.kafka.consume_batches``): ``on_contacts`` and
+``on_commands`` apply them in order, each in a change of its own, in as few transactions as
+``RoutingService.changes`` allows.
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, ContactEventKind, RoutingCommand
+from kefu.batch import Stopped
 from kefu.logs import bind
 from services.router import intake, notices
 from services.router.adapters import contact_store, customers, repository
@@ -28,25 +34,37 @@ ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TA
 
 async def on_contact(service: RoutingService, event: ContactEvent) -> None:
     """Apply one inbound contact event, once: open a contact, append to the open one, or abandon it."""
-    async with service.change() as change:
-        conn, now = change.conn, service.clock()
-        if not await contact_store.mark_applied(conn, event.event_id, CONTACTS):
-            CONTACTS_APPLIED.labels("duplicate").inc()
-            return
-        existing = await contact_store.open_contact_for(conn, event.conversation_key)
-        bind(contact_id=existing[0] if existing is not None else None)
-        if event.kind is ContactEventKind.ABANDONED:
-            decided = await change.decide(ContactAbandoned(existing[0]), now) if existing is not None else []
-            outcome = "abandoned" if decided else "abandon_ignored"
-        elif existing is not None:
-            await customers.resolve(conn, event.channel, event.customer)
-            await contact_store.insert_message(conn, existing[0], event)
-            await change.notify(notices.of_message(service.state, existing[0], event))
-            outcome = "appended"
-        else:
-            await _open(service, change, event)
-            outcome = "opened"
-    CONTACTS_APPLIED.labels(outcome).inc()
+    try:
+        await on_contacts(service, [event])
+    except Stopped as stopped:
+        raise stopped.cause from None
+
+
+async def on_contacts(service: RoutingService, events: Sequence[ContactEvent]) -> None:
+    """Apply inbound contact events in order, each once (``on_contact``), in as few transactions as
+    ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
+    async with service.changes() as batch:
+        for event in events:
+            async with batch.change(event) as change:
+                new = await contact_store.mark_applied(change.conn, event.event_id, CONTACTS)
+                outcome = await _contact(service, change, event) if new else "duplicate"
+                change.count(CONTACTS_APPLIED.labels(outcome).inc)
+
+
+async def _contact(service: RoutingService, change: Change, event: ContactEvent) -> str:
+    conn, now = change.conn, service.clock()
+    existing = await contact_store.open_contact_for(conn, event.conversation_key)
+    bind(contact_id=existing[0] if existing is not None else None)
+    if event.kind is ContactEventKind.ABANDONED:
+        decided = await change.decide(ContactAbandoned(existing[0]), now) if existing is not None else []
+        return "abandoned" if decided else "abandon_ignored"
+    if existing is not None:
+        await customers.resolve(conn, event.channel, event.customer)
+        await contact_store.insert_message(conn, existing[0], event)
+        await change.notify(notices.of_message(service.state, existing[0], event))
+        return "appended"
+    await _open(service, change, event)
+    return "opened"
 
 
 async def _open(service: RoutingService, change: Change, event: ContactEvent) -> None:
@@ -67,29 +85,42 @@ async def on_command(service: RoutingService, command: RoutingCommand) -> None:
     redelivering it would change nothing. One whose precondition no longer holds is refused with a routing event
     saying why, so that its sender looks again.
     """
-    async with service.change() as change:
-        state, now = service.state, service.clock()
-        queue_id = command.target_queue_id or service.config.queue_of_group(command.target_group)
-        open_now = command.contact_id in state.waiting or any(
-            a.contact.id == command.contact_id for a in state.assignments.values()
-        )
-        if not await contact_store.mark_applied(change.conn, command.command_id, ROUTING_COMMANDS):
-            outcome = "duplicate"
-        elif queue_id is None or queue_id not in state.queues:
-            log.warning("routing command %s: no queue for group %r", command.command_id, command.target_group)
-            outcome = "no_queue"
-        elif (refused := refusal(state, command.contact_id, command.precondition)) is not None:
-            # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
-            await repository.refuse_command(change.conn, command, refused, now)
-            change.announced = True
-            log.info("routing command %s refused: %s", command.command_id, refused.reason)
-            outcome = "refused"
-        elif not open_now:
-            outcome = "contact_closed"
-        else:
-            await change.decide(_moved(service, command, queue_id, now), now)
-            outcome = "moved"
-    COMMANDS_APPLIED.labels(outcome).inc()
+    try:
+        await on_commands(service, [command])
+    except Stopped as stopped:
+        raise stopped.cause from None
+
+
+async def on_commands(service: RoutingService, commands: Sequence[RoutingCommand]) -> None:
+    """Apply routing commands in order, each once (``on_command``), in as few transactions as
+    ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
+    async with service.changes() as batch:
+        for command in commands:
+            async with batch.change(command) as change:
+                new = await contact_store.mark_applied(change.conn, command.command_id, ROUTING_COMMANDS)
+                outcome = await _command(service, change, command) if new else "duplicate"
+                change.count(COMMANDS_APPLIED.labels(outcome).inc)
+
+
+async def _command(service: RoutingService, change: Change, command: RoutingCommand) -> str:
+    state, now = service.state, service.clock()
+    queue_id = command.target_queue_id or service.config.queue_of_group(command.target_group)
+    if queue_id is None or queue_id not in state.queues:
+        log.warning("routing command %s: no queue for group %r", command.command_id, command.target_group)
+        return "no_queue"
+    if (refused := refusal(state, command.contact_id, command.precondition)) is not None:
+        # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
+        await repository.refuse_command(change.conn, command, refused, now)
+        change.announced = True
+        log.info("routing command %s refused: %s", command.command_id, refused.reason)
+        return "refused"
+    open_now = command.contact_id in state.waiting or any(
+        a.contact.id == command.contact_id for a in state.assignments.values()
+    )
+    if not open_now:
+        return "contact_closed"
+    await change.decide(_moved(service, command, queue_id, now), now)
+    return "moved"
 
 
 def _moved(service: RoutingService, command: RoutingCommand, queue_id: str, now: datetime) -> ContactMoved:

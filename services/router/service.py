@@ -4,6 +4,10 @@ Every change is a ``Change``: under one lock, inside one transaction, the pure c
 written with their routing events (outbox and history) and their desktop notices; only once the transaction has
 committed are they applied to the in-memory state and pushed to desktops. A failed transaction leaves memory
 untouched. The handlers (``commands``, ``events``) make changes; the read side (``queries``) only reads.
+
+The consumers apply the records of a fetch as ``Changes`` (issue 12): a ``Change`` per record, each in a savepoint
+of its own, in one transaction until a change that changes memory, which commits it (memory still changes only once
+committed, and the next record decides on it). A record that fails rolls back its savepoint only.
 """
 
 import asyncio
@@ -21,6 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import Channel
+from kefu.batch import Steps, Stopped
 from services.router import notices
 from services.router.adapters import config_store, feed_store, repository, state_store
 from services.router.adapters.feed import AgentFeed, FeedItem, Notice
@@ -78,6 +83,7 @@ class Change:
         self.written: list[FeedItem] = []
         self.announced = False  # a routing event went into the outbox without a decision (a refused command)
         self.afterwards: list[Callable[[], None]] = []
+        self.counts: list[Callable[[], None]] = []
 
     async def decide(self, event: Event, now: datetime) -> list[Decision]:
         """Decide ``event`` against the state as committed, and write the decisions. One per change: the core plans
@@ -99,6 +105,44 @@ class Change:
     def then(self, action: Callable[[], None]) -> None:
         """Change memory in a way no decision describes (an agent's profile), after the commit."""
         self.afterwards.append(action)
+
+    def count(self, action: Callable[[], None]) -> None:
+        """Count what the change did (a metric), once committed: as its effects show in memory, not before."""
+        self.counts.append(action)
+
+
+class Changes:
+    """Changes in one transaction, a savepoint each (``kefu.batch.Steps``): the records of one fetch.
+
+    Memory changes only once a change is committed, as with ``RoutingService.change``, and the next record decides on
+    it: so a change with decisions (or another change of memory) commits the transaction at once, with the changes
+    released before it, and the records after it go on in the next one. Changes that only write (a message appended
+    to an open contact, a duplicate, a refused command) share one."""
+
+    def __init__(self, service: "RoutingService", conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._service = service
+        self._steps = Steps(conn)
+        self._released: list[Change] = []  # since the last commit
+        self.committed = 0  # records committed so far
+
+    @contextlib.asynccontextmanager
+    async def change(self, message: object) -> AsyncIterator[Change]:
+        """One record's change, in a savepoint (``Stopped`` when it fails); committed at once if it changes memory."""
+        async with self._steps.step(message):
+            change = Change(self.conn, self._service.state)
+            yield change
+        self._released.append(change)
+        if change.decisions or change.afterwards:
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit the changes released so far, then apply them to memory and tell desktops (no await between)."""
+        await self.conn.commit()
+        self.committed = self._steps.applied
+        released, self._released = self._released, []
+        for change in released:
+            self._service._apply_committed(change)
 
 
 class RoutingService:
@@ -177,6 +221,30 @@ class RoutingService:
             self._apply_committed(change)
 
     @contextlib.asynccontextmanager
+    async def changes(self) -> AsyncIterator[Changes]:
+        """Changes in one transaction (``Changes``: a savepoint each, a commit at each that changes memory), the lock
+        held for them all.
+
+        When one raises ``Stopped``, the changes before it are committed and ``Stopped`` raised on. Any other failure
+        loses what was not committed yet: raised as it is when that is every change, else as ``Stopped`` after those
+        committed."""
+        async with self._lock, self.engine.connect() as conn:
+            batch = Changes(self, conn)
+            try:
+                try:
+                    yield batch
+                except Stopped:
+                    await batch.commit()
+                    raise
+                await batch.commit()
+            except Stopped:
+                raise
+            except Exception as exc:
+                if batch.committed:
+                    raise Stopped(batch.committed, exc) from exc
+                raise
+
+    @contextlib.asynccontextmanager
     async def settled(self) -> AsyncIterator[RoutingState]:
         """The state with no change between its commit and its apply: what a reader that also reads the tables
         must see, so that both agree."""
@@ -204,6 +272,8 @@ class RoutingService:
             for d in change.decisions
             if isinstance(d, Enqueued | Requeued)
         )
+        for count in change.counts:
+            count()
         if change.decisions or change.announced:
             self._on_commit()  # the outbox has rows for the relay
         self._feed.publish(change.written)  # after apply: a new desktop's snapshot and the feed's last id agree
