@@ -29,8 +29,8 @@ from services.escalation.config import EXAMPLE_POLICY
 from tests.integration.support import free_port
 from tools.demo import CRISIS_DEMO, signed_request
 
-# one pytest-xdist worker runs them all: the stack is the module's, started once
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+# the stack is the module's, started once: pytest-xdist runs a module on one worker (--dist loadscope, pyproject)
+pytestmark = pytest.mark.e2e
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the demo site's, from deploy/examples/kefu.yaml
 ALICE = {"authorization": "Bearer demo-token-alice-0001"}
