@@ -16,9 +16,16 @@ from schemathesis.core.transport import Response
 
 from tests.integration import fuzz_support as fz
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
-from tests.integration.support import contact_event, eventually, publish_contacts, router_settings, server_in_thread
+from tests.integration.support import (
+    contact_event,
+    eventually,
+    free_port,
+    publish_contacts,
+    router_settings,
+    server_in_thread,
+)
 from tools.assemble import router_app as create_app
-from tools.embedded import EmbeddedKafka, free_port
+from tools.embedded import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 
