@@ -19,29 +19,42 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.logs import fields_of, log_context
 
+SAVEPOINTS = True
+"""Whether ``Steps`` puts each record in a savepoint (see above); without, a failure rolls back the transaction."""
+
 
 class Stopped(Exception):  # not an error of its own: the batch stopped at a record that failed
-    """The first ``applied`` records of a batch are applied (committed by the handler); the next one failed with
-    ``cause``; the ones after it were not tried."""
+    """The first ``applied`` records of a batch are applied (committed by the handler); the one at ``at`` (by default
+    the next) failed with ``cause``; those between were rolled back with it, the ones after it were not tried."""
 
-    def __init__(self, applied: int, cause: Exception) -> None:
+    def __init__(self, applied: int, cause: Exception, *, at: int | None = None) -> None:
         super().__init__(f"stopped after {applied} records: {type(cause).__name__}")
         self.applied = applied
         self.cause = cause
+        self.at = applied if at is None else at
 
 
 class Steps:
     """The records of a batch applied one after another in ``conn``'s transaction, each in a savepoint."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, savepoints: bool | None = None) -> None:
         self.conn = conn
-        self.applied = 0  # records whose step ended with their savepoint released
+        self.savepoints = SAVEPOINTS if savepoints is None else savepoints
+        self.applied = 0  # records whose step ended (its savepoint released)
 
     @contextlib.asynccontextmanager
     async def step(self, message: object) -> AsyncIterator[None]:
         """Apply one record (``message``, whose ids every log line of the step carries) in a savepoint; raise
-        ``Stopped`` when it fails and its savepoint could be rolled back, else its failure."""
+        ``Stopped`` when it fails and its savepoint could be rolled back, else its failure. Without savepoints,
+        ``Stopped`` with ``applied`` 0 and ``at`` this record: the caller rolls the transaction back."""
         with log_context(**fields_of(message)):
+            if not self.savepoints:
+                try:
+                    yield
+                except Exception as exc:
+                    raise Stopped(0, exc, at=self.applied) from exc
+                self.applied += 1
+                return
             savepoint = await self.conn.begin_nested()
             try:
                 yield

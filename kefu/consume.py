@@ -3,19 +3,19 @@ transaction; or, in batch mode, the records of one fetch applied in one transact
 
 Delivery is at-least-once. What a failure leads to is ``kefu.failures``' call:
 
-* the infrastructure's (database or network down, a deadlock): the record is retried, with backoff,
-  for as long as it lasts;
-* the record's own (SQLSTATE 22/23, a validation error), or a record that does not parse: it goes to
-  the topic's ``.dlq`` sibling at once (``kefu.dlq``: reason headers, ``kefu_dlq_records_total``);
+* the infrastructure's (database or network down, a deadlock): the record is retried, with backoff, for as long as it
+  lasts;
+* the record's own (SQLSTATE 22/23, a validation error), or a record that does not parse: it goes to the topic's
+  ``.dlq`` sibling at once (``kefu.dlq``: reason headers, ``kefu_dlq_records_total``);
 * anything else: retried ``max_attempts`` times, then dead-lettered.
 
-A record waiting for its next attempt holds up only its own partition: it and the records fetched behind
-it are kept, and the partition paused, until the backoff is over; every other partition goes on.
+A record waiting for its next attempt holds up only its own partition: it and the records fetched behind it are kept,
+and the partition paused, until the backoff is over; every other partition goes on.
 
 ``consume_batches`` hands the handler the parsed records of one fetch (each partition's in offset order), to be
-applied in one transaction (``kefu.batch``: a savepoint per record), and commits their offsets after it. A record
-that fails there is applied alone, with everything above, and the records behind it keep their order: the handler
-stops at it (``Stopped``), and the loop goes on with the rest once it is done with, or parks its partition.
+applied in one transaction (``kefu.batch``), and commits their offsets after it. A record that fails there is applied
+alone, with everything above, and the records behind it keep their order: the handler stops at it (``Stopped``), and
+the loop goes on with the rest once it is done with, or parks its partition.
 """
 
 import asyncio
@@ -92,12 +92,9 @@ async def consume_batches(
     max_retry_delay: float = 30.0,
     max_attempts: int = 5,
 ) -> None:
-    """Apply the records of ``consumer`` a fetch at a time: ``handler`` is given the parsed records of one fetch (each
-    partition's in offset order) and applies them in one transaction; their offsets are committed after it.
-
-    ``handler`` either applies them all, or commits those before the first that fails and raises ``Stopped`` (a
-    ``kefu.batch.Steps`` does that), or raises having applied none. That record, or in the last case every record of
-    the batch, is then applied alone (a batch of one), failing as ``consume``'s records fail.
+    """Apply the records of ``consumer`` a fetch at a time: ``handler`` applies the parsed records of one fetch (each
+    partition's in offset order) in one transaction, or those before the first that fails (``Stopped``: that one is
+    then applied alone, failing as ``consume``'s records fail), or none (each is then applied alone).
     """
     loop = _BatchLoop(consumer, producer, model, handler, retry_delay, max_retry_delay, max_attempts)
     while True:
@@ -267,8 +264,7 @@ class _Lane:
     tp: TopicPartition
     items: list[tuple[Record, BaseModel | None]] = field(default_factory=list)
 
-    def done(self, count: int, offsets: dict[TopicPartition, int]) -> None:
-        """The first ``count`` records are done with: their offsets may be committed."""
+    def done(self, count: int, offsets: dict[TopicPartition, int]) -> None:  # their offsets may be committed
         if count:
             offsets[self.tp] = self.items[count - 1][0].offset + 1
             del self.items[:count]
@@ -293,17 +289,15 @@ class _BatchLoop(_Loop):
     ) -> None:
         super().__init__(consumer, producer, model, self._alone, retry_delay, max_retry_delay, max_attempts)
         self._batch: BatchHandler[BaseModel] = handler  # type: ignore[assignment]  # model's instances only
+        self._topic = next(iter(consumer.subscription()), "")
 
     async def _alone(self, message: BaseModel) -> None:
         """A record applied alone: a batch of one, failing with its own failure."""
-        BATCH_SIZE.labels(self._consumer_topic()).observe(1)
+        BATCH_SIZE.labels(self._topic).observe(1)
         try:
             await self._batch([message])
         except Stopped as stopped:
             raise stopped.cause from None
-
-    def _consumer_topic(self) -> str:
-        return next(iter(self._consumer.subscription()), "")
 
     async def apply_fetch(self, fetched: dict[TopicPartition, list[Record]]) -> None:
         """Apply the records of one fetch in as few batches as their failures allow; commit their offsets once."""
@@ -330,12 +324,11 @@ class _BatchLoop(_Loop):
     async def _heads(self, lane: _Lane, offsets: dict[TopicPartition, int]) -> None:
         """Apply alone the records at the head of ``lane`` that go alone: one waiting for its next attempt, one that
         does not parse (dead-lettered). Park the lane at one that must wait."""
-        retry = self._retries.get(lane.tp)
-        while lane.items and (
-            lane.items[0][1] is None or (retry is not None and retry.offset == lane.items[0][0].offset)
-        ):
+        while lane.items and (lane.items[0][1] is None or lane.items[0][0].offset == self._failed_at(lane.tp)):
             await self._alone_at_head(lane, offsets)
-            retry = self._retries.get(lane.tp)
+
+    def _failed_at(self, tp: TopicPartition) -> int | None:
+        return retry.offset if (retry := self._retries.get(tp)) is not None else None
 
     async def _alone_at_head(self, lane: _Lane, offsets: dict[TopicPartition, int]) -> None:
         if await self._apply(lane.tp, lane.items[0][0]):
@@ -344,18 +337,24 @@ class _BatchLoop(_Loop):
             self._park(lane.tp, [record for record, _ in lane.items])
             lane.items.clear()
 
-    async def _apply_batch(self, lanes: list[_Lane], offsets: dict[TopicPartition, int]) -> None:
-        """One batch: each lane's records up to one that does not parse, in one call of the handler."""
-        taken = [(lane, lane.batchable()) for lane in lanes]
+    async def _apply_batch(
+        self, lanes: list[_Lane], offsets: dict[TopicPartition, int], limit: int = MAX_RECORDS
+    ) -> None:
+        """One batch: each lane's records up to one that does not parse (``limit`` in all), in one call of the
+        handler."""
+        taken = []
+        for lane in lanes:
+            taken.append((lane, min(lane.batchable(), limit)))
+            limit -= taken[-1][1]
         messages = [message for lane, n in taken for _, message in lane.items[:n] if message is not None]
         if not messages:
             return
-        BATCH_SIZE.labels(self._consumer_topic()).observe(len(messages))
+        BATCH_SIZE.labels(self._topic).observe(len(messages))
         try:
             await self._batch(messages)
         except Stopped as stopped:
             log.debug("a record failed in a batch (%s); applying it alone", summary(stopped.cause))
-            await self._stopped(taken, stopped.applied, offsets)
+            await self._stopped(taken, stopped, offsets)
             return
         except Exception as exc:  # nothing of the batch committed: one record per transaction finds the failing one
             if not transient(exc):
@@ -367,16 +366,25 @@ class _BatchLoop(_Loop):
         for lane, n in taken:
             lane.done(n, offsets)
 
-    async def _stopped(self, taken: list[tuple[_Lane, int]], applied: int, offsets: dict[TopicPartition, int]) -> None:
-        """The handler applied the first ``applied`` records of the batch, and the next failed: mark those done, and
-        apply that one alone (the records after it in other partitions go into the next batch)."""
+    async def _stopped(
+        self, taken: list[tuple[_Lane, int]], stopped: Stopped, offsets: dict[TopicPartition, int]
+    ) -> None:
+        """The handler applied the first ``stopped.applied`` records of the batch, and the one at ``stopped.at``
+        failed: mark those done, apply those rolled back with it as a batch again (it fails again at the head of the
+        next), else apply it alone; the records after it go into the next batch."""
+        applied = stopped.applied
         for lane, n in taken:
             if applied < n:
                 lane.done(applied, offsets)
-                await self._alone_at_head(lane, offsets)
-                return
+                break
             lane.done(n, offsets)
             applied -= n
+        else:
+            return
+        if stopped.at > stopped.applied:
+            await self._apply_batch([lane for lane, _ in taken if lane.items], offsets, stopped.at - stopped.applied)
+        else:
+            await self._alone_at_head(lane, offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:

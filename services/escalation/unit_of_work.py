@@ -55,6 +55,8 @@ class Transactions:
             try:
                 yield batch
             except Stopped as exc:
+                if not batch.savepoints:  # the transaction is lost with the record: all of it goes again
+                    raise Stopped(0, exc.cause, at=exc.at) from exc.cause
                 stopped = exc
         self._after_commit(batch.done)
         if stopped is not None:
@@ -67,6 +69,7 @@ class Batch:
     def __init__(self, conn: AsyncConnection) -> None:
         self._steps = Steps(conn)
         self.done = UnitOfWork(conn)
+        self.savepoints = self._steps.savepoints
 
     @asynccontextmanager
     async def unit(self, message: object) -> AsyncIterator[UnitOfWork]:

@@ -125,6 +125,7 @@ class Changes:
         self._steps = Steps(conn)
         self._released: list[Change] = []  # since the last commit
         self.committed = 0  # records committed so far
+        self.savepoints = self._steps.savepoints
 
     @contextlib.asynccontextmanager
     async def change(self, message: object) -> AsyncIterator[Change]:
@@ -233,7 +234,10 @@ class RoutingService:
             try:
                 try:
                     yield batch
-                except Stopped:
+                except Stopped as stopped:
+                    if not batch.savepoints:  # the transaction is lost: those since the last commit go again
+                        await conn.rollback()
+                        raise Stopped(batch.committed, stopped.cause, at=stopped.at) from stopped.cause
                     await batch.commit()
                     raise
                 await batch.commit()

@@ -62,14 +62,15 @@ async def consuming_batches(broker: EmbeddedKafka, handler: kafka.BatchHandler[C
         await kafka.stop_all(consumer, producer)
 
 
-def batch_handler(engine: AsyncEngine, transactions: list[int]) -> kafka.BatchHandler[ContactEvent]:
-    """Marks each event applied once, then logs it; ``poison`` fails. One transaction, a savepoint per record."""
+def batch_handler(engine: AsyncEngine, transactions: list[int], savepoints: bool) -> kafka.BatchHandler[ContactEvent]:
+    """Marks each event applied once, then logs it; ``poison`` fails. One transaction, a savepoint per record or
+    none (a failure then rolls back the whole batch)."""
 
     async def handler(events: Sequence[ContactEvent]) -> None:
         stopped: Stopped | None = None
         async with engine.begin() as conn:
             transactions.append(len(events))
-            steps = Steps(conn)
+            steps = Steps(conn, savepoints=savepoints)
             try:
                 for event in events:
                     async with steps.step(event):
@@ -87,6 +88,8 @@ def batch_handler(engine: AsyncEngine, transactions: list[int]) -> kafka.BatchHa
                         if body == "poison":
                             raise ValueError("this record can never be applied")
             except Stopped as exc:
+                if not savepoints:
+                    raise Stopped(0, exc.cause, at=exc.at) from exc.cause  # rolled back: all of it goes again
                 stopped = exc
         if stopped is not None:
             raise stopped
@@ -94,8 +97,9 @@ def batch_handler(engine: AsyncEngine, transactions: list[int]) -> kafka.BatchHa
     return handler
 
 
+@pytest.mark.parametrize("savepoints", [True, False], ids=["savepoints", "no savepoints"])
 async def test_a_replayed_fetch_applies_each_record_once_in_order_per_key_and_isolates_the_poison(
-    broker: EmbeddedKafka, database_url: str
+    broker: EmbeddedKafka, database_url: str, savepoints: bool
 ) -> None:
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
@@ -111,7 +115,7 @@ async def test_a_replayed_fetch_applies_each_record_once_in_order_per_key_and_is
     transactions: list[int] = []
     before = batches(CONTACTS)
     try:
-        async with consuming_batches(broker, batch_handler(engine, transactions)):
+        async with consuming_batches(broker, batch_handler(engine, transactions, savepoints)):
 
             async def all_applied() -> bool:
                 async with engine.connect() as conn:
