@@ -2,7 +2,8 @@
 caused them, and a relay that publishes them to Kafka (``acks=all``) and marks them sent.
 
 At-least-once: a crash between the broker's ack and the mark publishes a row twice, which the
-consumers' idempotency absorbs. Rows of one key keep their order (ascending id).
+consumers' idempotency absorbs. Rows of one key keep their order (ascending id) when they are committed one
+transaction after another, as a service writes a key's events; two transactions open at once commit in either order.
 
 A pass of the relay is one batch: one SELECT of up to ``batch`` unpublished rows in id order, every row handed to
 the producer at once (its futures awaited together), one UPDATE marking those the broker acknowledged. Rows of a

@@ -157,8 +157,9 @@ async def test_rows_of_many_commits_go_out_in_fewer_passes_in_order_per_key(
             relay.wake()
 
         async with _running(relay):
-            for n in range(0, commits, 10):  # commits of one key one after another, of different keys at once
-                await asyncio.gather(*(commit(m) for m in range(n, n + 10)))
+            # commits of one key one after another (as the services write a key's events), of different keys at once
+            for n in range(0, commits, len(keys)):
+                await asyncio.gather(*(commit(m) for m in range(n, n + len(keys))))
 
             async def all_published() -> bool:
                 async with engine.connect() as conn:
