@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import CONTACTS, ROUTING_COMMANDS, ContactEvent, RoutingCommand
-from kefu import db, kafka
+from kefu import applied, db, kafka
 from kefu.auth import AuthConfig
 from kefu.background import background
 from kefu.config_file import ConfigError, Report
@@ -24,7 +24,7 @@ from kefu.tokens import Tokens, tokens_of
 from services.router import events
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed
-from services.router.adapters.orm import outbox
+from services.router.adapters.orm import applied_events, outbox
 from services.router.commands import tick
 from services.router.config import RouterSettings
 from services.router.domain.config import RoutingConfig
@@ -80,13 +80,12 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
         loops = {
             # the records of a fetch in one transaction (issue 12)
             "consume": kafka.consume_batches(consumer, producer, ContactEvent, partial(events.on_contacts, service)),
-            "commands": kafka.consume_batches(
-                commands, producer, RoutingCommand, partial(events.on_commands, service)
-            ),
+            "commands": kafka.consume_batches(commands, producer, RoutingCommand, partial(events.on_commands, service)),
             "outbox": relay.run(),
             "timers": _tick(service, settings.offer_tick_seconds),
             "shifts": keep_shifts(ShiftKeeper(service), settings.shift_check_seconds),
             "feed": feed_store.keep_pruned(engine, keep_seconds=settings.feed_keep_seconds),
+            "applied": applied.keep_pruned(engine, applied_events, applied_events.c.applied_at),
         }
         await stack.enter_async_context(background(loops))
         yield Router(settings, engine, producer, service, feed, tokens)
