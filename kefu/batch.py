@@ -1,15 +1,19 @@
-"""The records of one fetch applied in one transaction (issue 12), each in a savepoint of its own.
+"""The records of one fetch applied in one transaction (issue 12), a ``Steps.step`` each.
 
-A batch handler (``kefu.consume.consume_batches``) opens one transaction, and for each record in turn a ``Steps.step``:
-a savepoint, released when the record is applied. The first record that fails has its savepoint rolled back (what it
-wrote goes, what the records before it wrote stays) and ``Stopped`` is raised with how many came before it; the
-handler commits those and raises ``Stopped`` on to the loop, which applies the failing record alone, with the
-retries, backoff and dead-lettering of a single record, and goes on with the records behind it. When the savepoint
-cannot be rolled back (the connection is gone), the failure itself is raised: nothing of the batch commits, and the
-loop applies the batch's records one by one.
+A batch handler (``kefu.consume.consume_batches``) opens one transaction and applies each record in turn in a step.
+When a record fails, ``Stopped`` says where (``at``) and how many records before it are committed (``applied``); the
+loop applies again as a batch those rolled back with it, then that record alone, with the retries, backoff and
+dead-lettering of a single record, and goes on with the records behind it. Should the transaction itself be lost (the
+connection gone), the failure is raised as it is: nothing of the batch committed, and the loop applies its records one
+by one.
 
-A savepoint costs two statements a record; it buys a failure that costs the batch one more transaction, not the
-whole batch applied again (nor, in the router, the memory of decisions that never committed).
+A step is no savepoint, by default (``SAVEPOINTS``): a failure rolls back the whole transaction (the handler raises
+``Stopped(0, at=...)``) and the records before the failing one are applied again. With savepoints (two statements a
+record) only the failing record's step is rolled back and the records before it commit; but PostgreSQL keeps a
+subtransaction per savepoint, and a transaction of hundreds of them was slower than a transaction per record:
+``bench/batches.py``, 1,000 routing events into the escalation service, 53.5 s with a savepoint per record, 40.8 s a
+transaction per record (before issue 12), 11.7 s without savepoints (one loaded machine, runs alternating; see the
+issue for the rest). A failing record is rare; every record pays for its savepoint.
 """
 
 import contextlib
@@ -19,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.logs import fields_of, log_context
 
-SAVEPOINTS = True
+SAVEPOINTS = False
 """Whether ``Steps`` puts each record in a savepoint (see above); without, a failure rolls back the transaction."""
 
 
@@ -35,7 +39,7 @@ class Stopped(Exception):  # not an error of its own: the batch stopped at a rec
 
 
 class Steps:
-    """The records of a batch applied one after another in ``conn``'s transaction, each in a savepoint."""
+    """The records of a batch applied one after another in ``conn``'s transaction (each in a savepoint, if asked)."""
 
     def __init__(self, conn: AsyncConnection, *, savepoints: bool | None = None) -> None:
         self.conn = conn

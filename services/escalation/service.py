@@ -2,7 +2,7 @@
 (escalate a contact by hand, act on a case). The HTTP routes and the two Kafka consumers call them and nothing else.
 
 Each handler is one transaction (the consumers' ``contact_messages`` and ``routing_steps``: one for the records of a
-fetch, each in a savepoint of its own): the facts change, the policy runs on the new facts (``Escalator``), and what
+fetch, each a ``kefu.batch`` step): the facts change, the policy runs on the new facts (``Escalator``), and what
 it decides commits with them or not at all; the loops that carry it out are woken after the commit. Redelivered events
 are applied once (their ids are keys), so replaying a topic changes nothing. A timer is a wake-up call: when it comes
 due the policy runs again at its due time (or later) inside the timer's transaction, so a contact answered meanwhile
@@ -58,7 +58,7 @@ class EscalationService:
             await self._message(unit, event)
 
     async def contact_messages(self, events: Sequence[ContactEvent]) -> None:
-        """Customer messages in order, in one transaction (``contact_message`` each, in a savepoint)."""
+        """Customer messages in order, in one transaction (``contact_message`` each, a step)."""
         async with self._transactions.batch() as batch:
             for event in events:
                 async with batch.unit(event) as unit:
@@ -77,7 +77,7 @@ class EscalationService:
             await self._step(unit, event)
 
     async def routing_steps(self, events: Sequence[RoutingEvent]) -> None:
-        """Routing steps in order, in one transaction (``routing_step`` each, in a savepoint)."""
+        """Routing steps in order, in one transaction (``routing_step`` each, a step)."""
         async with self._transactions.batch() as batch:
             for event in events:
                 async with batch.unit(event) as unit:

@@ -5,7 +5,7 @@ visible only at the commit, so the loops that carry it out (the outbox relay, th
 after it, not while it is open: woken earlier, they would look, find nothing yet, and sleep on.
 
 The consumers apply the records of a fetch in one transaction (``Transactions.batch``, issue 12): a unit of work per
-record, each in a savepoint of its own (``kefu.batch.Steps``), and whoever they concern woken once, after the commit.
+record, each a step (``kefu.batch.Steps``), and whoever they concern woken once, after the commit.
 """
 
 from collections.abc import AsyncIterator, Callable
@@ -47,8 +47,9 @@ class Transactions:
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator["Batch"]:
-        """Units of work in one transaction, a savepoint each (``Batch.unit``). When one raises ``Stopped``, those
-        before it are committed and ``Stopped`` raised on; any other failure commits nothing."""
+        """Units of work in one transaction, a step each (``Batch.unit``). When one raises ``Stopped``, those
+        before it are committed (steps with savepoints) or rolled back with it, and ``Stopped`` raised on, saying
+        which; any other failure commits nothing."""
         stopped: Stopped | None = None
         async with self._engine.begin() as conn:
             batch = Batch(conn)
@@ -73,7 +74,7 @@ class Batch:
 
     @asynccontextmanager
     async def unit(self, message: object) -> AsyncIterator[UnitOfWork]:
-        """One record's unit of work, in a savepoint (``Stopped`` when it fails)."""
+        """One record's unit of work, a step (``Stopped`` when it fails)."""
         async with self._steps.step(message):
             unit = UnitOfWork(self.done.conn)
             yield unit

@@ -5,9 +5,10 @@ written with their routing events (outbox and history) and their desktop notices
 committed are they applied to the in-memory state and pushed to desktops. A failed transaction leaves memory
 untouched. The handlers (``commands``, ``events``) make changes; the read side (``queries``) only reads.
 
-The consumers apply the records of a fetch as ``Changes`` (issue 12): a ``Change`` per record, each in a savepoint
-of its own, in one transaction until a change that changes memory, which commits it (memory still changes only once
-committed, and the next record decides on it). A record that fails rolls back its savepoint only.
+The consumers apply the records of a fetch as ``Changes`` (issue 12): a ``Change`` per record (a ``kefu.batch`` step),
+in one transaction until a change that changes memory, which commits it (memory still changes only once committed,
+and the next record decides on it). A record that fails loses what was not committed yet, and the loop applies it
+again (``kefu.batch.Stopped``).
 """
 
 import asyncio
@@ -112,7 +113,7 @@ class Change:
 
 
 class Changes:
-    """Changes in one transaction, a savepoint each (``kefu.batch.Steps``): the records of one fetch.
+    """Changes in one transaction, a step each (``kefu.batch.Steps``): the records of one fetch.
 
     Memory changes only once a change is committed, as with ``RoutingService.change``, and the next record decides on
     it: so a change with decisions (or another change of memory) commits the transaction at once, with the changes
@@ -129,7 +130,7 @@ class Changes:
 
     @contextlib.asynccontextmanager
     async def change(self, message: object) -> AsyncIterator[Change]:
-        """One record's change, in a savepoint (``Stopped`` when it fails); committed at once if it changes memory."""
+        """One record's change, a step (``Stopped`` when it fails); committed at once if it changes memory."""
         async with self._steps.step(message):
             change = Change(self.conn, self._service.state)
             yield change
@@ -223,10 +224,11 @@ class RoutingService:
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[Changes]:
-        """Changes in one transaction (``Changes``: a savepoint each, a commit at each that changes memory), the lock
+        """Changes in one transaction (``Changes``: a step each, a commit at each that changes memory), the lock
         held for them all.
 
-        When one raises ``Stopped``, the changes before it are committed and ``Stopped`` raised on. Any other failure
+        When one raises ``Stopped``, the changes before it are committed (steps with savepoints) or those since the
+        last commit rolled back with it, and ``Stopped`` raised on, saying which. Any other failure
         loses what was not committed yet: raised as it is when that is every change, else as ``Stopped`` after those
         committed."""
         async with self._lock, self.engine.connect() as conn:
