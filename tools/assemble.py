@@ -97,8 +97,9 @@ async def escalation_running(settings: EscalationSettings) -> AsyncIterator["Esc
 def serve(service: str) -> None:
     """Serve ``service`` (channels, router or escalation) from the environment's settings until SIGINT/SIGTERM.
 
-    The configuration is checked before the port is taken: ``ConfigError`` leaves at once, one line per problem,
-    and its warnings are logged as the service logs.
+    The configuration is checked before anything else: ``ConfigError`` leaves at once, one line per problem, with the
+    process's logging untouched (tests run the command in process). Then logging is
+    configured, and the service is built, its configuration's warnings logged as the service logs.
     """
     settings: ServiceSettings
     if service == "channels":
@@ -106,14 +107,17 @@ def serve(service: str) -> None:
         from services.channels.bootstrap import largest_body
 
         settings = ChannelsSettings()
+        channels_config(settings, log_warnings=False)
         configure(level=settings.log_level, json=settings.log_json)
         config = channels_config(settings)
         serve_app(create_channels_app(settings, config), settings, max_body_bytes=largest_body(settings, config))
     elif service == "router":
         settings = RouterSettings()
+        router_config(settings, log_warnings=False)
         configure(level=settings.log_level, json=settings.log_json)
         serve_app(router_app(settings), settings)
     else:
         settings = EscalationSettings()
+        escalation_config(settings, log_warnings=False)
         configure(level=settings.log_level, json=settings.log_json)
         serve_app(escalation_app(settings), settings)
