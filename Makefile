@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit integration e2e contracts bench-channels bench-router bench-escalation bench-e2e simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -19,7 +19,7 @@ install: $(STAMP)
 run: install  ## the whole system on an embedded PostgreSQL and Kafka-protocol broker
 	$(BIN)/kefu dev
 
-test: lint typecheck  ## ruff, mypy --strict, then every test (unit, integration, e2e)
+test: lint typecheck  ## ruff, mypy --strict, then every test (unit, service, integration, e2e)
 	$(BIN)/pytest
 
 lint: install
@@ -32,6 +32,9 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+service: install  ## the services' handlers on a real PostgreSQL, without Kafka
+	$(BIN)/pytest tests/service
 
 integration: install
 	$(BIN)/pytest tests/integration

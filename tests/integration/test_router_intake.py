@@ -1,7 +1,7 @@
-"""A new contact against a real PostgreSQL and Tansu: classification rules, the customer profile, sticky agents."""
+"""A new contact against a real PostgreSQL and Tansu: the wiring (contacts consumer, outbox relay, the profile API).
+The decisions themselves (rules, sticky agents) are tested on the handlers: ``tests/service/test_router_intake.py``."""
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import ROUTING_EVENTS, ContactEvent, Customer, RoutingEvent
-from services.router import commands
-from services.router.adapters.customers import Profile
 from services.router.adapters.orm import contacts
-from services.router.bootstrap import Router
-from services.router.domain.config import CustomerTier
-from services.router.domain.model import Offer
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
@@ -138,56 +133,3 @@ async def test_the_profile_api_sets_tier_and_tam_and_refuses_what_is_wrong(
         assert (missing.status_code, missing.json()["error"]) == (404, "unknown_customer")
         unchanged = (await client.get(f"/v1/customers/{customer_id}", headers=supervisor)).json()
         assert unchanged["tier"] == "vip"
-
-
-async def test_a_key_account_prefers_its_tam_and_a_returning_customer_their_last_agent(
-    database_url: str, broker: EmbeddedKafka, intake_config: Path
-) -> None:
-    async with running(router_settings(database_url, broker, intake_config)) as router:
-        served_by, row = await _served_and_back(router, broker.bootstrap, database_url)
-        assert row["preferred_agent"] == served_by
-        assert row["prefer_until"] - row["enqueued_at"] == timedelta(seconds=30)
-
-        # a key account prefers its owning TAM over anyone, for key_account_wait_seconds
-        tam_first = _event("t1", "visitor-t", "你好")
-        await publish_contacts(broker.bootstrap, tam_first)
-        customer_id = (await _opened(database_url, tam_first))["customer_id"]
-        await commands.set_customer_profile(router.service, customer_id, Profile(CustomerTier.KEY_ACCOUNT, "chen"))
-        tam_again = _event("t2", "visitor-t", "设备又坏了")
-        await publish_contacts(broker.bootstrap, tam_again)
-        tam_row = await _opened(database_url, tam_again)
-        assert (tam_row["preferred_agent"], tam_row["tier"], tam_row["owning_tam"]) == ("chen", "key_account", "chen")
-        assert (tam_row["category"], tam_row["priority"]) == ("key accounts", 70)
-        assert tam_row["prefer_until"] - tam_row["enqueued_at"] == timedelta(seconds=45)
-        queued = await _queued_event(broker.bootstrap, tam_again.event_id)
-        assert (queued.customer_tier, queued.owning_tam, queued.category) == ("key_account", "chen", "key accounts")
-
-        # a new customer has nobody to wait for
-        stranger = _event("n1", "visitor-n", "你好")
-        await publish_contacts(broker.bootstrap, stranger)
-        assert (await _opened(database_url, stranger))["preferred_agent"] is None
-
-
-async def test_without_a_sticky_section_nobody_is_preferred(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    async with running(router_settings(database_url, broker, config_path)) as router:
-        _, row = await _served_and_back(router, broker.bootstrap, database_url)
-        assert (row["preferred_agent"], row["prefer_until"]) == (None, None)
-
-
-async def _served_and_back(router: Router, bootstrap: str, database_url: str) -> tuple[str, Any]:
-    """A customer is served by some agent, then writes again on another conversation: that agent's id, and the
-    new contact's row."""
-    await publish_contacts(bootstrap, _event("s1", "visitor-s", "你好"))
-
-    async def only_offer() -> Offer | None:
-        offers = list(router.service.state.offers.values())
-        return offers[0] if len(offers) == 1 else None
-
-    offer = await eventually(only_offer)
-    assignment = await commands.accept(router.service, offer.id, offer.agent_id)
-    await commands.complete(router.service, assignment.id, None)
-    again = _event("s2", "visitor-s", "还是上次的问题")
-    await publish_contacts(bootstrap, again)
-    return offer.agent_id, await _opened(database_url, again)

@@ -1,0 +1,105 @@
+"""The service tier: the router's ``RoutingService`` and the escalation service's ``EscalationService`` on a real,
+migrated PostgreSQL (the integration tier's ``postgres`` and ``database_url``), without Kafka: no consumers, no
+producer, no relay. A test calls the handlers (``services.router.events``/``commands``, ``EscalationService``) as
+the consumers would, and reads what would be published from the service's outbox table. Time is a ``Clock`` the
+test moves."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kefu import db
+from services.router.adapters.feed import AgentFeed
+from services.router.adapters.orm import outbox as router_outbox
+from services.router.config import RouterSettings
+from services.router.domain.config import RoutingConfig
+from services.router.service import RoutingService
+from tests.integration.conftest import (  # the integration tier's servers, not a copy of them
+    CONFIG,
+    database_url,
+    migrated_template,
+    postgres,
+)
+from tools.assemble import router_config
+
+__all__ = ["database_url", "migrated_template", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "service: a service's handlers on a real PostgreSQL, without Kafka")
+
+
+@dataclass
+class Clock:
+    """A clock that stands still until the test moves it."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """The integration tier's small configuration: one site, two queues, three agents."""
+    path = tmp_path / "kefu.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@dataclass
+class Router:
+    """A router as ``services.router.bootstrap.running`` builds it, minus Kafka: its service, engine and feed."""
+
+    service: RoutingService
+    engine: AsyncEngine
+    feed: AgentFeed
+    commits: list[None]
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def start_router(engine: AsyncEngine, database_url: str, config_path: Path, clock: Clock) -> Router:
+    """The router's service on ``engine`` for the configuration at ``config_path``, started (state loaded) as
+    ``running`` starts it; ``commits`` counts the commits that left rows for the outbox relay."""
+    settings = RouterSettings(database_url=database_url, config_path=config_path)
+    config = router_config(settings, log_warnings=False).section("routing", RoutingConfig)
+    feed = AgentFeed()
+    commits: list[None] = []
+    service = RoutingService(
+        engine=engine, config=config, feed=feed, on_commit=lambda: commits.append(None), clock=clock
+    )
+    await service.start(config_path.read_text(encoding="utf-8"), config_path)  # noqa: ASYNC240  # a small file
+    return Router(service, engine, feed, commits)
+
+
+@pytest.fixture
+async def router(engine: AsyncEngine, database_url: str, config_path: Path, clock: Clock) -> Router:
+    return await start_router(engine, database_url, config_path, clock)
+
+
+async def outbox_rows(engine: AsyncEngine, table: Table = router_outbox) -> list[Any]:
+    """What the outbox relay would publish (or has): the rows of ``table`` in the order they were written."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(select(table).order_by(table.c.id))).mappings())
