@@ -4,17 +4,24 @@ producer, no relay. A test calls the handlers (``services.router.events``/``comm
 the consumers would, and reads what would be published from the service's outbox table. Time is a ``Clock`` the
 test moves."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import db
+from services.escalation.adapters.orm import timers
+from services.escalation.adapters.timers import COLUMNS as TIMER_COLUMNS
+from services.escalation.adapters.timers import PENDING as TIMER_PENDING
+from services.escalation.adapters.timers import Timer, TimerStore, timer_of
+from services.escalation.config import EscalationSettings
+from services.escalation.domain.policy import EscalationPolicy
+from services.escalation.service import EscalationService
 from services.router.adapters.feed import AgentFeed
 from services.router.adapters.orm import outbox as router_outbox
 from services.router.config import RouterSettings
@@ -23,12 +30,15 @@ from services.router.service import RoutingService
 from tests.integration.conftest import (  # the integration tier's servers, not a copy of them
     CONFIG,
     database_url,
+    escalation_config_path,
     migrated_template,
     postgres,
 )
-from tools.assemble import router_config
+from tools.assemble import escalation_config, router_config
 
-__all__ = ["database_url", "migrated_template", "postgres"]
+__all__ = ["database_url", "escalation_config_path", "migrated_template", "postgres"]
+
+TimerHandler = Callable[[Timer, AsyncConnection], Awaitable[None]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,3 +113,35 @@ async def outbox_rows(engine: AsyncEngine, table: Table = router_outbox) -> list
     """What the outbox relay would publish (or has): the rows of ``table`` in the order they were written."""
     async with engine.connect() as conn:
         return list((await conn.execute(select(table).order_by(table.c.id))).mappings())
+
+
+async def fire_due(engine: AsyncEngine, handler: TimerHandler, clock: Clock) -> int:
+    """Fire the timers due by ``clock`` as the timer runner fires them (each in a transaction, handed to
+    ``handler``, marked fired), until none is due: those a fired timer schedules too. How many fired."""
+    fired = 0
+    while True:
+        async with engine.begin() as conn:
+            query = select(*TIMER_COLUMNS).where(TIMER_PENDING, timers.c.due_at <= clock.now)
+            due = [timer_of(row) for row in await conn.execute(query.order_by(timers.c.due_at).limit(1))]
+            for timer in due:
+                await handler(timer, conn)
+                await conn.execute(update(timers).where(timers.c.id == timer.id).values(fired_at=clock.now))
+        if not due:
+            return fired
+        fired += 1
+
+
+@pytest.fixture
+def escalation_settings(database_url: str, escalation_config_path: Path, tmp_path: Path) -> EscalationSettings:
+    """Settings for the escalation service on the test's database; the policy is written by the test
+    (``write_policy``)."""
+    return EscalationSettings(
+        database_url=database_url, config_path=escalation_config_path, policy_path=tmp_path / "escalation.yaml"
+    )
+
+
+def escalation_service(settings: EscalationSettings, engine: AsyncEngine, clock: Clock) -> EscalationService:
+    """The escalation service as ``services.escalation.bootstrap.running`` builds it, minus Kafka, the relay, the
+    notifier and the timer runner (``fire_due`` stands in for it)."""
+    policy = escalation_config(settings, log_warnings=False).section("escalation", EscalationPolicy)
+    return EscalationService(engine, policy, TimerStore(engine), clock=clock)
