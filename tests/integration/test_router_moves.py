@@ -1,4 +1,6 @@
-"""Transfers, supervisor moves, escalation commands, dispositions and wrap-up, against real PostgreSQL and Tansu."""
+"""Transfers, supervisor moves and escalation commands through the API and the commands consumer, against real
+PostgreSQL and Tansu. The same decisions, and wrap-up, on the handlers without Kafka:
+``tests/service/test_router_moves.py``."""
 
 import asyncio
 import uuid
@@ -198,30 +200,3 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
     assert (waiting.ref.queue_id, waiting.ref.priority) == ("returns", 40)
     assert waiting.offers_made == 3  # alice's, chen's in technical, chen's in returns: the next gets a fresh id
     assert waiting.offer_id is not None  # chen's pending offer is restored too
-
-
-async def test_wrap_up_follows_a_completion_and_the_desktop_hears_of_it(
-    database_url: str, broker: EmbeddedKafka, moves_config: Path
-) -> None:
-    app = create_app(router_settings(database_url, broker, moves_config))
-    async with serving(app) as client:
-        alice = {"name": "Alice", "groups": ["tier1"], "skills": {"presales": 4}, "capacity": {"webchat": 2}}
-        changed = await client.put("/v1/agents/alice", json={**alice, "wrap_up_seconds": 1}, headers=ADMIN)
-        assert changed.status_code == 200, changed.text
-        assignment = await _assigned_to_alice(client, broker, "w1")
-        with app.state.router.feed.subscribe("alice") as feed:
-            done = await client.post(
-                f"/v1/assignments/{assignment['assignment_id']}/complete",
-                json={"disposition": "answered", "resolved": True},
-                headers=ALICE,
-            )
-            assert done.status_code == 200, done.text
-            seen = [await asyncio.wait_for(feed.get(), 5) for _ in range(3)]
-        assert all(seen), "nothing dropped"
-        names = [item.name for item in seen if item]
-        assert names == ["assignment.closed", "presence.changed", "presence.changed"]
-        wrap_up, back = (item.payload for item in seen[1:] if item)
-        assert wrap_up["presence"] == "wrap_up" and wrap_up["until"] is not None
-        assert back == {"presence": "available", "until": None, "reason": None}
-        view = (await client.get("/v1/agents/alice", headers=ALICE)).json()
-        assert view["presence"] == "available"
