@@ -33,8 +33,8 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-service: install  ## the services' handlers on a real PostgreSQL, without Kafka
-	$(BIN)/pytest tests/service
+service: install  ## the services' handlers on a real PostgreSQL, without Kafka (one process: faster than starting workers)
+	$(BIN)/pytest -n 0 tests/service
 
 integration: install
 	$(BIN)/pytest tests/integration
