@@ -1,4 +1,5 @@
-"""The router against a real PostgreSQL and a real Kafka-protocol broker."""
+"""The router against a real PostgreSQL and a real Kafka-protocol broker. A contact's arrival and its offers
+(applied once, joined, expired) are decided on the handlers without Kafka: ``tests/service/test_router_offers.py``."""
 
 import asyncio
 import logging
@@ -14,13 +15,12 @@ from contracts import CONTACTS, ROUTING_EVENTS, ContactEventKind, RoutingEvent, 
 from kefu import kafka
 from services.router import commands
 from services.router.adapters import stats as stats_queries
-from services.router.adapters.orm import applied_events, contacts, messages, outbox
+from services.router.adapters.orm import outbox
 from services.router.bootstrap import Router
 from services.router.domain.model import Presence
 from tests.integration.conftest import ADMIN_TOKEN, ALICE_TOKEN, BOB_TOKEN, CONFIG, SUPERVISOR_TOKEN
 from tests.integration.support import (
     contact_event,
-    contact_events,
     eventually,
     publish_contacts,
     read_topic,
@@ -47,42 +47,6 @@ def _offers_of(router: Router, agent_id: str) -> list[uuid.UUID]:
     return [o.id for o in router.service.state.offers.values() if o.agent_id == agent_id]
 
 
-async def test_the_same_event_three_times_makes_one_contact(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    event = contact_event("c1", dedup="msg_dup")
-    duplicates = contact_events("duplicate")
-    async with running(router_settings(database_url, broker, config_path)) as router:
-        await publish_contacts(broker.bootstrap, event, event, event)
-
-        async def offered() -> list[uuid.UUID]:
-            return _offers_of(router, "alice")
-
-        async def both_duplicates_seen() -> bool:
-            return contact_events("duplicate") == duplicates + 2
-
-        await eventually(offered)
-        await eventually(both_duplicates_seen)
-        assert len(router.service.state.waiting) == 1
-    assert await _count(database_url, contacts) == 1
-    assert await _count(database_url, messages) == 1
-    assert await _count(database_url, applied_events) == 1
-
-
-async def test_a_later_message_joins_the_open_contact(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    async with running(router_settings(database_url, broker, config_path)) as router:
-        await publish_contacts(broker.bootstrap, contact_event("c1", text="first"), contact_event("c1", text="second"))
-
-        async def both_applied() -> bool:
-            return await _count(database_url, messages) == 2
-
-        await eventually(both_applied)
-        assert len(router.service.state.waiting) == 1
-    assert await _count(database_url, contacts) == 1
-
-
 async def test_offer_accept_publishes_routing_events_through_the_outbox(
     database_url: str, broker: EmbeddedKafka, config_path: Path
 ) -> None:
@@ -106,57 +70,6 @@ async def test_offer_accept_publishes_routing_events_through_the_outbox(
     assert [e.type for e in events] == ["queued", "offered", "accepted", "assigned"]
     assert {e.contact_id for e in events} == {event.event_id}
     assert {r.key for r in records} == {str(event.event_id).encode()}
-
-
-async def test_an_expired_offer_goes_to_the_next_agent(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    async with running(router_settings(database_url, broker, config_path)) as router:
-        await commands.set_presence(router.service, "bob", Presence.AVAILABLE)
-        await publish_contacts(broker.bootstrap, contact_event("c1"))
-
-        async def first() -> list[uuid.UUID]:
-            return _offers_of(router, "alice") or _offers_of(router, "bob")
-
-        (first_offer,) = await eventually(first)
-        first_agent = router.service.state.offers[first_offer].agent_id
-        second_agent = "bob" if first_agent == "alice" else "alice"
-
-        async def moved() -> list[uuid.UUID]:
-            return _offers_of(router, second_agent)
-
-        await eventually(moved, timeout=5)
-        assert first_offer not in router.service.state.offers
-    records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
-    assert [RoutingEvent.model_validate_json(r.value).type for r in records][:4] == [
-        "queued",
-        "offered",
-        "offer_timed_out",
-        "offered",
-    ]
-
-
-async def test_an_offer_the_only_agent_let_expire_comes_back_to_them(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    # alice alone (bob away): after her offer expires and the queue's reoffer wait, she is offered it again
-    await asyncio.to_thread(
-        config_path.write_text,
-        CONFIG.replace("offer_timeout_seconds: 1}", "offer_timeout_seconds: 1, reoffer_after_seconds: 1}"),
-        encoding="utf-8",
-    )
-    async with running(router_settings(database_url, broker, config_path)) as router:
-        await publish_contacts(broker.bootstrap, contact_event("c1"))
-
-        async def offered_twice() -> bool:
-            return any(w.offers_made >= 2 for w in router.service.state.waiting.values())
-
-        await eventually(offered_twice, timeout=10)
-        assert [o.agent_id for o in router.service.state.offers.values()] == ["alice"]
-    records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=4)
-    events = [RoutingEvent.model_validate_json(r.value) for r in records][:4]
-    assert [e.type for e in events] == ["queued", "offered", "offer_timed_out", "offered"]
-    assert events[3].agent_id == "alice"
 
 
 async def test_state_is_rebuilt_from_postgres_after_a_restart(
