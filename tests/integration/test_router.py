@@ -1,5 +1,6 @@
 """The router against a real PostgreSQL and a real Kafka-protocol broker. A contact's arrival and its offers
-(applied once, joined, expired) are decided on the handlers without Kafka: ``tests/service/test_router_offers.py``."""
+(applied once, joined, expired, abandoned) are decided on the handlers without Kafka:
+``tests/service/test_router_offers.py``."""
 
 import asyncio
 import logging
@@ -196,30 +197,6 @@ async def test_desktop_api_flow_and_errors(database_url: str, broker: EmbeddedKa
         assert (await client.get("/readyz")).json() == {"ready": True, "checks": {"database": "ok", "broker": "ok"}}
         metrics = (await client.get("/metrics")).text
         assert 'kefu_router_contact_events_total{outcome="opened"} ' in metrics
-
-
-async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(
-    database_url: str, broker: EmbeddedKafka, config_path: Path
-) -> None:
-    settings = router_settings(database_url, broker, config_path).model_copy(update={"offer_tick_seconds": 60.0})
-    async with running(settings) as router:
-        await publish_contacts(broker.bootstrap, contact_event("call-1"))
-
-        async def offered() -> list[uuid.UUID]:
-            return _offers_of(router, "alice")
-
-        await eventually(offered)
-        hangup = contact_event("call-1").model_copy(update={"kind": ContactEventKind.ABANDONED})
-        await publish_contacts(broker.bootstrap, hangup)
-
-        async def gone() -> bool:
-            return not router.service.state.waiting and not router.service.state.offers
-
-        await eventually(gone)
-        assert router.service.state.agents["alice"].load.total() == 0
-        # read while the outbox relay still runs: it publishes the last event after the commit
-        records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=3)
-    assert [RoutingEvent.model_validate_json(r.value).type for r in records] == ["queued", "offered", "abandoned"]
 
 
 async def test_identities_link_into_one_customer_across_channels(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import ROUTING_EVENTS, RoutingEvent
+from contracts import ROUTING_EVENTS, ContactEventKind, RoutingEvent
 from services.router import commands, events
 from services.router.adapters.orm import applied_events, contacts, messages
 from services.router.domain.model import Presence
@@ -94,3 +94,13 @@ async def test_an_offer_the_only_agent_let_expire_comes_back_to_them(
     published = (await _published(router))[:4]
     assert [e.type for e in published] == ["queued", "offered", "offer_timed_out", "offered"]
     assert published[3].agent_id == "alice"
+
+
+async def test_a_caller_hanging_up_in_the_queue_abandons_the_contact(router: Router) -> None:
+    await events.on_contact(router.service, contact_event("call-1"))
+    assert _offers_of(router, "alice")
+    hangup = contact_event("call-1").model_copy(update={"kind": ContactEventKind.ABANDONED})
+    await events.on_contact(router.service, hangup)
+    assert not router.service.state.waiting and not router.service.state.offers
+    assert router.service.state.agents["alice"].load.total() == 0
+    assert [e.type for e in await _published(router)] == ["queued", "offered", "abandoned"]
