@@ -10,8 +10,10 @@ The consumers hand them the records of a fetch (``kefu.kafka.consume_batches``):
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
+from uuid import UUID
 
 from prometheus_client import Counter
 
@@ -26,6 +28,8 @@ from services.router.service import Change, RoutingService
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T", ContactEvent, RoutingCommand)
+
 CONTACTS_APPLIED = Counter("kefu_router_contact_events_total", "Contact events consumed", ["outcome"])
 COMMANDS_APPLIED = Counter("kefu_router_commands_total", "Routing commands consumed", ["outcome"])
 
@@ -34,21 +38,13 @@ ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TA
 
 async def on_contact(service: RoutingService, event: ContactEvent) -> None:
     """Apply one inbound contact event, once: open a contact, append to the open one, or abandon it."""
-    try:
-        await on_contacts(service, [event])
-    except Stopped as stopped:
-        raise stopped.cause from None
+    await _alone(on_contacts(service, [event]))
 
 
 async def on_contacts(service: RoutingService, events: Sequence[ContactEvent]) -> None:
     """Apply inbound contact events in order, each once (``on_contact``), in as few transactions as
     ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
-    async with service.changes() as batch:
-        for event in events:
-            async with batch.change(event) as change:
-                new = await contact_store.mark_applied(change.conn, event.event_id, CONTACTS)
-                outcome = await _contact(service, change, event) if new else "duplicate"
-                change.count(CONTACTS_APPLIED.labels(outcome).inc)
+    await _each_once(service, events, CONTACTS, lambda e: e.event_id, _contact, CONTACTS_APPLIED)
 
 
 async def _contact(service: RoutingService, change: Change, event: ContactEvent) -> str:
@@ -85,21 +81,13 @@ async def on_command(service: RoutingService, command: RoutingCommand) -> None:
     redelivering it would change nothing. One whose precondition no longer holds is refused with a routing event
     saying why, so that its sender looks again.
     """
-    try:
-        await on_commands(service, [command])
-    except Stopped as stopped:
-        raise stopped.cause from None
+    await _alone(on_commands(service, [command]))
 
 
 async def on_commands(service: RoutingService, commands: Sequence[RoutingCommand]) -> None:
     """Apply routing commands in order, each once (``on_command``), in as few transactions as
     ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
-    async with service.changes() as batch:
-        for command in commands:
-            async with batch.change(command) as change:
-                new = await contact_store.mark_applied(change.conn, command.command_id, ROUTING_COMMANDS)
-                outcome = await _command(service, change, command) if new else "duplicate"
-                change.count(COMMANDS_APPLIED.labels(outcome).inc)
+    await _each_once(service, commands, ROUTING_COMMANDS, lambda c: c.command_id, _command, COMMANDS_APPLIED)
 
 
 async def _command(service: RoutingService, change: Change, command: RoutingCommand) -> str:
@@ -135,3 +123,29 @@ def _moved(service: RoutingService, command: RoutingCommand, queue_id: str, now:
         preferred_agent=agent,
         prefer_until=now + ESCALATION_AGENT_WAIT if agent else None,
     )
+
+
+async def _alone(applied: Awaitable[None]) -> None:
+    """One record's batch, failing as the record itself failed (not as ``Stopped``)."""
+    try:
+        await applied
+    except Stopped as stopped:
+        raise stopped.cause from None
+
+
+async def _each_once(
+    service: RoutingService,
+    items: Sequence[T],
+    topic: str,
+    id_of: Callable[[T], UUID],
+    apply: Callable[[RoutingService, Change, T], Awaitable[str]],
+    counter: Counter,
+) -> None:
+    """Apply ``items`` in order, each in a change of its own and once (its id marked applied with it); a redelivered
+    one is counted a duplicate. The outcome is counted when its change commits."""
+    async with service.changes() as batch:
+        for item in items:
+            async with batch.change(item) as change:
+                new = await contact_store.mark_applied(change.conn, id_of(item), topic)
+                outcome = await apply(service, change, item) if new else "duplicate"
+                change.count(counter.labels(outcome).inc)
