@@ -16,6 +16,9 @@ from standardwebhooks.webhooks import Webhook
 from kefu.kafka import create_producer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - the public Standard Webhooks test secret
+# bench.e2e points the signed route at a topic of its own: the router consumes kefu.contacts.v1, and raw web chat
+# bodies there would be dead letters that load it during the measurement
+TOPIC = os.environ.get("KEFU_BENCH_TOPIC", "kefu.contacts.v1")
 
 
 @asynccontextmanager
@@ -41,5 +44,5 @@ async def bare(channel: str, account: str, request: Request) -> JSONResponse:
 async def signed(channel: str, account: str, request: Request) -> JSONResponse:
     body = await request.body()
     webhook.verify(body, dict(request.headers), json_parse=False)
-    await app.state.producer.send_and_wait("kefu.contacts.v1", body, key=account.encode())
+    await app.state.producer.send_and_wait(TOPIC, body, key=account.encode())
     return JSONResponse({"status": "accepted"}, status_code=202)

@@ -55,8 +55,8 @@ class Agents:
                             task = asyncio.get_running_loop().create_task(self.handle(agent_id, offer_id))
                             self.work.add(task)
                             task.add_done_callback(self.work.discard)
-            except (OSError, asyncio.IncompleteReadError, HttpError):
-                pass
+            except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
+                self.counts[f"stream_error_{type(exc).__name__}"] += 1  # reported with the other counts at the end
             self.counts["stream_drops"] += 1
             await asyncio.sleep(RECONNECT_SECONDS)
 
