@@ -17,26 +17,15 @@ from services.router.adapters.orm import contacts
 from services.router.domain.config import CustomerTier
 from tests.integration.conftest import CONFIG
 from tests.integration.support import contact_event
+from tests.integration.test_router_intake import RULES
 from tests.service.conftest import Clock, Router, outbox_rows, start_router
 
 pytestmark = pytest.mark.service
 
-RULES = """\
-  sticky: {window_minutes: 60, wait_seconds: 30, key_account_wait_seconds: 45}
-  rules:
-    - name: refunds
-      match: {keywords: [退货, refund]}
-      queue: returns
-      priority: 55
-    - name: key accounts
-      match: {tiers: [key_account]}
-      queue: presales
-      priority: 70
-"""
-
 
 @pytest.fixture
 def intake_config(tmp_path: Path) -> Path:
+    """The integration twin's rules (``RULES``) in the test configuration."""
     path = tmp_path / "kefu.yaml"
     path.write_text(CONFIG.replace("  routes:\n", RULES + "  routes:\n", 1), encoding="utf-8")
     return path
