@@ -4,6 +4,8 @@ the runner's transaction, so counting rows counts committed firings."""
 
 import asyncio
 import contextlib
+import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -238,24 +240,29 @@ async def test_a_failing_handler_leaves_its_timer_pending_and_it_is_retried(engi
     for key in ("good1", "flaky", "good2"):
         await store.schedule(key, "sla.resolution.breach", at(0.1))
     record = recorder()
-    calls: dict[str, int] = {}
+    failed_at: list[float] = []
+    recovered = asyncio.Event()  # the target is down until the test says so: no race with the backoff
 
     async def handle(timer: Timer, conn: AsyncConnection) -> None:
-        calls[timer.key] = calls.get(timer.key, 0) + 1
         await record(timer, conn)  # written, then rolled back when the handler raises
-        if timer.key == "flaky" and calls["flaky"] <= 3:
+        if timer.key == "flaky" and not recovered.is_set():
+            failed_at.append(time.monotonic())
             raise RuntimeError("notification target down")
 
-    runner = TimerRunner(engine, retry_base=0.3)
+    async def retried_twice() -> bool:
+        return len(failed_at) >= 4
+
+    runner = TimerRunner(engine, retry_base=0.2)
     async with running(runner, handle):
-        await eventually(has(engine, 2), timeout=5)
-        await asyncio.sleep(0.1)
+        await eventually(retried_twice, timeout=10)  # the batch try, alone, 2 retries
         assert await effects(engine) == {"good1": 1, "good2": 1}
         flaky = await store.get("flaky")
         assert flaky is not None and flaky.fired_at is None and flaky.cancelled_at is None
+        recovered.set()
         await eventually(has(engine, 3), timeout=10)
     assert await effects(engine) == {"good1": 1, "flaky": 1, "good2": 1}
-    assert calls["flaky"] == 4  # the batch try, then alone: 2 retries after backoff, then success
+    gaps = [later - earlier for earlier, later in itertools.pairwise(failed_at[1:])]
+    assert gaps[0] >= 0.2 * 0.95 and gaps[1] >= 0.4 * 0.95, gaps  # retried alone, after a growing backoff
 
 
 async def test_stop_and_cancel_end_the_runner_cleanly(engine: AsyncEngine) -> None:

@@ -112,9 +112,12 @@ class TimerRunner:
                 for timer in rows:
                     await handler(timer, conn)
                 await self._mark_fired(conn, rows)
-        except Exception:
+        except Exception as exc:
             if not rows:
                 raise  # the database, not a handler
+            if len(rows) == 1:  # already alone: that one failed, no need to fire it again to find out
+                self._failed(rows[0], exc)
+                return 1
             # the whole batch rolled back: fire its timers one per transaction to find the failing one
             log.warning("a timer handler failed in a batch of %d; firing them one by one", len(rows))
             for timer in rows:
@@ -124,22 +127,29 @@ class TimerRunner:
         return len(rows)
 
     async def _fire_alone(self, timer_id: uuid.UUID, handler: Handler) -> None:
-        kind = "?"
+        rows: list[Timer] = []
         try:
             async with self._engine.begin() as conn:
                 rows = await self._claim(conn, limit=1, only=timer_id)
                 for timer in rows:
-                    kind = timer.kind
                     await handler(timer, conn)
                 await self._mark_fired(conn, rows)
         except Exception as exc:
-            failures = self._backoff.get(timer_id, (0, 0.0))[0] + 1
-            retry_in = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
-            self._backoff[timer_id] = (failures, time.monotonic() + retry_in)
-            FAILED.labels(kind).inc()
-            log_retry(log, exc, "timer %s (%s) failed %d times; retrying in %.0fs", timer_id, kind, failures, retry_in)
+            if not rows:
+                raise  # the database, not the handler: the run loop's backoff
+            self._failed(rows[0], exc)
             return
         self._fired(rows)
+
+    def _failed(self, timer: Timer, exc: Exception) -> None:
+        """The handler failed for this timer alone: leave it pending and retry it after a growing backoff."""
+        failures = self._backoff.get(timer.id, (0, 0.0))[0] + 1
+        retry_in = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
+        self._backoff[timer.id] = (failures, time.monotonic() + retry_in)
+        FAILED.labels(timer.kind).inc()
+        log_retry(
+            log, exc, "timer %s (%s) failed %d times; retrying in %.1fs", timer.id, timer.kind, failures, retry_in
+        )
 
     async def _claim(self, conn: AsyncConnection, *, limit: int, only: uuid.UUID | None = None) -> list[Timer]:
         query = select(*COLUMNS).where(PENDING, timers.c.due_at <= func.now())
