@@ -84,8 +84,17 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
         await asyncio.sleep(0.05)
 
 
+# how long reading what a topic already holds may take on a loaded machine before a test gives up on it
+CATCH_UP_SECONDS = 60.0
+
+
 async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 10.0) -> list[Any]:
-    """Every record on ``topic`` from the start (waiting for ``at_least`` of them)."""
+    """Every record on ``topic`` from the start (waiting for ``at_least`` of them).
+
+    It always reads up to the end offsets the topic had when asked: ``timeout`` is how long to wait for records
+    beyond those (up to ``at_least``), never a limit on reading what is already there, which a loaded machine may
+    take seconds to fetch (a short ``timeout`` used to return part of the topic then: a test counting "nothing more"
+    saw less, and one unpacking the record it had just published saw nothing)."""
     # a fetch with nothing to return comes back after 50 ms: records still to come are seen at once (Tansu holds an
     # empty fetch for up to fetch_max_wait_ms, 500 by default)
     consumer = AIOKafkaConsumer(
@@ -100,18 +109,21 @@ async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: 
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        waited_enough, stuck = started + timeout, started + max(timeout, CATCH_UP_SECONDS)
+        there = await consumer.end_offsets(partitions)  # what the topic held when asked: read in full, always
         while True:
             end = await consumer.end_offsets(partitions)
             batches = await consumer.getmany(timeout_ms=100)
             for batch in batches.values():
                 records.extend(batch)
-            positions = [await consumer.position(tp) for tp in partitions]
-            caught_up = all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True))
-            if caught_up and len(records) >= at_least:
+            positions = dict(zip(partitions, [await consumer.position(tp) for tp in partitions], strict=True))
+            if all(positions[tp] >= end[tp] for tp in partitions) and len(records) >= at_least:
                 return records
-            if time.monotonic() > deadline:
+            if all(positions[tp] >= there[tp] for tp in partitions) and time.monotonic() > waited_enough:
                 return records
+            if time.monotonic() > stuck:
+                raise AssertionError(f"{topic}: not read up to its end offsets within {CATCH_UP_SECONDS} s")
     finally:
         await consumer.stop()
 
