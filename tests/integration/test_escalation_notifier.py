@@ -102,9 +102,40 @@ class _Ceiling(random.Random):
         return b
 
 
-def notifier(engine: AsyncEngine, http: httpx.AsyncClient, **options: Any) -> Notifier:
-    defaults: dict[str, Any] = {"base_delay": 0.05, "connect_timeout": 0.5, "read_timeout": 0.5, "lease": 5.0}
-    return Notifier(engine, http, {"oncall": SECRET}, **{**defaults, **options})
+# a deadline for what takes milliseconds on a quiet machine and may take seconds on a loaded one
+SLOW = 20.0
+
+
+def notifier(engine: AsyncEngine, http: httpx.AsyncClient, **options: Any) -> "Watched":
+    # timeouts a loaded machine's answers keep well within (at 0.5 s, a 503 sometimes ended as a read timeout);
+    # a test of timeouts sets its own, below the receiver's hang
+    defaults: dict[str, Any] = {"base_delay": 0.05, "connect_timeout": 2.0, "read_timeout": 5.0, "lease": 10.0}
+    return Watched(engine, http, {"oncall": SECRET}, **{**defaults, **options})
+
+
+class Watched(Notifier):
+    """A notifier the test can watch: each sleep it computed (None: nothing pending, its idle poll)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waits: list[float | None] = []
+
+    async def _seconds_until_due(self) -> float | None:
+        wait = await super()._seconds_until_due()
+        self.waits.append(wait)
+        return wait
+
+
+async def a_full_pass(sender: Watched) -> None:
+    """Return once ``sender`` has made a whole pass that began after this call: what it has not sent by then, it
+    did not find due (instead of sleeping a while and hoping it looked meanwhile)."""
+    seen = len(sender.waits)
+
+    async def passed() -> bool:
+        sender.wake()  # a pass under way when called ends, then the next one begins after the call
+        return len(sender.waits) >= seen + 2
+
+    await eventually(passed, timeout=SLOW)
 
 
 @contextlib.asynccontextmanager
@@ -134,19 +165,20 @@ async def settled(engine: AsyncEngine, message_id: str) -> Any:
         found = await row(engine, message_id)
         return found if found.delivered_at is not None or found.dead_at is not None else None
 
-    return await eventually(probe, timeout=20)
+    return await eventually(probe, timeout=SLOW)
 
 
 async def test_retried_after_500_and_timeout_then_delivered_once_with_one_webhook_id(
     engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     receiver.script = [500, "timeout", 200]
-    sender = notifier(engine, http, base_delay=0.2, rng=_Ceiling(), read_timeout=0.5)
+    read_timeout = 1.5  # below the receiver's hang (3 s), above what its answers take under load
+    sender = notifier(engine, http, base_delay=0.2, rng=_Ceiling(), read_timeout=read_timeout, idle_poll=3600)
     async with running(sender):
         message_id = await add(engine, receiver.url)
         sender.wake()
         done = await settled(engine, message_id)
-        await asyncio.sleep(0.5)  # nothing more arrives once delivered
+        await a_full_pass(sender)  # nothing more is sent once delivered
 
     assert done.delivered_at is not None and done.dead_at is None
     assert done.attempts == 3
@@ -158,10 +190,13 @@ async def test_retried_after_500_and_timeout_then_delivered_once_with_one_webhoo
     assert {r.body for r in receiver.requests} == {receiver.requests[0].body}
     assert json.loads(receiver.requests[0].body) == PAYLOAD
     first, second, third = (r.at for r in receiver.requests)
-    # backoff with the jitter at its ceiling: 0.2 s after attempt 1, 0.4 s after attempt 2 (plus its 0.5 s timeout);
-    # the upper bounds show the notifier slept until the due time rather than its 30 s idle poll
-    assert 0.2 <= second - first < 1.5
-    assert 0.5 + 0.4 <= third - second < 2.5
+    # backoff with the jitter at its ceiling: 0.2 s after attempt 1 failed, 0.4 s after attempt 2 timed out; each
+    # request is received after it was sent, so these lower bounds hold however slow the machine is
+    assert second - first >= 0.2
+    assert third - first >= 0.2 + read_timeout + 0.4
+    # the upper bounds: it slept until the due time rather than its idle poll, an hour (how soon is the machine's)
+    assert second - first < SLOW
+    assert third - second < SLOW
 
 
 async def test_a_receiver_that_always_fails_ends_in_a_dead_letter(
@@ -173,7 +208,7 @@ async def test_a_receiver_that_always_fails_ends_in_a_dead_letter(
         message_id = await add(engine, receiver.url)
         sender.wake()  # as the service does on commit: its first scan may have come before the row (then 30 s idle)
         done = await settled(engine, message_id)
-        await asyncio.sleep(0.3)
+        await a_full_pass(sender)
 
     assert done.dead_at is not None and done.delivered_at is None
     assert done.attempts == 3
@@ -188,7 +223,7 @@ async def test_gone_is_dead_at_once(engine: AsyncEngine, http: httpx.AsyncClient
         message_id = await add(engine, receiver.url)
         sender.wake()
         done = await settled(engine, message_id)
-        await asyncio.sleep(0.3)
+        await a_full_pass(sender)
 
     assert done.dead_at is not None
     assert done.attempts == 1
@@ -252,7 +287,7 @@ async def test_a_send_cut_off_by_a_crash_is_sent_again_after_the_lease(
     engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     receiver.script = ["hang"]
-    crashing = notifier(engine, http, connect_timeout=0.2, read_timeout=2.0, lease=2.5)
+    crashing = notifier(engine, http, connect_timeout=1.0, read_timeout=2.0, lease=3.5)
     async with running(crashing):
         message_id = await add(engine, receiver.url)
         crashing.wake()
@@ -291,13 +326,17 @@ async def test_two_notifiers_share_the_outbox_without_sending_anything_twice(
 async def test_wake_sends_at_once_while_the_notifier_sleeps(
     engine: AsyncEngine, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    sender = notifier(engine, http, idle_poll=30.0)
+    sender = notifier(engine, http, idle_poll=3600.0)
     async with running(sender):
-        await asyncio.sleep(0.3)  # idle: nothing pending, asleep for up to 30 s
+
+        async def idle() -> bool:
+            return None in sender.waits  # it looked, found nothing pending, and sleeps for up to an hour
+
+        await eventually(idle, timeout=SLOW)
         started = time.monotonic()
         message_id = await add(engine, receiver.url)
         sender.wake()
         await settled(engine, message_id)
         latency = time.monotonic() - started
-    assert latency < 1.0
+    assert latency < SLOW  # only the wake-up ends that sleep this soon (how soon is the machine's)
     assert [r.webhook_id for r in receiver.requests] == [message_id]
