@@ -1,7 +1,6 @@
 """A queue that assigns without an offer to accept (``auto_accept``), against a real PostgreSQL and Tansu."""
 
 import logging
-import time
 import uuid
 from pathlib import Path
 
@@ -38,14 +37,14 @@ async def test_an_auto_accept_queue_assigns_promptly_and_the_consumer_never_fail
     events = [contact_event(f"auto{i}") for i in range(5)]
     with caplog.at_level(logging.INFO):
         async with running(router_settings(database_url, broker, auto_accept_config)) as router:
-            started = time.monotonic()
             await publish_contacts(broker.bootstrap, *events)
 
             async def all_placed() -> bool:
                 return len(_assigned(router)) == 3 and len(router.service.state.waiting) == 2
 
-            await eventually(all_placed, timeout=5)
-            assert time.monotonic() - started < 3, "assigned, but only after the consumer's retries"
+            # promptly: without a retry of the consumer's, which the log below would show (a number of seconds
+            # here was the machine's load as much as the router's)
+            await eventually(all_placed, timeout=30)
             assert not router.service.state.offers, "an auto-accepted offer stays open"
             waiting = set(router.service.state.waiting)
             assert len(waiting) == 2
@@ -55,5 +54,9 @@ async def test_an_auto_accept_queue_assigns_promptly_and_the_consumer_never_fail
             await commands.complete(router.service, first.id, None)
             assert len(_assigned(router)) == 3
             assert len(router.service.state.waiting) == 1
-    failures = [r for r in caplog.records if "failed" in r.getMessage() or r.levelno >= logging.ERROR]
+    failures = [
+        r
+        for r in caplog.records
+        if "failed" in r.getMessage() or "apply again" in r.getMessage() or r.levelno >= logging.ERROR
+    ]
     assert not failures, [r.getMessage() for r in failures]
