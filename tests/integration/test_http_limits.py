@@ -25,7 +25,9 @@ from tools.assemble import channels_app, escalation_app, router_app
 
 MB = 1024 * 1024
 TIMEOUT = 1.0  # the head and body deadlines of the small servers below
-SLACK = 1.0  # scheduling on two shared cores
+# how late a deadline may be kept on a loaded machine: a second was not always enough on two shared cores. Still far
+# below what these bounds tell apart: without the limits such connections stayed open for good (55 s and more)
+LATE = 15.0
 SMALL = ServiceSettings(
     max_header_bytes=4096,
     max_header_count=20,
@@ -34,6 +36,7 @@ SMALL = ServiceSettings(
     body_timeout_seconds=TIMEOUT,
     idle_timeout_seconds=1,
 )
+UVICORN_KEEP_ALIVE = 5  # uvicorn's timeout_keep_alive when not set
 SERVICES: dict[str, Callable[[], FastAPI]] = {
     "channels": lambda: channels_app(ChannelsSettings()),
     "router": lambda: router_app(RouterSettings()),
@@ -138,7 +141,7 @@ def test_a_16_mb_header_gets_431_from_every_service_before_it_is_sent_in_full(
     assert status(answer) == 431, answer[:200]
     assert error(answer) == "headers_too_large"
     assert sent < 16 * MB  # answered while the header was still coming
-    assert elapsed < 3
+    assert elapsed < LATE
 
 
 def test_a_64_mb_header_on_a_webhook_is_refused_quickly() -> None:
@@ -149,8 +152,8 @@ def test_a_64_mb_header_on_a_webhook_is_refused_quickly() -> None:
         answer = read_to_end(sock)
         elapsed = time.monotonic() - started
     assert status(answer) == 431
-    assert sent < 64 * MB
-    assert elapsed < 3
+    assert sent < 64 * MB  # not read in full (48 MB before the fix)
+    assert elapsed < LATE
 
 
 def test_a_head_at_the_size_limit_is_served_and_one_byte_more_is_431(small: int) -> None:
@@ -240,11 +243,12 @@ def test_a_request_that_does_not_arrive_in_time_gets_408_at_the_deadline(
     with connect(small) as sock:
         started = time.monotonic()
         sock.sendall(opening)
-        answer = trickle(sock, piece, every=0.05, until=TIMEOUT + SLACK)
+        # trickling resets no deadline of the server's, only an idle timer would be: answered before the trickle ends
+        answer = trickle(sock, piece, every=0.05, until=LATE)
         elapsed = time.monotonic() - started
     assert status(answer) == 408
     assert error(answer) == "request_timeout"
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
+    assert TIMEOUT * 0.9 <= elapsed < LATE
 
 
 def trickle(sock: socket.socket, piece: bytes, *, every: float, until: float) -> bytes:
@@ -266,7 +270,7 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer(small: int)
         answer = read_to_end(sock)
         elapsed = time.monotonic() - started
     assert answer == b""
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
+    assert TIMEOUT * 0.9 <= elapsed < LATE
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(small: int) -> None:
@@ -276,7 +280,8 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(small: i
         answer = read_to_end(sock)
         elapsed = time.monotonic() - started
     assert status(answer) == 200
-    assert elapsed < SMALL.idle_timeout_seconds + SLACK
+    # the setting's 1 s, not uvicorn's own 5 s (the difference is the margin a loaded machine gets here)
+    assert elapsed < UVICORN_KEEP_ALIVE
 
 
 def test_an_unread_body_does_not_hold_the_connection_past_the_deadline() -> None:
@@ -289,11 +294,14 @@ def test_an_unread_body_does_not_hold_the_connection_past_the_deadline() -> None
         elapsed = time.monotonic() - started
     assert status(answer) == 405
     assert answer.count(b"HTTP/1.1 ") == 1  # no second answer to the same request
-    assert elapsed < TIMEOUT + SLACK
+    assert elapsed < LATE  # the body never comes: without its deadline the connection waited for it for good
 
 
-def test_a_slow_body_within_the_deadline_and_pipelined_requests_are_served(small: int) -> None:
-    with connect(small) as sock:
+def test_a_slow_body_within_the_deadline_and_pipelined_requests_are_served() -> None:
+    # the body comes in ten pieces over half a second or so, well within a deadline of 10 s (with 1 s, a loaded
+    # machine's sleeps could add up to the deadline)
+    patient = SMALL.model_copy(update={"body_timeout_seconds": 10 * TIMEOUT})
+    with served(echo_app(), patient) as port, connect(port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: kefu.test\r\nContent-Length: 10\r\n\r\n")
         for digit in b"0123456789":
             time.sleep(TIMEOUT / 20)
@@ -317,11 +325,11 @@ def test_hundreds_of_slow_clients_are_all_cut_off_within_the_deadline(small: int
             sock = connect(small)
             sock.sendall(sent)
             opened.append((name, sock))
-    ends = wait_until_closed(opened, until=started + TIMEOUT + 3 * SLACK)
+    ends = wait_until_closed(opened, until=started + 2 * LATE)
     for name, (count, _) in attacks.items():
         seen = [(elapsed, answer) for who, elapsed, answer in ends if who == name]
         assert len(seen) == count, f"{name}: {count - len(seen)} connections still open"
-        assert max(elapsed for elapsed, _ in seen) < TIMEOUT + 2 * SLACK, name
+        assert max(elapsed for elapsed, _ in seen) < LATE, name
         assert {status(answer) for _, answer in seen if answer} == (set() if name == "silent" else {408}), name
 
 
