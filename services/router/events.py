@@ -5,8 +5,8 @@ abandons it. ``on_command`` takes a routing command (``kefu.routing.commands.v1`
 records why not. A redelivered event or command is recognised by its id and changes nothing.
 
 The consumers hand them the records of a fetch (``kefu.kafka.consume_batches``): ``on_contacts`` and
-``on_commands`` apply them in order, each in a change of its own, in as few transactions as
-``RoutingService.changes`` allows.
+``on_commands`` apply them in order, each in a change of its own, all in one transaction (``RoutingService.changes``:
+each record decides on what the records before it did).
 """
 
 import logging
@@ -42,8 +42,8 @@ async def on_contact(service: RoutingService, event: ContactEvent) -> None:
 
 
 async def on_contacts(service: RoutingService, events: Sequence[ContactEvent]) -> None:
-    """Apply inbound contact events in order, each once (``on_contact``), in as few transactions as
-    ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
+    """Apply inbound contact events in order, each once (``on_contact``), in one transaction
+    (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it are committed."""
     await _each_once(service, events, CONTACTS, lambda e: e.event_id, _contact, CONTACTS_APPLIED)
 
 
@@ -85,8 +85,8 @@ async def on_command(service: RoutingService, command: RoutingCommand) -> None:
 
 
 async def on_commands(service: RoutingService, commands: Sequence[RoutingCommand]) -> None:
-    """Apply routing commands in order, each once (``on_command``), in as few transactions as
-    ``RoutingService.changes`` allows; ``Stopped`` at one that fails, those before it committed."""
+    """Apply routing commands in order, each once (``on_command``), in one transaction
+    (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it are committed."""
     await _each_once(service, commands, ROUTING_COMMANDS, lambda c: c.command_id, _command, COMMANDS_APPLIED)
 
 

@@ -1,6 +1,7 @@
 """The router's read side: what the API, the desktop streams and the shift keeper look at, never changing it.
 
-Live things (agents, offers, assignments, what waits) come from the routing state in memory; history (customers,
+Live things (agents, offers, assignments, what waits) come from the routing state in memory, read settled (as
+committed: ``RoutingService.settled``) where they are shown; history (customers,
 timelines, a queue's recent window, configuration versions, shifts) from PostgreSQL.
 """
 
@@ -8,7 +9,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from services.router.adapters import access, config_store, customers, shifts, stats, timeline
-from services.router.domain.model import Agent, Assignment, Presence
+from services.router.domain.model import Agent, Assignment, Presence, RoutingState
 from services.router.exceptions import UnknownContact, UnknownCustomer, UnknownQueue
 from services.router.service import RoutingService
 from services.router.views import agent_view, assignment_view, offer_view
@@ -33,25 +34,35 @@ def assignment(service: RoutingService, assignment_id: UUID) -> Assignment | Non
     return service.state.assignments.get(assignment_id)
 
 
-def agents(service: RoutingService) -> list[dict[str, Any]]:
-    """Every agent with their presence and load."""
-    return [agent_view(a) for a in service.state.agents.values()]
+async def agents(service: RoutingService) -> list[dict[str, Any]]:
+    """Every agent with their presence and load, as committed."""
+    async with service.settled() as state:
+        return [agent_view(a) for a in state.agents.values()]
 
 
-def offers_of(service: RoutingService, agent_id: str) -> list[dict[str, Any]]:
-    """The agent's pending offers. Synchronous: a desktop stream reads them at one instant with the feed's id."""
-    return [offer_view(o) for o in service.state.offers.values() if o.agent_id == agent_id]
+def pending_offers(state: RoutingState, agent_id: str) -> list[dict[str, Any]]:
+    """The agent's pending offers in ``state``. Synchronous: a desktop stream reads them at one instant with the
+    feed's id, the state settled."""
+    return [offer_view(o) for o in state.offers.values() if o.agent_id == agent_id]
 
 
-def assignments_of(service: RoutingService, agent_id: str) -> list[dict[str, Any]]:
-    """The agent's open assignments."""
-    return [assignment_view(a) for a in service.state.assignments.values() if a.agent_id == agent_id]
+async def offers_of(service: RoutingService, agent_id: str) -> list[dict[str, Any]]:
+    """The agent's pending offers, as committed (an offer a batch is still deciding is not shown before it is)."""
+    async with service.settled() as state:
+        return pending_offers(state, agent_id)
 
 
-def queues_now(service: RoutingService) -> list[dict[str, Any]]:
-    """Every queue with what waits in it now."""
+async def assignments_of(service: RoutingService, agent_id: str) -> list[dict[str, Any]]:
+    """The agent's open assignments, as committed."""
+    async with service.settled() as state:
+        return [assignment_view(a) for a in state.assignments.values() if a.agent_id == agent_id]
+
+
+async def queues_now(service: RoutingService) -> list[dict[str, Any]]:
+    """Every queue with what waits in it now, as committed."""
     now = service.clock()
-    return [stats.live(service.state, queue, now) for queue in service.state.queues.values()]
+    async with service.settled() as state:
+        return [stats.live(state, queue, now) for queue in state.queues.values()]
 
 
 async def queue_stats(

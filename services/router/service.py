@@ -1,14 +1,30 @@
 """The router's house: the routing state of one routing domain, and the one way it changes.
 
 Every change is a ``Change``: under one lock, inside one transaction, the pure core decides, the decisions are
-written with their routing events (outbox and history) and their desktop notices; only once the transaction has
-committed are they applied to the in-memory state and pushed to desktops. A failed transaction leaves memory
-untouched. The handlers (``commands``, ``events``) make changes; the read side (``queries``) only reads.
+written with their routing events (outbox and history) and their desktop notices. The handlers (``commands``,
+``events``) make changes; the read side (``queries``) only reads. What holds whenever the lock is free: memory
+equals the committed tables; nothing reaches desktops (the feed) or wakes the outbox relay before its commit.
 
-The consumers apply the records of a fetch as ``Changes`` (issue 12): a ``Change`` per record (a ``kefu.batch`` step),
-in one transaction until a change that changes memory, which commits it (memory still changes only once committed,
-and the next record decides on it). A record that fails loses what was not committed yet, and the loop applies it
-again (``kefu.batch.Stopped``).
+A change of its own (``change``, ``run``: an API command, a tick) is applied to memory once committed: a failed
+transaction leaves memory untouched.
+
+The consumers apply the records of a fetch as ``Changes`` (issue 12): a ``Change`` per record (a ``kefu.batch``
+step), all in one transaction and one commit. Each change is applied to memory as soon as its step ends, so the next
+record decides on the state the records before it left; the feed and the relay's wake-up wait for the commit. When
+the transaction is lost (a record fails without savepoints, or the commit fails), memory holds changes the tables do
+not: it is rebuilt from them (``state_store.load_state``) before the lock is let go, or, should the database be
+away, marked stale and rebuilt by the next holder of the lock before anything reads it there.
+
+Why this design, and not one ``RoutingPlan`` carried across the batch's records with its decisions applied after the
+commit (memory would then never hold an uncommitted change): the plan's overlay reads through its notes only what
+one event's chain needs (a new contact's queue and its free agents); a later record of the batch abandoning a contact
+an earlier one opened, or a command for a contact offered in the batch, would read ``state.waiting`` and
+``state.offers`` as committed, and so would every handler and notice that reads the state. Making every reader see
+through a batch-long overlay is a change of the decision core (another's, being sped up), and its notes grow with
+the batch (contacts opened in a plan are ordered by a list scan). Applying as we go reuses ``decide`` and ``apply``
+exactly as one record does; a lost batch (rare: a poison record, an outage) costs a rebuild. The price is that
+readers that do not take the lock may see a batch's changes before they commit; those that must not (a desktop's
+first offers, the API's lists) read through ``settled``.
 """
 
 import asyncio
@@ -74,8 +90,9 @@ def utcnow() -> datetime:
 
 
 class Change:
-    """One change of the routing state while its transaction is open: what it decided and what it told desktops,
-    applied to memory only once ``conn``'s transaction has committed (``RoutingService.change``)."""
+    """One change of the routing state while its transaction is open: what it decided and what it told desktops.
+    Its decisions reach memory when its block ends (``RoutingService``); what it tells desktops and the relay, only
+    once the transaction has committed."""
 
     def __init__(self, conn: AsyncConnection, state: RoutingState) -> None:
         self.conn = conn
@@ -87,8 +104,8 @@ class Change:
         self.counts: list[Callable[[], None]] = []
 
     async def decide(self, event: Event, now: datetime) -> list[Decision]:
-        """Decide ``event`` against the state as committed, and write the decisions. One per change: the core plans
-        from the state, which the change's own decisions do not reach before the commit."""
+        """Decide ``event`` against the state as the changes before this one left it, and write the decisions. One
+        per change: the core plans from the state, which the change's own decisions reach only when it ends."""
         decisions = decide(self._state, event, now)
         await self.record(decisions)
         return decisions
@@ -104,7 +121,7 @@ class Change:
         self.written += await feed_store.append(self.conn, items)
 
     def then(self, action: Callable[[], None]) -> None:
-        """Change memory in a way no decision describes (an agent's profile), after the commit."""
+        """Change memory in a way no decision describes (an agent's profile), with the change's decisions."""
         self.afterwards.append(action)
 
     def count(self, action: Callable[[], None]) -> None:
@@ -113,38 +130,34 @@ class Change:
 
 
 class Changes:
-    """Changes in one transaction, a step each (``kefu.batch.Steps``): the records of one fetch.
+    """Changes in one transaction, a step each (``kefu.batch.Steps``): the records of one fetch, one commit.
 
-    Memory changes only once a change is committed, as with ``RoutingService.change``, and the next record decides on
-    it: so a change with decisions (or another change of memory) commits the transaction at once, with the changes
-    released before it, and the records after it go on in the next one. Changes that only write (a message appended
-    to an open contact, a duplicate, a refused command) share one."""
+    A change's decisions reach memory as soon as its step has ended, so the next record decides on them; what the
+    changes tell desktops and the relay waits for the commit (``commit``). Should the transaction be lost instead,
+    ``RoutingService.changes`` rebuilds memory from the tables before it lets go of the lock."""
 
     def __init__(self, service: "RoutingService", conn: AsyncConnection) -> None:
         self.conn = conn
         self._service = service
         self._steps = Steps(conn)
-        self._released: list[Change] = []  # since the last commit
-        self.committed = 0  # records committed so far
+        self._ended: list[Change] = []  # applied to memory, not committed yet
         self.savepoints = self._steps.savepoints
 
     @contextlib.asynccontextmanager
     async def change(self, message: object) -> AsyncIterator[Change]:
-        """One record's change, a step (``Stopped`` when it fails); committed at once if it changes memory."""
+        """One record's change, a step (``Stopped`` when it fails, its decisions kept from memory); once it has
+        ended, its decisions are applied to memory."""
         async with self._steps.step(message):
             change = Change(self.conn, self._service.state)
             yield change
-        self._released.append(change)
-        if change.decisions or change.afterwards:
-            await self.commit()
+        self._ended.append(change)
+        self._service._apply(change)
 
     async def commit(self) -> None:
-        """Commit the changes released so far, then apply them to memory and tell desktops (no await between)."""
+        """Commit the changes so far, then tell desktops and the relay (no await between)."""
         await self.conn.commit()
-        self.committed = self._steps.applied
-        released, self._released = self._released, []
-        for change in released:
-            self._service._apply_committed(change)
+        ended, self._ended = self._ended, []
+        self._service._committed(ended)
 
 
 class RoutingService:
@@ -167,6 +180,7 @@ class RoutingService:
         self._lock = asyncio.Lock()
         self.state = RoutingState(queues={q.id: q.to_domain() for q in config.queues})
         self.config_version = 0
+        self._stale = False  # memory holds changes a lost transaction rolled back: rebuilt before it is read
         self._warned_unservable: set[tuple[str, Channel]] = set()
         UNSERVABLE.services.add(self)
 
@@ -185,6 +199,7 @@ class RoutingService:
             await state_store.upsert_agents(conn, self.config.agents, self.clock())
             queues = {q.id: q.to_domain() for q in self.config.queues}
             self.state = await state_store.load_state(conn, queues, self.config.default_queue)
+            self._stale = False
         self._warn_unservable(w.ref for w in self.state.waiting.values())
         log.info(
             "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
@@ -197,7 +212,7 @@ class RoutingService:
     async def reconfigure(self, config: RoutingConfig, text: str, applied_by: str) -> int:
         """Make ``config`` the routing configuration, as a new version, and rebuild the state for it; return the
         version. Refused while a queue it drops still holds contacts."""
-        async with self._lock:
+        async with self._locked():
             queues = {q.id: q.to_domain() for q in config.queues}
             in_use = {w.ref.queue_id for w in self.state.waiting.values()}
             in_use |= {a.contact.queue_id for a in self.state.assignments.values()}
@@ -214,62 +229,100 @@ class RoutingService:
         return version
 
     @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The lock, and memory equal to the committed tables (rebuilt first if a lost transaction left it not)."""
+        async with self._lock:
+            if self._stale:
+                await self._rebuild()
+            yield
+
+    async def _rebuild(self) -> None:
+        """Memory from the tables again, under the lock (``state_store.load_state``, as at start); the business
+        hours the ticks saw are kept (no change writes them). Raises when the tables cannot be read: memory then
+        stays stale, and the next holder of the lock tries again."""
+        queues = {q.id: q.to_domain() for q in self.config.queues}
+        async with self.engine.connect() as conn:
+            rebuilt = await state_store.load_state(conn, queues, self.config.default_queue)
+        rebuilt.hours_open = dict(self.state.hours_open)
+        self.state, self._stale = rebuilt, False
+        log.info("routing state rebuilt from the tables after a rolled-back batch")
+
+    async def _lost(self, conn: AsyncConnection, failure: BaseException) -> None:
+        """The batch's transaction is lost (by ``failure``), with changes memory already has: roll it back and
+        rebuild memory; else (cancelled, or the database away) leave it stale for the next holder of the lock."""
+        self._stale = True
+        if not isinstance(failure, Exception):
+            return  # cancelled: the connection rolls back as it closes
+        try:
+            await conn.rollback()
+            await self._rebuild()
+        except Exception as exc:
+            log.warning("routing state not rebuilt (%s); the next change rebuilds it", type(exc).__name__)
+
+    @contextlib.asynccontextmanager
     async def change(self) -> AsyncIterator[Change]:
         """A change: the lock held and a transaction open for the block, applied to memory once it commits."""
-        async with self._lock:
+        async with self._locked():
             async with self.engine.begin() as conn:
                 change = Change(conn, self.state)
                 yield change
-            self._apply_committed(change)
+            self._apply(change)
+            self._committed([change])
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[Changes]:
-        """Changes in one transaction (``Changes``: a step each, a commit at each that changes memory), the lock
-        held for them all.
+        """Changes in one transaction and one commit (``Changes``: a step each, applied to memory as each ends), the
+        lock held for them all.
 
-        When one raises ``Stopped``, the changes before it are committed (steps with savepoints) or those since the
-        last commit rolled back with it, and ``Stopped`` raised on, saying which. Any other failure
-        loses what was not committed yet: raised as it is when that is every change, else as ``Stopped`` after those
-        committed."""
-        async with self._lock, self.engine.connect() as conn:
+        When one raises ``Stopped``, the changes before it are committed (steps with savepoints: its own never
+        reached memory), or the transaction is rolled back and ``Stopped(0, at=...)`` raised: the caller applies
+        them again. Any other failure, the commit's included, loses the whole batch and is raised as it is. Memory
+        is rebuilt from the tables whenever the transaction is lost after a change reached it, before the lock is
+        let go: it never shows what was not committed once the lock is free."""
+        async with self._locked(), self.engine.connect() as conn:
             batch = Changes(self, conn)
             try:
-                try:
-                    yield batch
-                except Stopped as stopped:
-                    if not batch.savepoints:  # the transaction is lost: those since the last commit go again
-                        await conn.rollback()
-                        raise Stopped(batch.committed, stopped.cause, at=stopped.at) from stopped.cause
-                    await batch.commit()
-                    raise
-                await batch.commit()
-            except Stopped:
+                yield batch
+            except Stopped as stopped:
+                if not batch.savepoints:  # the transaction is lost: every change goes again
+                    await self._lost(conn, stopped)
+                    raise Stopped(0, stopped.cause, at=stopped.at) from stopped.cause
+                await self._commit_or_lose(batch, conn)
                 raise
-            except Exception as exc:
-                if batch.committed:
-                    raise Stopped(batch.committed, exc) from exc
+            except BaseException as exc:
+                await self._lost(conn, exc)
                 raise
+            await self._commit_or_lose(batch, conn)
+
+    async def _commit_or_lose(self, batch: Changes, conn: AsyncConnection) -> None:
+        try:
+            await batch.commit()
+        except BaseException as exc:
+            await self._lost(conn, exc)
+            raise
 
     @contextlib.asynccontextmanager
     async def settled(self) -> AsyncIterator[RoutingState]:
-        """The state with no change between its commit and its apply: what a reader that also reads the tables
-        must see, so that both agree."""
-        async with self._lock:
+        """The state as committed, with no change under way: what a reader that also reads the tables, or that
+        must show nothing uncommitted (a desktop's first offers), reads."""
+        async with self._locked():
             yield self.state
 
     async def run(self, event: Event) -> list[Decision]:
         """Decide ``event`` now and carry the decisions out (a change only when there are some)."""
-        async with self._lock:
+        async with self._locked():
             with DECISION_SECONDS.time():
                 decisions = decide(self.state, event, self.clock())
                 if decisions:
                     async with self.engine.begin() as conn:
                         change = Change(conn, self.state)
                         await change.record(decisions)
-                    self._apply_committed(change)
+                    self._apply(change)
+                    self._committed([change])
         return decisions
 
-    def _apply_committed(self, change: Change) -> None:
+    def _apply(self, change: Change) -> None:
+        """Make a change true in memory: its decisions, then what else it changes."""
         apply(self.state, change.decisions)
         for action in change.afterwards:
             action()
@@ -278,11 +331,18 @@ class RoutingService:
             for d in change.decisions
             if isinstance(d, Enqueued | Requeued)
         )
-        for count in change.counts:
-            count()
-        if change.decisions or change.announced:
+
+    def _committed(self, changes: list[Change]) -> None:
+        """Once ``changes`` are committed (and in memory): count them, wake the relay, push their feed items."""
+        announced = False
+        for change in changes:
+            for count in change.counts:
+                count()
+            announced = announced or bool(change.decisions) or change.announced
+        if announced:
             self._on_commit()  # the outbox has rows for the relay
-        self._feed.publish(change.written)  # after apply: a new desktop's snapshot and the feed's last id agree
+        for change in changes:
+            self._feed.publish(change.written)  # after apply: a new desktop's snapshot and the feed's last id agree
 
     def _warn_unservable(self, refs: Iterable[ContactRef]) -> None:
         """Say once per (queue, channel) that a contact waits where no agent, in any presence, can ever serve it."""

@@ -44,13 +44,13 @@ async def router(engine: AsyncEngine, database_url: str, moves_config: Path, clo
 async def _assigned_to_alice(router: Router, conversation: str) -> Assignment:
     event = contact_event(conversation, text="安装后无法开机")
     await events.on_contact(router.service, event)
-    found = queries.offers_of(router.service, "alice")
+    found = await queries.offers_of(router.service, "alice")
     pending = next(o for o in found if o["contact_id"] == str(event.event_id))
     return await commands.accept(router.service, uuid.UUID(pending["offer_id"]), "alice")
 
 
-def _chen_offer(router: Router, contact_id: str) -> dict[str, Any]:
-    return next(o for o in queries.offers_of(router.service, "chen") if o["contact_id"] == contact_id)
+async def _chen_offer(router: Router, contact_id: str) -> dict[str, Any]:
+    return next(o for o in await queries.offers_of(router.service, "chen") if o["contact_id"] == contact_id)
 
 
 async def test_an_agent_transfers_to_a_group_queue_and_the_engineer_completes_with_a_disposition(
@@ -62,7 +62,7 @@ async def test_an_agent_transfers_to_a_group_queue_and_the_engineer_completes_wi
     assert moved.queue_id == "technical"
 
     contact_id = str(assignment.contact.id)
-    offer = _chen_offer(router, contact_id)
+    offer = await _chen_offer(router, contact_id)
     engineer = await commands.accept(router.service, uuid.UUID(offer["offer_id"]), "chen")
     await commands.complete(router.service, engineer.id, "chen", disposition="replaced power supply", resolved=True)
     timeline = await queries.contact(router.service, assignment.contact.id)
@@ -101,7 +101,7 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
     moved_before, duplicates_before = counted("moved"), counted("duplicate")  # other tests count too
     for _ in range(2):  # a redelivery changes nothing
         await events.on_command(router.service, command)
-    offer = _chen_offer(router, str(contact_id))
+    offer = await _chen_offer(router, str(contact_id))
     assert offer["priority"] == 90
     escalated = router.service.state.offers[uuid.UUID(offer["offer_id"])].contact
     assert escalated.preferred_agent == "chen"  # the command named one agent: they get first refusal
@@ -111,7 +111,7 @@ async def test_an_escalation_command_moves_the_contact_once_and_survives_a_resta
     # a supervisor moves it while it is offered
     await commands.move(router.service, contact_id, "returns", "it is a return after all", priority=40)
     # chen's offer was revoked; chen also serves returns, so a new offer follows, from the new queue
-    again = _chen_offer(router, str(contact_id))
+    again = await _chen_offer(router, str(contact_id))
     assert again["offer_id"] != offer["offer_id"]
     assert (again["queue_id"], again["priority"]) == ("returns", 40)
 

@@ -75,7 +75,7 @@ class Completion(BaseModel):
 
 @router.get("/agents", response_model=list[Agent], summary="All agents with their presence and load (supervisors)")
 async def list_agents(service: Service, _: Supervisor) -> list[dict[str, Any]]:
-    return queries.agents(service)
+    return await queries.agents(service)
 
 
 @router.get("/agents/{agent_id}", response_model=Agent, summary="One agent (the agent itself, or a supervisor)")
@@ -103,13 +103,13 @@ async def set_status(agent_id: str, change: StatusChange, service: Service, who:
 @router.get("/agents/{agent_id}/offers", response_model=list[Offer], summary="The agent's pending offers")
 async def list_offers(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
     own_agent(service, who, agent_id)
-    return queries.offers_of(service, agent_id)
+    return await queries.offers_of(service, agent_id)
 
 
 @router.get("/agents/{agent_id}/assignments", response_model=list[Assignment], summary="The agent's open assignments")
 async def list_assignments(agent_id: str, service: Service, who: Caller) -> list[dict[str, Any]]:
     own_agent(service, who, agent_id)
-    return queries.assignments_of(service, agent_id)
+    return await queries.assignments_of(service, agent_id)
 
 
 @router.get(

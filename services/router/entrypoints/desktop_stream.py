@@ -20,6 +20,7 @@ from kefu.outage import unavailable
 from services.router import queries
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed, FeedItem
+from services.router.domain.model import RoutingState
 from services.router.service import RoutingService
 
 RETRY_MILLISECONDS = 2000  # how long a disconnected desktop waits before it reconnects
@@ -119,16 +120,17 @@ async def _resume(
         if not isinstance(missed, feed_store.Reset):
             return (missed[-1].id if missed else after), [_event(item) for item in missed]
         reset = missed
-    return _start(agent_id, service, feed, reset)
+    async with service.settled() as state:  # no batch under way: its offers are not shown before they commit
+        return _start(agent_id, state, feed, reset)
 
 
 def _start(
-    agent_id: str, service: RoutingService, feed: AgentFeed, reset: feed_store.Reset | None
+    agent_id: str, state: RoutingState, feed: AgentFeed, reset: feed_store.Reset | None
 ) -> tuple[int, list[ServerSentEvent]]:
     """Start (or start over) as of the feed's newest id: the pending offers of now, all carrying that id.
 
-    No await here: the offers and the newest id are read at one instant, as the service applies and publishes a
-    commit together.
+    No await here: the offers and the newest id are read at one instant, as the service publishes a commit at
+    once.
     """
     cursor = feed.last_id
     # an event without data dispatches nothing, but sets the desktop's Last-Event-ID
@@ -136,7 +138,7 @@ def _start(
     if reset is not None:
         reread = [f"/v1/agents/{agent_id}/offers", f"/v1/agents/{agent_id}/assignments"]
         start.append(JSONServerSentEvent({"reason": reset.value, "reread": reread}, event="feed.reset", id=str(cursor)))
-    offers = queries.offers_of(service, agent_id)
+    offers = queries.pending_offers(state, agent_id)
     start += [JSONServerSentEvent(offer, event="offer.created", id=str(cursor)) for offer in offers]
     return cursor, start
 

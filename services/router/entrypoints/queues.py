@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["queues"])
 
 @router.get("/queues", response_model=list[Queue], summary="Every queue with what waits in it now")
 async def list_queues(service: Service, _: Caller) -> list[dict[str, Any]]:
-    return queries.queues_now(service)
+    return await queries.queues_now(service)
 
 
 @router.get("/queues/{queue_id}/stats", response_model=QueueStats, summary="A queue now, and over a recent window")
