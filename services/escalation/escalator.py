@@ -20,7 +20,7 @@ from contracts.escalations import EscalationStatus
 from contracts.routing import CommandPrecondition
 from services.escalation.adapters import cases, facts
 from services.escalation.adapters.notifier import enqueue
-from services.escalation.adapters.timers import TimerStore, timer_row
+from services.escalation.adapters.timers import timer_row
 from services.escalation.domain import triggers
 from services.escalation.domain.cases import Action
 from services.escalation.domain.policy import EscalationPolicy
@@ -38,13 +38,12 @@ ROUTER = "router"
 class Escalator:
     """Runs ``policy`` on a contact's facts and carries out its decisions: cases, notifications and timers."""
 
-    def __init__(self, policy: EscalationPolicy, timers: TimerStore) -> None:
+    def __init__(self, policy: EscalationPolicy) -> None:
         self.policy = policy
-        self._timers = timers
 
     async def reconsider(self, unit: UnitOfWork, contact_id: uuid.UUID, now: datetime) -> None:
         """Run the policy on the contact's facts at ``now`` and carry out what it decides."""
-        known = await facts.load(unit.conn, contact_id, customer_contacts_since=self._repeat_window(now))
+        known = await unit.facts.load(contact_id, customer_contacts_since=self.repeat_window(now))
         if known is None:
             return
         result = evaluate(known, self.policy, now)
@@ -60,16 +59,16 @@ class Escalator:
             else:
                 evidence = {"evidence": decision.evidence}
                 await self.open(unit, contact_id, decision, now, actor=POLICY, evidence=evidence, precondition=assumed)
-        await facts.mark_fired(unit.conn, contact_id, [decision.trigger for decision in result.escalations])
-        await self._schedule(unit, contact_id, result.timers)
+        await facts.mark_fired(unit.facts, contact_id, [decision.trigger for decision in result.escalations])
+        self._schedule(unit, contact_id, result.timers)
 
     async def reconsider_latest_of_customer(self, unit: UnitOfWork, contact_id: uuid.UUID, now: datetime) -> None:
         """A contact began: its customer's latest contact may now be a repeat, even if this one came in late.
 
         Rows are locked older first, then the latest, so two of these never wait on each other.
         """
-        since = self._repeat_window(now)
-        latest = None if since is None else await facts.latest_of_customer(unit.conn, contact_id, since)
+        since = self.repeat_window(now)
+        latest = None if since is None else await unit.facts.latest_of_customer(contact_id, since)
         if latest is not None and latest != contact_id:
             await self.reconsider(unit, latest, now)
 
@@ -105,7 +104,7 @@ class Escalator:
     async def climb(self, unit: UnitOfWork, contact_id: uuid.UUID, trigger: str, now: datetime) -> None:
         """Nobody acknowledged the contact's case for ``trigger`` in time: climb it a level, or at the top say it
         again, louder. A case acknowledged, resolved or cancelled meanwhile stays as it is."""
-        known = await facts.load(unit.conn, contact_id)  # facts before the case: the order every handler locks in
+        known = await unit.facts.load(contact_id)  # facts before the case: the order every handler locks in
         case = await cases.find(unit.conn, contact_id, trigger)
         if case is None or case.status is not EscalationStatus.OPEN:
             return
@@ -134,14 +133,14 @@ class Escalator:
         reason = f"the router refused its routing command: {event.reason or 'its precondition no longer held'}"
         log.info("escalation case %s: %s", found.case_id, reason)
         await cases.act(unit.conn, found.case_id, Action.CANCEL, actor=ROUTER, note=reason, now=now)
-        await facts.unmark_fired(unit.conn, event.contact_id, found.trigger)
-        ack_timers = f"{event.contact_id}/{found.trigger}/ack."
-        await self._timers.cancel_for_contact(event.contact_id, prefix=ack_timers, conn=unit.conn)
+        await facts.unmark_fired(unit.facts, event.contact_id, found.trigger)
+        unit.timers.cancel(event.contact_id, prefix=f"{event.contact_id}/{found.trigger}/ack.")
         unit.outbound = True
 
-    async def stand_down(self, unit: UnitOfWork, contact_id: uuid.UUID) -> None:
+    @staticmethod
+    def stand_down(unit: UnitOfWork, contact_id: uuid.UUID) -> None:
         """The contact closed: nothing can fire for it any more, so its wake-up calls would find nothing to do."""
-        await self._timers.cancel_for_contact(contact_id, conn=unit.conn)
+        unit.timers.cancel(contact_id)
 
     @staticmethod
     async def assumed(unit: UnitOfWork, known: ContactFacts) -> CommandPrecondition | None:
@@ -150,7 +149,7 @@ class Escalator:
         assignment = await facts.current_assignment(unit.conn, known.contact_id) if assigned else None
         return triggers.assumed(known, assignment)
 
-    def _repeat_window(self, now: datetime) -> datetime | None:
+    def repeat_window(self, now: datetime) -> datetime | None:
         """Since when the customer's contacts count towards a repeat contact; None without that trigger."""
         repeat = self.policy.triggers.repeat_contact
         return None if repeat is None else now - timedelta(hours=repeat.within_hours)
@@ -163,7 +162,7 @@ class Escalator:
         payload = {**_payload(kind, contact_id, decision, now), "case_id": str(case_id)}
         await self._notify(unit, decision, f"{case_id}/{decision.level}", payload)
         timer = triggers.ack_timer(contact_id, decision, self.policy, now)
-        await self._schedule(unit, contact_id, [timer] if timer is not None else [])
+        self._schedule(unit, contact_id, [timer] if timer is not None else [])
 
     async def _notify(self, unit: UnitOfWork, decision: Decision, message_id: str, payload: dict[str, Any]) -> None:
         """One notification per webhook of the decision's target; the message id makes a replay notify once."""
@@ -174,16 +173,15 @@ class Escalator:
                 unit.conn, target=hook.name, url=str(hook.url), payload=payload, message_id=f"{message_id}/{hook.name}"
             )
 
-    async def _schedule(self, unit: UnitOfWork, contact_id: uuid.UUID, wake_ups: Sequence[WakeUp]) -> None:
-        """Durable timers for ``wake_ups``, in the unit of work: they exist exactly when what decided them commits."""
-        rows = [
-            timer_row(
-                w.key, w.kind, w.due_at, contact_id=contact_id, payload={"trigger": w.trigger} if w.trigger else {}
-            )
-            for w in wake_ups
-        ]
-        # most runs of the policy set timers that exist already; only a new one may be due before the runner wakes
-        unit.new_timers += await self._timers.schedule_all(unit.conn, rows)
+    @staticmethod
+    def _schedule(unit: UnitOfWork, contact_id: uuid.UUID, wake_ups: Sequence[WakeUp]) -> None:
+        """Durable timers for ``wake_ups``, in the unit of work: they exist exactly when what decided them commits.
+        (Most runs of the policy set timers that exist already; only a new one may be due before the runner wakes:
+        the unit counts those it created when it writes them.)"""
+        for w in wake_ups:
+            if not unit.timers.scheduled(w.key):
+                payload = {"trigger": w.trigger} if w.trigger else {}
+                unit.timers.schedule(timer_row(w.key, w.kind, w.due_at, contact_id=contact_id, payload=payload))
 
 
 def _payload(kind: str, contact_id: uuid.UUID, decision: Decision, now: datetime) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -48,8 +48,9 @@ class EscalationService:
         after_commit: AfterCommit = lambda _: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        del timers  # written through each unit of work (``UnitOfWork.timers``), in its transaction
         self._transactions = Transactions(engine, after_commit)
-        self._escalator = Escalator(policy, timers)
+        self._escalator = Escalator(policy)
         self._clock = clock
 
     async def contact_message(self, event: ContactEvent) -> None:
@@ -60,12 +61,18 @@ class EscalationService:
     async def contact_messages(self, events: Sequence[ContactEvent]) -> None:
         """Customer messages in order, in one transaction (``contact_message`` each, a step)."""
         async with self._transactions.batch() as batch:
+            await batch.done.facts.preload(
+                [event.event_id for event in events],  # the contact a conversation's first message opens
+                conversations={event.conversation_key for event in events},
+                customers={key for event in events if (key := facts.customer_key(event)) is not None},
+                since=self._since(),
+            )
             for event in events:
                 async with batch.unit(event) as unit:
                     await self._message(unit, event)
 
     async def _message(self, unit: UnitOfWork, event: ContactEvent) -> None:
-        contact_id = await facts.apply_message(unit.conn, event)
+        contact_id = await facts.apply_message(unit.conn, unit.facts, event)
         bind(contact_id=contact_id)
         if contact_id is not None:
             await self._escalator.reconsider(unit, contact_id, self._clock())
@@ -79,22 +86,33 @@ class EscalationService:
     async def routing_steps(self, events: Sequence[RoutingEvent]) -> None:
         """Routing steps in order, in one transaction (``routing_step`` each, a step)."""
         async with self._transactions.batch() as batch:
+            await batch.done.facts.preload(
+                {event.contact_id for event in events},
+                customers={key for event in events if (key := facts.customer_key(event)) is not None},
+                since=self._since(),
+            )
             for event in events:
                 async with batch.unit(event) as unit:
                     await self._step(unit, event)
 
     async def _step(self, unit: UnitOfWork, event: RoutingEvent) -> None:
-        if not await facts.apply_routing(unit.conn, event):
+        if not await facts.apply_routing(unit.conn, unit.facts, event):
             return  # a redelivery, applied before
         now = self._clock()
         if event.type is RoutingEventType.COMMAND_REFUSED:
             await self._escalator.withdraw_refused(unit, event, now)
         if event.type.value in triggers.CLOSED:
-            await self._escalator.stand_down(unit, event.contact_id)
+            self._escalator.stand_down(unit, event.contact_id)
         else:
             await self._escalator.reconsider(unit, event.contact_id, now)
         if event.type is RoutingEventType.QUEUED:
             await self._escalator.reconsider_latest_of_customer(unit, event.contact_id, now)
+
+    def _since(self) -> datetime | None:
+        """Since when a batch reads its customers' contacts: the repeat window, an hour wider (the clock moves on
+        while the batch applies; a clock set back a little still finds them)."""
+        since = self._escalator.repeat_window(self._clock())
+        return None if since is None else since - timedelta(hours=1)
 
     async def timer_due(self, timer: Timer, conn: AsyncConnection) -> None:
         """A due timer, inside the timer runner's transaction: run the policy again, or climb an unacknowledged case.
@@ -104,7 +122,7 @@ class EscalationService:
         if timer.contact_id is None:
             log.warning("timer %s has no contact; nothing to do", timer.key)
             return
-        unit = UnitOfWork(conn)
+        unit = UnitOfWork.on(conn)
         # the database said it is due; this clock may lag a little, and before the due time nothing would fire
         now = max(self._clock(), timer.due_at)
         trigger = timer.payload.get("trigger")
@@ -112,6 +130,7 @@ class EscalationService:
             await self._escalator.climb(unit, timer.contact_id, trigger, now)
         else:
             await self._escalator.reconsider(unit, timer.contact_id, now)
+        await unit.flush()
 
     async def escalate_by_hand(
         self,
@@ -133,10 +152,10 @@ class EscalationService:
         """
         now = self._clock()
         async with self._transactions.begin() as unit:
-            known = await facts.load(unit.conn, contact_id)
+            known = await unit.facts.load(contact_id)
             precondition = None
             if holder_check is not None:
-                holder_check(await facts.holder(unit.conn, contact_id) if known is not None else None)
+                holder_check(await facts.holder(unit.conn, unit.facts, contact_id) if known is not None else None)
                 precondition = None if known is None else await self._escalator.assumed(unit, known)
             policy = self._escalator.policy
             decision = triggers.manual(known or triggers.unseen(contact_id, now), policy, target=target, reason=reason)
@@ -148,7 +167,7 @@ class EscalationService:
             if case_id is None:
                 raise AlreadyEscalated(f"contact {contact_id} was already escalated to {target}")
             if known is not None:
-                await facts.mark_fired(unit.conn, contact_id, [decision.trigger])
+                await facts.mark_fired(unit.facts, contact_id, [decision.trigger])
         return case_id
 
     async def act_on_case(self, case_id: uuid.UUID, action: Action, *, actor: str, note: str, check: Check) -> None:

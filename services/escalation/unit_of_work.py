@@ -5,16 +5,20 @@ visible only at the commit, so the loops that carry it out (the outbox relay, th
 after it, not while it is open: woken earlier, they would look, find nothing yet, and sleep on.
 
 The consumers apply the records of a fetch in one transaction (``Transactions.batch``, issue 12): a unit of work per
-record, each a step (``kefu.batch.Steps``), and whoever they concern woken once, after the commit.
+record, each a step (``kefu.batch.Steps``), and whoever they concern woken once, after the commit. The units of a
+batch share its contacts' facts (``adapters.ledger``) and the timers they set (``adapters.timer_writes``), written
+once before the commit (``flush``); with savepoints, at the end of each step instead, and forgotten when one fails.
 """
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu.batch import Steps, Stopped
+from services.escalation.adapters.ledger import Ledger
+from services.escalation.adapters.timer_writes import TimerWrites
 
 
 @dataclass
@@ -22,8 +26,25 @@ class UnitOfWork:
     """A transaction in progress and what it wrote that someone must be woken for after its commit."""
 
     conn: AsyncConnection
+    facts: Ledger  # the contacts' facts as the transaction has changed them
+    timers: TimerWrites  # the timers it scheduled and cancelled
     outbound: bool = False  # case events, routing commands or notifications: the relay and the notifier
     new_timers: int = 0  # timers created: one may be due before the timer runner's next look
+
+    @classmethod
+    def on(cls, conn: AsyncConnection) -> "UnitOfWork":
+        """A unit of work in ``conn``'s transaction; ``flush`` it before the commit."""
+        return cls(conn, Ledger(conn), TimerWrites())
+
+    async def flush(self) -> None:
+        """Write the facts and timers changed so far."""
+        await self.facts.flush()
+        self.new_timers += await self.timers.flush(self.conn)
+
+    def discard(self) -> None:
+        """Forget the facts and timers changed since the last ``flush`` (they are being rolled back)."""
+        self.facts.discard()
+        self.timers.discard()
 
 
 AfterCommit = Callable[[UnitOfWork], None]
@@ -41,8 +62,9 @@ class Transactions:
     async def begin(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work, committed when the block ends (rolled back, and nobody woken, if it raises)."""
         async with self._engine.begin() as conn:
-            unit = UnitOfWork(conn)
+            unit = UnitOfWork.on(conn)
             yield unit
+            await unit.flush()
         self._after_commit(unit)
 
     @asynccontextmanager
@@ -59,6 +81,7 @@ class Transactions:
                 if not batch.savepoints:  # the transaction is lost with the record: all of it goes again
                     raise Stopped(0, exc.cause, at=exc.at) from exc.cause
                 stopped = exc
+            await batch.done.flush()
         self._after_commit(batch.done)
         if stopped is not None:
             raise stopped
@@ -69,14 +92,21 @@ class Batch:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._steps = Steps(conn)
-        self.done = UnitOfWork(conn)
+        self.done = UnitOfWork.on(conn)
         self.savepoints = self._steps.savepoints
 
     @asynccontextmanager
     async def unit(self, message: object) -> AsyncIterator[UnitOfWork]:
-        """One record's unit of work, a step (``Stopped`` when it fails)."""
+        """One record's unit of work, a step (``Stopped`` when it fails), sharing the batch's facts and timers."""
         async with self._steps.step(message):
-            unit = UnitOfWork(self.done.conn)
-            yield unit
+            unit = replace(self.done, outbound=False, new_timers=0)
+            try:
+                yield unit
+                if self.savepoints:  # written in the step's savepoint, which may be rolled back alone
+                    await unit.flush()
+            except Exception:
+                if self.savepoints:  # the batch's facts and timers went back to the last step's end
+                    self.done.discard()
+                raise
         self.done.outbound = self.done.outbound or unit.outbound
         self.done.new_timers += unit.new_timers

@@ -51,6 +51,7 @@ COLUMNS = (  # what a Timer is read from
 )
 PENDING = and_(timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None))
 """A timer neither fired nor cancelled: the only kind scheduling leaves alone and the runner fires."""
+_SCHEDULE = insert(timers).on_conflict_do_nothing(index_elements=[timers.c.key]).returning(timers.c.id)
 
 
 def timer_of(row: Row[*tuple[Any, ...]]) -> Timer:
@@ -130,13 +131,8 @@ class TimerStore:
         key exists; return how many this call created (the caller wakes the runner after its commit if any)."""
         if not rows:
             return 0
-        statement = (
-            insert(timers)
-            .values(list(rows))
-            .on_conflict_do_nothing(index_elements=[timers.c.key])
-            .returning(timers.c.id)
-        )
-        return len((await conn.execute(statement)).all())
+        # an executemany of one statement built once: a VALUES list of as many rows is compiled anew each time
+        return len((await conn.execute(_SCHEDULE, list(rows))).all())
 
     async def cancel(self, key: str, *, conn: AsyncConnection | None = None) -> bool:
         """Cancel the pending timer ``key``; False if there is none (unknown, fired or cancelled)."""
