@@ -30,6 +30,7 @@ from contracts import (
 )
 from kefu import db, kafka
 from services.escalation.adapters.orm import timers
+from services.escalation.adapters.timer_runner import Handler, TimerRunner
 from services.escalation.config import EscalationSettings
 from tests.integration.conftest import SUPERVISOR_TOKEN
 from tests.integration.support import contact_event, eventually, free_port, read_topic, server_in_thread, serving
@@ -268,32 +269,38 @@ async def pending_timers(database_url: str) -> dict[str, datetime | None]:
 
 
 async def test_timers_due_while_the_service_is_down_fire_once_after_restart(
-    settings: EscalationSettings, broker: EmbeddedKafka, receiver: Receiver
+    settings: EscalationSettings, broker: EmbeddedKafka, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = uuid.uuid4()
-    async with started(settings, broker, receiver) as service:
-        await service.routing(routed(RoutingEventType.QUEUED, held, customer_tier="key_account"))
-        body = {"contact_id": str(uuid.uuid4()), "target": "engineers", "reason": "needs an engineer"}
-        manual = (await service.client.post("/v1/escalations", json=body, headers=SUPERVISOR)).json()
 
-        async def scheduled() -> dict[str, datetime | None] | None:
-            found = await pending_timers(settings.database_url)
-            return found if "key_account.hold" in found else None
+    async def killed_before_they_came_due(runner: TimerRunner, handler: Handler) -> int:
+        return 0  # the first run fires nothing however long it takes to stop (1 s was not always enough under load)
 
-        before = await eventually(scheduled)
-    # killed before either came due: the key-account hold (1.2 s) and the engineers' acknowledgement (1 s)
-    assert before["key_account.hold"] is None and before["ack.level1"] is None
-    await asyncio.sleep(2.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(TimerRunner, "fire_due", killed_before_they_came_due)
+        async with started(settings, broker, receiver) as service:
+            await service.routing(routed(RoutingEventType.QUEUED, held, customer_tier="key_account"))
+            body = {"contact_id": str(uuid.uuid4()), "target": "engineers", "reason": "needs an engineer"}
+            manual = (await service.client.post("/v1/escalations", json=body, headers=SUPERVISOR)).json()
+
+            async def scheduled() -> dict[str, datetime | None] | None:
+                found = await pending_timers(settings.database_url)
+                return found if "key_account.hold" in found else None
+
+            before = await eventually(scheduled)
+        # killed before either came due: the key-account hold and the engineers' acknowledgement
+        assert before["key_account.hold"] is None and before["ack.level1"] is None
+    await asyncio.sleep(2.0)  # both come due while it is down
     restarted = datetime.now(UTC)
 
     async with started(settings, broker, receiver) as service:
-        case = await service.case_for(held, "key_account", timeout=5)
+        case = await service.case_for(held, "key_account")
 
         async def climbed() -> dict[str, Any] | None:
             found = (await service.client.get(f"/v1/escalations/{manual['case_id']}", headers=SUPERVISOR)).json()
             return found if found["level"] == 2 else None
 
-        await eventually(climbed, timeout=5)
+        await eventually(climbed)
         await asyncio.sleep(1.0)
         await service.settle()
         assert [c["trigger"] for c in await service.cases(held)] == ["key_account"]

@@ -54,4 +54,4 @@ async def test_an_agent_gets_429_beyond_its_stream_limit_and_a_closed_stream_fre
                         assert three.status_code == 429
                     return True
 
-            assert await eventually(freed, timeout=10)
+            assert await eventually(freed, timeout=30)
