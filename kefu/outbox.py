@@ -5,13 +5,16 @@ At-least-once: a crash between the broker's ack and the mark publishes a row twi
 consumers' idempotency absorbs. Rows of one key keep their order (ascending id) when they are committed one
 transaction after another, as a service writes a key's events; two transactions open at once commit in either order.
 
-A pass of the relay is one batch: one SELECT of up to ``batch`` unpublished rows in id order, every row handed to
-the producer at once (its futures awaited together), one UPDATE marking those the broker acknowledged. Rows of a
-key keep their order on the way: they go to one partition, and the producer (``kefu.kafka.create_producer``) has one
-request in flight per broker and puts a batch it retries back at the head of its partition's queue. One relay of a
-table publishes at a time (a transaction-scoped advisory lock): two replicas' batches could otherwise interleave.
-A row whose send failed is not marked and goes out again on a later pass. The relay is woken by the commits that
-write rows (``wake``): every wake-up during a pass comes to one more pass.
+A pass of the relay is one batch in one transaction of three round trips (BEGIN, the claim, COMMIT): one statement
+(``CLAIM``) takes the relays' lock and marks up to ``batch`` unpublished rows published, returning them; every row is
+handed to the producer at once (its futures awaited together); the transaction commits once the broker acknowledged
+them. Should some not be acknowledged, one more statement (``UNMARK``) puts those back, and they go out again on a
+later pass; a rollback puts back the whole batch. The statements are plain SQL, prepared once per connection by the
+driver: nothing is compiled per pass. Rows of a key keep their order on the way: they go to one partition, and the
+producer (``kefu.kafka.create_producer``) has one request in flight per broker and puts a batch it retries back at
+the head of its partition's queue. One relay of a table publishes at a time (a transaction-scoped advisory lock, taken
+in the claim): two replicas' batches could otherwise interleave. The relay is woken by the commits that write rows
+(``wake``): every wake-up during a pass comes to one more pass.
 
 The outbox is a queue, not a record: the relay deletes published rows once they are older than a retention
 (``KEFU_OUTBOX_KEEP_SECONDS``), so the table stays as small as what is in flight. What a service must read back
@@ -19,12 +22,14 @@ later (the router's routing history) it writes to a table of its own, in the sam
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 import zlib
 from collections.abc import Sequence
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -45,7 +50,6 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -61,6 +65,21 @@ PASSES = Counter("kefu_outbox_batches_total", "Relay passes that published at le
 # relay of its process, so this only bounds the delay of a row nobody woke it for (written by hand, or by a process
 # whose relay is down): 5 s, against a query a second per service for nothing.
 POLL_SECONDS = 5.0
+
+# A pass's claim, in one round trip: the relays' lock ($1), then up to $2 unpublished rows in id order, locked and
+# marked published, returned (id, topic, key, payload). The lock is taken before any row is read (a one-time
+# filter); a relay that waited for it reads with a snapshot taken before it waited, but a row another relay marked
+# meanwhile is read again at its committed version (READ COMMITTED's recheck of a locked row) and left out.
+# Plain SQL, run as the driver's prepared statement: no SQLAlchemy compilation per pass.
+CLAIM = (
+    "WITH relay AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)), "
+    "batch AS (SELECT id FROM {table} WHERE published_at IS NULL AND EXISTS (SELECT FROM relay) "
+    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+    "UPDATE {table} AS outbox SET published_at = now() FROM batch WHERE outbox.id = batch.id "
+    "RETURNING outbox.id, outbox.topic, outbox.key, outbox.payload"
+)
+# the rows of a claim the broker did not acknowledge ($1, their ids), left for a later pass
+UNMARK = "UPDATE {table} SET published_at = NULL WHERE id = ANY($1::bigint[])"
 
 
 class OutboxRetention(BaseSettings):
@@ -125,6 +144,9 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         # one relay of this table at a time, across processes: the lock's key is the table's name
         self._lock_key = zlib.crc32(f"kefu.outbox:{table.fullname}".encode())
+        name = engine.dialect.identifier_preparer.format_table(table)
+        self._claim = CLAIM.format(table=name)
+        self._unmark = UNMARK.format(table=name)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -173,43 +195,37 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows it held. The rows the broker acknowledged are marked published
         even when others failed; the first failure is then raised, and the rest stay for a later pass."""
-        table = self._table
         async with self._engine.begin() as conn:
-            await conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
-            rows = (
-                await conn.execute(
-                    select(table.c.id, table.c.topic, table.c.key, table.c.payload)
-                    .where(table.c.published_at.is_(None))
-                    .order_by(table.c.id)
-                    .limit(self._batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            # marked in the claim, unmarked below if not acknowledged: one statement, and the transaction's
+            # rollback (a crash, a lost connection) leaves every row of the batch unpublished
+            claimed = await conn.exec_driver_sql(self._claim, (self._lock_key, self._batch))
+            rows: list[Any] = sorted(claimed.all(), key=itemgetter(0))  # by id: RETURNING has no order
             if not rows:
                 return 0
             acked, failure = await self._send(rows)
-            if acked:
-                await conn.execute(update(table).where(table.c.id.in_(acked)).values(published_at=func.now()))
+            if len(acked) < len(rows):
+                await conn.exec_driver_sql(self._unmark, ([row[0] for row in rows if row[0] not in acked],))
         PASSES.inc()
-        for row in rows:
-            if row.id in acked:
-                PUBLISHED.labels(row.topic).inc()
+        for topic, count in collections.Counter(row[1] for row in rows if row[0] in acked).items():
+            PUBLISHED.labels(topic).inc(count)
         if failure is not None:
             raise failure
         return len(rows)
 
     async def _send(self, rows: Sequence[Any]) -> tuple[set[int], BaseException | None]:
-        """Hand every row to the producer, then wait for all the acks together: the ids acknowledged, and the first
-        failure (a send refused, or an ack that did not come). A refused send stops the batch there."""
+        """Hand every row (id, topic, key, payload) to the producer, then wait for all the acks together: the ids
+        acknowledged, and the first failure (a send refused, or an ack that did not come). A refused send stops the
+        batch there."""
+        send = self._producer.send
         futures: list[asyncio.Future[Any]] = []
         failure: BaseException | None = None
         try:
-            for row in rows:
-                futures.append(await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode()))
+            for _, topic, key, payload in rows:
+                futures.append(await send(topic, payload.encode(), key=key.encode()))
         except Exception as exc:
             failure = exc
         results = await asyncio.gather(*futures, return_exceptions=True)
-        acked = {row.id for row, result in zip(rows, results, strict=False) if not isinstance(result, BaseException)}
+        acked = {row[0] for row, result in zip(rows, results, strict=False) if not isinstance(result, BaseException)}
         if failure is None:
             failure = next((result for result in results if isinstance(result, BaseException)), None)
         return acked, failure

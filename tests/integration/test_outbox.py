@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,60 @@ async def test_a_broker_failure_mid_batch_leaves_what_was_not_acknowledged_unpub
     finally:
         await producer.stop()
         await engine.dispose()
+
+
+class _Held:
+    """A producer whose sends wait until the test lets them go: its relay holds the relays' lock meanwhile. The acks
+    of the rows numbered in ``fail`` do not come."""
+
+    def __init__(self, producer: AIOKafkaProducer, fail: set[int]) -> None:
+        self._producer, self._fail = producer, fail
+        self.sending, self.go = asyncio.Event(), asyncio.Event()
+
+    async def send(self, topic: str, value: bytes, *, key: bytes) -> "asyncio.Future[Any]":
+        self.sending.set()
+        await self.go.wait()
+        if json.loads(value)["n"] in self._fail:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(KafkaTimeoutError("no ack"))
+            return failed
+        sent: asyncio.Future[Any] = await self._producer.send(topic, value, key=key)
+        return sent
+
+
+async def _waiting_for_the_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        waits = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+        return bool((await conn.execute(text(waits))).scalar_one())
+
+
+async def test_a_relay_that_waited_for_another_publishes_only_what_that_one_left(
+    database_url: str, broker: EmbeddedKafka
+) -> None:
+    """Two relays of one table (two replicas): the second's claim waits for the first's pass to commit, then leaves
+    out the rows the first marked (read before the wait, read again at their committed version), and takes the rows
+    the first could not publish and those written meanwhile, in id order."""
+    first_engine, second_engine = create_async_engine(database_url), create_async_engine(database_url)
+    producer = kafka.create_producer(broker.bootstrap)
+    await producer.start()
+    rows = [outbox_row(ROUTING_EVENTS, "one-key", json.dumps({"n": n})) for n in range(8)]
+    try:
+        async with first_engine.begin() as conn:
+            await add(conn, outbox, rows[:6])
+        held = _Held(producer, fail={4, 5})
+        first = asyncio.create_task(OutboxRelay(first_engine, outbox, held).relay_once())
+        await held.sending.wait()  # the first holds the lock and rows 0-5
+        async with second_engine.begin() as conn:
+            await add(conn, outbox, rows[6:])
+        second = asyncio.create_task(OutboxRelay(second_engine, outbox, producer).relay_once())
+        await eventually(partial(_waiting_for_the_lock, second_engine))
+        held.go.set()
+        with pytest.raises(KafkaTimeoutError):
+            await first
+        assert await second == 4  # 4 and 5 again (not acknowledged), 6 and 7
+        records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=8)
+        assert [json.loads(r.value)["n"] for r in records] == list(range(8))  # each once, in order (one key)
+    finally:
+        await producer.stop()
+        await first_engine.dispose()
+        await second_engine.dispose()
