@@ -40,8 +40,16 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Create the service's engine; the caller disposes of it."""
-    engine = create_async_engine(async_url(url), pool_size=pool_size, pool_pre_ping=True, hide_parameters=True)
+    """Create the service's engine; the caller disposes of it.
+
+    No ``pool_pre_ping``: SQLAlchemy's asyncpg ping is three round trips (BEGIN, ``;``, ROLLBACK) before every
+    transaction, as many as a consumer's whole batch or a relay pass takes. A connection the database dropped while
+    pooled fails the one transaction that uses it, as a disconnect: the pool then replaces every connection older
+    than that failure (one failure per outage, not per connection), and the failure is transient, so a consumer
+    retries its record, a loop its pass, and a route answers 503 with ``Retry-After`` (``kefu.failures``,
+    ``kefu.outage``).
+    """
+    engine = create_async_engine(async_url(url), pool_size=pool_size, hide_parameters=True)
     event.listen(engine.sync_engine, "handle_error", _without_values)
     watch_engine(engine)  # an outage is logged when it begins and when it ends, not at every failure
     return engine
