@@ -1,7 +1,6 @@
 """Shifts set presence, against a real PostgreSQL and Tansu: at start-up, when a shift begins or ends, and not
 in between (an agent who went away during a shift stays away)."""
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -52,8 +51,16 @@ def _presence(router: Router, agent_id: str) -> Presence:
 
 
 async def test_at_start_up_shifts_set_presence_and_away_within_a_shift_stays_away(
-    database_url: str, broker: EmbeddedKafka, shift_config: Path
+    database_url: str, broker: EmbeddedKafka, shift_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    syncs = [0]  # the keeper's passes, counted
+    sync = ShiftKeeper.sync
+
+    async def counted(keeper: ShiftKeeper) -> None:
+        await sync(keeper)
+        syncs[0] += 1
+
+    monkeypatch.setattr(ShiftKeeper, "sync", counted)
     async with running(_settings(database_url, broker, shift_config, every=0.05)) as router:
 
         async def settled() -> bool:
@@ -65,7 +72,12 @@ async def test_at_start_up_shifts_set_presence_and_away_within_a_shift_stays_awa
 
         await commands.set_presence(router.service, "dora", Presence.AWAY)
         await commands.set_presence(router.service, "eve", Presence.AVAILABLE)  # overtime, by hand
-        await asyncio.sleep(0.5)  # ten passes of the loop
+        seen = syncs[0]
+
+        async def passed() -> bool:  # whole passes after the change, however long a loaded machine takes for them
+            return syncs[0] >= seen + 3
+
+        await eventually(passed)
         assert _presence(router, "dora") is Presence.AWAY
         assert _presence(router, "eve") is Presence.AVAILABLE
 
