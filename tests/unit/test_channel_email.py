@@ -327,20 +327,20 @@ def test_nesting_up_to_the_limit_is_fine_and_deeper_is_a_mime_bomb() -> None:
 
 
 def test_thousands_of_nested_levels_are_refused_quickly() -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # the CPU it costs, not the wait for a core on a loaded machine
     with pytest.raises(MimeTooComplex):
         parse_mime(nested(5000), LIMITS)
-    assert time.perf_counter() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
+    assert time.process_time() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
 
 
 def test_too_many_parts_are_refused_before_they_are_all_built() -> None:
     content_type, body = multipart([b"Content-Type: text/plain\r\n\r\nx"] * 99)
     assert len(parse_mime(message(FROM, body=body, content_type=content_type), LIMITS).attachments) == 0
     content_type, body = multipart([b"Content-Type: application/octet-stream\r\n\r\nx"] * 50_000)
-    started = time.perf_counter()
+    started = time.process_time()  # the CPU it costs, not the wait for a core on a loaded machine
     with pytest.raises(MimeTooComplex, match="more than 100 MIME parts"):
         parse_mime(message(FROM, body=body, content_type=content_type), LIMITS)
-    assert time.perf_counter() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
+    assert time.process_time() - started < 5.0  # a bomb is refused early, not after building it (generous bound)
 
 
 def test_an_attachment_over_the_limit_is_413() -> None:
