@@ -18,6 +18,7 @@ log = logging.getLogger("kefu.access")
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_UNMATCHED_PATH = 200
+LINE = "%s %s %d %.1fms"
 
 
 class AccessLog:
@@ -69,12 +70,10 @@ def _log(scope: Scope, status: int, duration_ms: float) -> None:
     bind(**{name: value for name, value in params.items() if name in FIELDS})
     path = path_template(scope)
     level = logging.DEBUG if path in PROBES and status < 400 else logging.INFO
-    log.log(
-        level,
-        "%s %s %d %.1fms",
-        scope["method"],
-        path,
-        status,
-        duration_ms,
-        extra={"method": scope["method"], "path": path, "status": status, "duration_ms": round(duration_ms, 1)},
-    )
+    if not log.isEnabledFor(level):
+        return
+    method = scope["method"]
+    fields = {"method": method, "path": path, "status": status, "duration_ms": round(duration_ms, 1)}
+    # the record made here, not by log.log(): that walks the stack for the caller's file and line, which no line shows
+    record = log.makeRecord(log.name, level, __file__, 0, LINE, (method, path, status, duration_ms), None, extra=fields)
+    log.handle(record)

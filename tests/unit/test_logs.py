@@ -4,12 +4,15 @@ secret or personal data, whatever field or traceback a third party puts it in.""
 import asyncio
 import logging
 import re
+import sys
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
+from pythonjsonlogger.json import JsonFormatter
 
-from kefu.logs import bind, fields_of, log_context, redact
+from kefu.logs import JSON_OPTIONS, KefuJsonFormatter, bind, fields_of, log_context, redact
 from tests.logcapture import lines, service_logs
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -132,3 +135,43 @@ def test_fields_of_an_event_are_its_ids() -> None:
 def test_redact_leaves_ordinary_text_alone() -> None:
     text = 'routing state loaded: 3 agents; queue "presales" at https://kefu.example.com/v1/queues (ok?)'
     assert redact(text) == text
+
+
+class _Reference(JsonFormatter):
+    """python-json-logger's own formatter, configured as ``KefuJsonFormatter``: what its lines must equal."""
+
+    def __init__(self) -> None:
+        super().__init__(**JSON_OPTIONS)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _records() -> list[logging.LogRecord]:
+    def record(msg: object, *args: object, **extra: object) -> logging.LogRecord:
+        return log.makeRecord(log.name, logging.INFO, __file__, 1, msg, args, None, extra=extra)
+
+    try:
+        raise ValueError("无效的值")
+    except ValueError:
+        failed = log.makeRecord(log.name, logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info())
+    with_stack = record("stack")
+    with_stack.stack_info = "Stack (most recent call last):\n  here"
+    at = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    return [
+        record("%s %s %d %.1fms", "POST", "/v1/offers/{offer_id}/accept", 200, 3.21, method="POST", status=200),
+        record("客服 %s", "王小明", contact_id="c-1", at=at, count=3, ratio=0.5, none=None, items=[1, "二"]),
+        record({"event": "dict message", "n": 1}),
+        failed,
+        with_stack,
+        record("color", color_message="\x1b[1m%s\x1b[0m"),
+    ]
+
+
+@pytest.mark.parametrize("created", [1764549000.0, 1764549000.9995, 1764549000.9999996, 1764549000.0004999])
+def test_json_lines_are_python_json_loggers_field_for_field(created: float) -> None:
+    ours, reference = KefuJsonFormatter(), _Reference()
+    with log_context(agent_id="alice"):
+        for record in _records():
+            record.created = created
+            assert ours.format(record) == reference.format(record)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from opentelemetry import metrics, trace
 from prometheus_client import CollectorRegistry, Counter
 
 from kefu.app import service_app
@@ -107,3 +108,14 @@ async def test_a_dying_loop_is_logged_when_it_dies_and_the_others_are_cancelled_
             assert [r.getMessage() for r in caplog.records] == ["background task dies died"]
             assert not stopped.is_set()
     assert stopped.is_set()
+
+
+async def test_a_request_does_not_look_for_an_opentelemetry_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None is installed: FastAPI's per-request look at the global providers would find none, every time."""
+    looked: list[str] = []
+    for module, getter in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider")):
+        monkeypatch.setattr(module, getter, lambda name=getter: looked.append(name))
+    async with serving(_app()) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/gone")).status_code == 410
+    assert looked == []
