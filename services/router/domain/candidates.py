@@ -11,10 +11,20 @@ from typing import Any, NamedTuple
 
 from contracts import Channel
 from services.router.domain.decisions import Offered
-from services.router.domain.entities import EPOCH, Agent, Queue, RoutingPolicy, WaitingContact
+from services.router.domain.entities import (
+    EPOCH,
+    LEAST_OCCUPIED,
+    LONGEST_IDLE,
+    ROUND_ROBIN,
+    Agent,
+    Queue,
+    WaitingContact,
+)
 from services.router.domain.heap import LazyHeap
 from services.router.domain.keys import ContactEntry, rounded
 from services.router.domain.overlay import Overlay
+
+_tuple_new = tuple.__new__
 
 
 class _AgentPick(NamedTuple):
@@ -62,7 +72,7 @@ class Candidates(Overlay):
                 if self._free_slots(agent, channel) > 0 and not self._has_declined(contact, agent_id):
                     last = turned_down and self._ever_declined(contact, agent_id)
                     if best is None or (last, first, second, order) < best.key:
-                        best = _AgentPick((last, first, second, order), agent)
+                        best = _tuple_new(_AgentPick, ((last, first, second, order), agent))  # no Python call
                     if not last:
                         break
         return best
@@ -87,11 +97,11 @@ class Candidates(Overlay):
 
     def _rank(self, queue: Queue, agent: Agent, proficiency: int) -> tuple[Any, Any]:
         """The agent's rank by the queue's policy (see ``Agent.rank``), with the load and offers of the plan."""
-        if queue.policy is RoutingPolicy.LONGEST_IDLE:
+        if queue.policy is LONGEST_IDLE:
             return agent.idle_since, -proficiency
-        if queue.policy is RoutingPolicy.LEAST_OCCUPIED:
+        if queue.policy is LEAST_OCCUPIED:
             return agent.rank(queue, proficiency, {ch: self._used(agent, ch) for ch in agent.capacity})
-        if queue.policy is RoutingPolicy.ROUND_ROBIN and self._offers_made_to(agent.id):
+        if queue.policy is ROUND_ROBIN and self._offers_made_to(agent.id):
             return self.now, agent.idle_since
         return agent.rank(queue, proficiency)
 
@@ -163,7 +173,10 @@ class Candidates(Overlay):
     def _takes(self, agent_id: str, queue_id: str, entry: ContactEntry) -> bool:
         """Whether the entry is a free contact's, in the plan too, and the agent may take that contact now."""
         key = entry.key
-        if self.index.free.get(key) is not entry or self._stale(key):
+        if self.index.free.get(key) is not entry:
+            return False
+        reserved, moved = self._reserved, self._moved  # ``_stale(key)``, inline: a call per entry looked at
+        if (reserved and reserved.get(key, False)) or (moved and key in moved):
             return False
         return self._may_take(entry.waiting, agent_id, queue_id)  # live: the state's contact
 

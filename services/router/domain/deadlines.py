@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
-from services.router.domain.entities import Agent, ContactRef, Offer, Presence, Queue, WaitingContact
+from services.router.domain.entities import WRAP_UP, Agent, ContactRef, Offer, Queue, WaitingContact
 from services.router.domain.heap import LazyHeap
+
+_tuple_new = tuple.__new__
 
 
 class IndexedState(Protocol):
@@ -77,7 +79,8 @@ class Deadlines:
 
     def offer_added(self, offer: Offer) -> None:
         self.offer_order[offer.id.int] = self._next_offer_order
-        self._expiry.push(ExpiryEntry(offer.expires_at, self._next_offer_order, offer.id))
+        # ``tuple.__new__``: the named tuple's own ``__new__`` without its Python-level call (one per offer)
+        self._expiry.push(_tuple_new(ExpiryEntry, (offer.expires_at, self._next_offer_order, offer.id)))
         self._next_offer_order += 1
 
     def offer_removed(self, offer_id: UUID) -> None:
@@ -98,7 +101,7 @@ class Deadlines:
     def contact_timers(self, waiting: WaitingContact, queue: Queue) -> None:
         """A contact waits in ``queue`` from now on: its bullseye steps, overflow, preference and reoffer waits."""
         ref = waiting.ref
-        entered = ref.entered
+        entered = ref.queued_at or ref.enqueued_at  # ``ref.entered``, without the property's call
         for step in queue.bullseye:
             self._push_timer(ref, entered + step.after)
         if queue.overflow_to is not None and queue.overflow_after is not None:
@@ -140,7 +143,7 @@ class Deadlines:
 
     def agent_wrapping(self, agent: Agent) -> None:
         """The agent is in wrap-up until ``busy_until`` (if it is)."""
-        if agent.presence is Presence.WRAP_UP and agent.busy_until is not None:
+        if agent.presence is WRAP_UP and agent.busy_until is not None:
             self._wrap_ups.push(WrapUpEntry(agent.busy_until, agent.id))
 
     def wrap_ups_due(self, now: datetime) -> Iterator[str]:
@@ -149,7 +152,7 @@ class Deadlines:
 
     def _wrap_up_live(self, entry: WrapUpEntry) -> bool:
         agent = self._state.agents.get(entry.agent_id)
-        return agent is not None and agent.presence is Presence.WRAP_UP and agent.busy_until == entry.due
+        return agent is not None and agent.presence is WRAP_UP and agent.busy_until == entry.due
 
 
 Due = TypeVar("Due", ExpiryEntry, ContactTimer, WrapUpEntry)

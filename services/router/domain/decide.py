@@ -15,6 +15,8 @@ from datetime import datetime
 
 from contracts import Channel
 from services.router.domain.decisions import (
+    ACCEPTED,
+    EXPIRED,
     Abandoned,
     Assigned,
     AssignmentCompleted,
@@ -31,13 +33,12 @@ from services.router.domain.decisions import (
     OfferClosed,
     OfferDeclined,
     Offered,
-    OfferOutcome,
     PresenceRequested,
     PresenceSet,
     Requeued,
     TimersFired,
 )
-from services.router.domain.entities import Agent, Assignment, Offer, Presence, WaitingContact
+from services.router.domain.entities import AVAILABLE, Agent, Assignment, Offer, WaitingContact
 from services.router.domain.index import RoutingIndex
 from services.router.domain.model import RoutingState
 from services.router.domain.routing import RoutingPlan
@@ -46,21 +47,21 @@ from services.router.domain.routing import RoutingPlan
 def decide(state: RoutingState, event: Event, now: datetime) -> list[Decision]:
     """Return what the router does about ``event`` at ``now``, without changing ``state``."""
     plan = RoutingPlan(state, now)
-    match event:
+    match event:  # the most frequent first: each case is an isinstance check
         case ContactArrived(contact=contact):
             plan.arrive(contact)
-        case PresenceRequested():
-            plan.request_presence(event)
         case OfferAccepted():
             plan.accept(event)
+        case AssignmentCompleted():
+            plan.finish(event)
+        case PresenceRequested():
+            plan.request_presence(event)
         case OfferDeclined():
             plan.decline(event)
         case ClockTicked():
             plan.tick()
         case ContactAbandoned(contact_id=contact_id):
             plan.abandon_waiting(contact_id)
-        case AssignmentCompleted():
-            plan.finish(event)
         case ContactMoved():
             plan.move_contact(event)
     return plan.decisions
@@ -83,14 +84,13 @@ def apply(state: RoutingState, decisions: Iterable[Decision]) -> None:
     for decision in decisions:
         if isinstance(decision, Offered):
             contact, agent_id = decision.contact, decision.agent_id
-            waiting = state.waiting[contact.id]
+            waiting = index.contact_reserved(contact)  # the state's contact, from its live entry: no UUID hash
             waiting.offer_id = decision.offer_id
             waiting.offers_made += 1
             offer = state.offers[decision.offer_id] = Offer(decision.offer_id, contact, agent_id, decision.expires_at)
             agent = state.agents[agent_id]
             agent.load[contact.channel] += 1
             agent.last_offered_at = decision.at
-            index.contact_reserved(contact)
             index.offer_added(offer)
             index.agent_busier(agent, contact.channel)
         elif isinstance(decision, Enqueued):
@@ -137,10 +137,10 @@ def _offer_closed(state: RoutingState, index: RoutingIndex, decision: OfferClose
     agent = state.agents[agent_id]
     del state.offers[decision.offer_id]
     index.offer_removed(decision.offer_id)
-    if decision.outcome is OfferOutcome.ACCEPTED:
+    if decision.outcome is ACCEPTED:
         agent.missed = 0
         return
-    if decision.outcome is OfferOutcome.EXPIRED:
+    if decision.outcome is EXPIRED:
         agent.missed += 1
     waiting = state.waiting[contact.id]
     waiting.offer_id = None
@@ -153,7 +153,7 @@ def _offer_closed(state: RoutingState, index: RoutingIndex, decision: OfferClose
 
 def _presence_set(state: RoutingState, index: RoutingIndex, decision: PresenceSet) -> None:
     agent, presence = state.agents[decision.agent_id], decision.presence
-    if presence is Presence.AVAILABLE and agent.presence is not Presence.AVAILABLE:
+    if presence is AVAILABLE and agent.presence is not AVAILABLE:
         agent.idle_since = decision.at
         agent.missed = 0
     if presence is not agent.presence or decision.until != agent.busy_until:

@@ -92,6 +92,11 @@ class OfferOutcome(StrEnum):
     REVOKED = "revoked"
 
 
+# read once, as module constants (see ``entities.AVAILABLE``)
+ACCEPTED, DECLINED = OfferOutcome.ACCEPTED, OfferOutcome.DECLINED
+EXPIRED, REVOKED = OfferOutcome.EXPIRED, OfferOutcome.REVOKED
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     contact: ContactRef

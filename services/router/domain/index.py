@@ -10,9 +10,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contracts import Channel
 from services.router.domain.deadlines import Deadlines, IndexedState
 from services.router.domain.eligibility import eligibility
-from services.router.domain.entities import Agent, ContactRef, Presence, RoutingPolicy, WaitingContact
+from services.router.domain.entities import (
+    AVAILABLE,
+    LONGEST_IDLE,
+    Agent,
+    ContactRef,
+    WaitingContact,
+)
 from services.router.domain.heap import LazyHeap
 from services.router.domain.keys import AgentEntry, ContactEntry, contact_rank
+
+_tuple_new = tuple.__new__
 
 
 def fingerprint(state: IndexedState) -> tuple[int, int, int, int, int]:
@@ -111,7 +119,7 @@ class RoutingIndex(Deadlines):
         return heap
 
     def _agent_live(self, channel: Channel) -> Callable[[AgentEntry], bool]:
-        state, versions, available = self._state, self.agent_version, Presence.AVAILABLE
+        state, versions, available = self._state, self.agent_version, AVAILABLE
 
         def live(entry: AgentEntry) -> bool:
             _, _, _, version, agent_id = entry
@@ -141,7 +149,7 @@ class RoutingIndex(Deadlines):
         return heaps
 
     def _push_agent(self, agent: Agent) -> None:
-        if agent.presence is not Presence.AVAILABLE:
+        if agent.presence is not AVAILABLE:
             return
         agent_id, load = agent.id, agent.load
         order, version = self.agent_order[agent_id], self.agent_version[agent_id]
@@ -151,7 +159,7 @@ class RoutingIndex(Deadlines):
                 continue
             for (queue_id, proficiency), heap in zip(queues.items(), self._heaps(agent_id, channel), strict=True):
                 queue = all_queues[queue_id]
-                if queue.policy is RoutingPolicy.LONGEST_IDLE:  # the common case, without a call
+                if queue.policy is LONGEST_IDLE:  # the common case, without a call
                     first, second = agent.idle_since, -proficiency
                 else:
                     first, second = agent.rank(queue, proficiency)
@@ -206,20 +214,28 @@ class RoutingIndex(Deadlines):
         if waiting.offer_id is None:
             self.contact_released(waiting)
         queue = self._state.queues.get(ref.queue_id)
-        if queue is not None:
+        # only a queue with bullseye steps or an overflow by wait, a preference or a turned-down contact sets timers
+        if queue is not None and (
+            queue.bullseye or queue.overflow_after is not None or ref.prefer_until is not None or waiting.declined_by
+        ):
             self.contact_timers(waiting, queue)
 
     def contact_released(self, waiting: WaitingContact) -> None:
         """The contact is free again, in its original place."""
         ref = waiting.ref
         key = ref.id.int
-        rank = contact_rank(self._state.queues.get(ref.queue_id), ref)
-        entry = self.free[key] = ContactEntry(rank, ref.enqueued_at, self.contact_order[key], key, waiting)
-        self._contact_heap(ref).push(entry)
+        queue = self._state.queues.get(ref.queue_id)
+        rank = contact_rank(queue, ref) if queue is not None and queue.aging_per_minute else -ref.priority  # inline
+        # ``tuple.__new__`` is the named tuple's own ``__new__`` without its Python-level call
+        order = self.contact_order[key]
+        entry = self.free[key] = _tuple_new(ContactEntry, (rank, ref.enqueued_at, order, key, waiting))
+        (self._contacts[ref.channel].get(ref.queue_id) or self._contact_heap(ref)).push(entry)
 
-    def contact_reserved(self, ref: ContactRef) -> None:
-        """An offer reserves the contact: its entry dies."""
-        self._settle_contact(ref, self.free.pop(ref.id.int))
+    def contact_reserved(self, ref: ContactRef) -> WaitingContact:
+        """An offer reserves the contact: its entry dies. The contact, as the state holds it, is returned."""
+        entry = self.free.pop(ref.id.int)
+        self._settle_contact(ref, entry)
+        return entry.waiting
 
     def contact_removed(self, ref: ContactRef) -> None:
         """The contact left its queue (assigned, abandoned or moved)."""
@@ -240,8 +256,12 @@ class RoutingIndex(Deadlines):
         """``apply`` changed the state and this index alike."""
         if self._dirty:
             self._reenter_agents()
-        self._fingerprint = fingerprint(self._state)
+        state = self._state  # ``fingerprint`` inline: this and ``is_current`` run on every event
+        queues = state.queues
+        self._fingerprint = id(queues), len(queues), len(state.agents), len(state.waiting), len(state.offers)
 
     def is_current(self) -> bool:
-        """Whether the state is still the one this index was built or kept current for."""
-        return self._fingerprint == fingerprint(self._state)
+        """Whether the state is still the one this index was built or kept current for (``fingerprint`` inline)."""
+        state = self._state
+        queues = state.queues
+        return self._fingerprint == (id(queues), len(queues), len(state.agents), len(state.waiting), len(state.offers))

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from contracts import Channel
 from services.router.domain.decisions import Decision
-from services.router.domain.entities import Agent, Presence, Queue, WaitingContact
+from services.router.domain.entities import AVAILABLE, Agent, Presence, Queue, WaitingContact
 from services.router.domain.model import RoutingState
 
 _NO_TIME = timedelta(0)
@@ -62,7 +62,8 @@ class Overlay:
         self._queued: dict[str, int] = {}  # queue -> contacts the plan added (or removed, negative)
         self._open: dict[str, bool] = {}  # queue -> open at ``now``: business hours asked once per plan
         # agents whose load or presence the plan changed: they may be missing from the index (busy or away
-        # in the state) though they have a free slot in the plan, so readers look at them by hand
+        # in the state) though they have a free slot in the plan, so readers look at them by hand (``plan`` notes
+        # them inline: ``self._touched[agent.id] = agent``)
         self._touched: dict[str, Agent] = {}
 
     # -- reading through the overlay --
@@ -118,7 +119,7 @@ class Overlay:
 
     def _free_slots(self, agent: Agent, channel: Channel) -> int:
         """How many more contacts on ``channel`` the agent may be offered now (none unless available)."""
-        if self._presence.get(agent.id, agent.presence) is not Presence.AVAILABLE:
+        if self._presence.get(agent.id, agent.presence) is not AVAILABLE:
             return 0
         free = agent.capacity.get(channel, 0) - agent.load[channel] - self._load.get((agent.id, channel), 0)
         if free > 0 and agent.phone_exclusive:
@@ -158,10 +159,6 @@ class Overlay:
         ref = self._contact(contact_id).ref
         index = self.index
         return -ref.priority, ref.enqueued_at, index.contact_order.get(contact_id.int, index.next_contact_order)
-
-    def _touch(self, agent: Agent) -> None:
-        """The plan changed the agent's load or presence: readers look at it by hand from now on."""
-        self._touched[agent.id] = agent
 
     def _stale(self, key: int) -> bool:
         """Whether the index's entry for a free contact (``key``: its ``UUID.int``) is used up in the plan (reserved,

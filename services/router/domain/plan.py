@@ -10,6 +10,8 @@ from datetime import datetime
 
 from services.router.domain.candidates import Candidates
 from services.router.domain.decisions import (
+    ACCEPTED,
+    EXPIRED,
     Abandoned,
     Assigned,
     Completed,
@@ -22,7 +24,17 @@ from services.router.domain.decisions import (
     assignment_id_for,
     offer_id_for,
 )
-from services.router.domain.entities import Agent, Assignment, ContactRef, Offer, Presence, WaitingContact
+from services.router.domain.entities import (
+    AVAILABLE,
+    AWAY,
+    WRAP_UP,
+    Agent,
+    Assignment,
+    ContactRef,
+    Offer,
+    Presence,
+    WaitingContact,
+)
 
 
 class Plan(Candidates):
@@ -37,23 +49,23 @@ class Plan(Candidates):
         made = self._offers_made.get(key, 0)
         queue = self.state.queues[ref.queue_id]
         offer_id = offer_id_for(ref.id, contact.offers_made + made)
-        expires_at = self.now + queue.timeout_for(ref.channel)
+        expires_at = self.now + queue.offer_timeouts.get(ref.channel, queue.offer_timeout)  # ``timeout_for``
         self.decisions.append(Offered(offer_id, ref, agent.id, self.now, expires_at))
         self._offers_made[key] = made + 1
         self._reserved[key] = True
         slot = (agent.id, ref.channel)
         self._load[slot] = self._load.get(slot, 0) + 1
-        self._touch(agent)
+        self._touched[agent.id] = agent  # ``_touch``, inline
         if queue.auto_accept:  # assigned at once: no offer to accept
             offer = Offer(offer_id, ref, agent.id, expires_at)
-            self.close_offer(offer, OfferOutcome.ACCEPTED)
+            self.close_offer(offer, ACCEPTED)
             self.assign(offer)
 
     def close_offer(self, offer: Offer, outcome: OfferOutcome) -> None:
         """End an offer. Unless accepted, the contact is free again, the agent turned it down (its last choice for a
         while) and has the slot back; an agent who lets ``max_missed`` offers expire in a row goes away."""
         self.decisions.append(OfferClosed(offer.id, offer.contact, offer.agent_id, outcome, self.now))
-        if outcome is not OfferOutcome.ACCEPTED:
+        if outcome is not ACCEPTED:
             contact_id, agent_id = offer.contact.id, offer.agent_id
             self._reserved[contact_id.int] = False
             self._freed[contact_id] = self.state.waiting[contact_id]
@@ -61,11 +73,11 @@ class Plan(Candidates):
             key = (agent_id, offer.contact.channel)
             self._load[key] = self._load.get(key, 0) - 1
             agent = self.state.agents[agent_id]
-            self._touch(agent)
-            if outcome is OfferOutcome.EXPIRED and agent.max_missed is not None:
+            self._touched[agent.id] = agent  # ``_touch``, inline
+            if outcome is EXPIRED and agent.max_missed is not None:
                 missed = self._missed[agent_id] = self._missed.get(agent_id, agent.missed) + 1
-                if missed >= agent.max_missed and self._presence_of(agent) is Presence.AVAILABLE:
-                    self.set_presence(agent, Presence.AWAY, reason=f"let {missed} offers in a row expire")
+                if missed >= agent.max_missed and self._presence_of(agent) is AVAILABLE:
+                    self.set_presence(agent, AWAY, reason=f"let {missed} offers in a row expire")
 
     def assign(self, offer: Offer) -> None:
         """The accepted offer becomes an assignment (its id follows from the offer's)."""
@@ -81,16 +93,16 @@ class Plan(Candidates):
         key = (agent_id, contact.channel)
         self._load[key] = self._load.get(key, 0) - 1
         agent = self.state.agents[agent_id]
-        self._touch(agent)
-        if agent.wrap_up and self._presence_of(agent) in (Presence.AVAILABLE, Presence.WRAP_UP):
-            self.set_presence(agent, Presence.WRAP_UP, until=self.now + agent.wrap_up)
+        self._touched[agent.id] = agent  # ``_touch``, inline
+        if agent.wrap_up and self._presence_of(agent) in (AVAILABLE, WRAP_UP):
+            self.set_presence(agent, WRAP_UP, until=self.now + agent.wrap_up)
 
     def set_presence(
         self, agent: Agent, presence: Presence, *, until: datetime | None = None, reason: str | None = None
     ) -> None:
         """The agent's presence changes (``until``: the end of wrap-up)."""
         self._presence[agent.id] = presence
-        self._touch(agent)
+        self._touched[agent.id] = agent  # ``_touch``, inline
         self.decisions.append(PresenceSet(agent.id, presence, self.now, until, reason))
 
     def abandon(self, contact: ContactRef) -> None:

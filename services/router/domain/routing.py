@@ -9,17 +9,20 @@ wrap-up, and what time passing brings (``tick``).
 from uuid import UUID
 
 from services.router.domain.decisions import (
+    ACCEPTED,
+    DECLINED,
+    EXPIRED,
+    REVOKED,
     AssignmentCompleted,
     Closed,
     ContactMoved,
     HoursChanged,
     OfferAccepted,
     OfferDeclined,
-    OfferOutcome,
     PresenceRequested,
     TimersFired,
 )
-from services.router.domain.entities import ContactRef, Offer, Presence, Queue, WaitingContact
+from services.router.domain.entities import AVAILABLE, ContactRef, Offer, Queue, WaitingContact
 from services.router.domain.plan import Plan
 from services.router.exceptions import (
     NotYours,
@@ -41,7 +44,7 @@ class RoutingPlan(Plan):
     def arrive(self, contact: ContactRef) -> None:
         """A new contact: into its queue (or, after hours or over the queue's length, its overflow), then routed."""
         queue = self.state.queues[contact.queue_id]
-        if not self._is_open(queue):
+        if queue.hours is not None and not self._is_open(queue):  # no call for a queue without hours
             if queue.after_hours == "close":
                 self.decisions.append(Closed(contact, queue.close_message or "closed", self.now))
                 return
@@ -62,19 +65,19 @@ class RoutingPlan(Plan):
         if agent is None:
             raise UnknownAgent(f"no agent {event.agent_id!r}")
         self.set_presence(agent, event.presence)
-        if event.presence is Presence.AVAILABLE:
+        if event.presence is AVAILABLE:
             self.fill_agent(event.agent_id)
 
     def accept(self, event: OfferAccepted) -> None:
         """The agent took the offer: the contact is assigned to it."""
         offer = self._own_offer(event.offer_id, event.agent_id)
-        self.close_offer(offer, OfferOutcome.ACCEPTED)
+        self.close_offer(offer, ACCEPTED)
         self.assign(offer)
 
     def decline(self, event: OfferDeclined) -> None:
         """The agent turned the offer down: the contact goes to someone else, the agent takes other work."""
         offer = self._own_offer(event.offer_id, event.agent_id)
-        self.close_offer(offer, OfferOutcome.DECLINED)
+        self.close_offer(offer, DECLINED)
         self.route_contact(offer.contact.id)
         self.fill_agent(event.agent_id)
 
@@ -159,7 +162,7 @@ class RoutingPlan(Plan):
         """Revoke the offer that reserves the contact, if one does; it is returned, so its agent can be refilled."""
         pending = self.state.offers.get(waiting.offer_id) if waiting.offer_id else None
         if pending is not None:
-            self.close_offer(pending, OfferOutcome.REVOKED)
+            self.close_offer(pending, REVOKED)
         return pending
 
     # -- time passing --
@@ -170,12 +173,12 @@ class RoutingPlan(Plan):
         state, index = self.state, self.index
         expired = [state.offers[offer_id] for offer_id in index.expiring(self.now)]
         for offer in expired:
-            self.close_offer(offer, OfferOutcome.EXPIRED)
+            self.close_offer(offer, EXPIRED)
         for offer in expired:
             self.route_contact(offer.contact.id)
             self.fill_agent(offer.agent_id)
         for agent_id in list(index.wrap_ups_due(self.now)):
-            self.set_presence(state.agents[agent_id], Presence.AVAILABLE)
+            self.set_presence(state.agents[agent_id], AVAILABLE)
             self.fill_agent(agent_id)
         for queue in state.queues.values():
             if queue.hours is not None and state.hours_open.get(queue.id) != self._is_open(queue):
@@ -233,7 +236,7 @@ class RoutingPlan(Plan):
         queue = self.state.queues[ref.queue_id]
         if queue.hours is not None and not self._is_open(queue):
             return  # held until the queue opens
-        waited = self.now - ref.entered
+        waited = self.now - (ref.queued_at or ref.enqueued_at)  # ``ref.entered``, without the property's call
         if queue.overflow_after is not None and queue.overflow_to is not None and waited >= queue.overflow_after:
             seconds = queue.overflow_after.total_seconds()
             self.route_waiting(self.move(contact, queue.overflow_to, f"overflow: waited {seconds:g} s in {queue.id}"))
