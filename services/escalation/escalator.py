@@ -146,7 +146,7 @@ class Escalator:
     async def assumed(unit: UnitOfWork, known: ContactFacts) -> CommandPrecondition | None:
         """What a command decided on ``known`` assumes: the router refuses it once the contact has moved on."""
         assigned = known.status == "assigned"
-        assignment = await facts.current_assignment(unit.conn, known.contact_id) if assigned else None
+        assignment = await facts.current_assignment(unit.conn, known.contact_id, unit.unapplied) if assigned else None
         return triggers.assumed(known, assignment)
 
     def repeat_window(self, now: datetime) -> datetime | None:

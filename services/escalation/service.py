@@ -91,13 +91,21 @@ class EscalationService:
                 customers={key for event in events if (key := facts.customer_key(event)) is not None},
                 since=self._since(),
             )
+            if not batch.savepoints:  # stored at once; with savepoints each is stored in its step, which may roll back
+                batch.done.unapplied.update(await facts.store_routings(batch.done.conn, events))
             for event in events:
                 async with batch.unit(event) as unit:
-                    await self._step(unit, event)
+                    await self._step(unit, event, stored=not batch.savepoints)
 
-    async def _step(self, unit: UnitOfWork, event: RoutingEvent) -> None:
-        if not await facts.apply_routing(unit.conn, unit.facts, event):
+    async def _step(self, unit: UnitOfWork, event: RoutingEvent, *, stored: bool = False) -> None:
+        """Apply ``event`` (``stored``: the batch stored it already, if it was not a redelivery)."""
+        if stored:
+            if event.event_id not in unit.unapplied:
+                return  # a redelivery, applied before (or earlier in the batch)
+            unit.unapplied.discard(event.event_id)
+        elif not await facts.store_routing(unit.conn, event):
             return  # a redelivery, applied before
+        await facts.apply_routing(unit.facts, event)
         now = self._clock()
         if event.type is RoutingEventType.COMMAND_REFUSED:
             await self._escalator.withdraw_refused(unit, event, now)

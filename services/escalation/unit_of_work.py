@@ -10,9 +10,10 @@ batch share its contacts' facts (``adapters.ledger``) and the timers they set (`
 once before the commit (``flush``); with savepoints, at the end of each step instead, and forgotten when one fails.
 """
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +31,7 @@ class UnitOfWork:
     timers: TimerWrites  # the timers it scheduled and cancelled
     outbound: bool = False  # case events, routing commands or notifications: the relay and the notifier
     new_timers: int = 0  # timers created: one may be due before the timer runner's next look
+    unapplied: set[uuid.UUID] = field(default_factory=set)  # routing events stored for the batch, not applied yet
 
     @classmethod
     def on(cls, conn: AsyncConnection) -> "UnitOfWork":

@@ -135,6 +135,7 @@ def test_sla_hours_are_written_like_queue_hours() -> None:
     assert calendar.is_open(datetime(2026, 11, 14, 10, 0, tzinfo=shanghai))  # a make-up Saturday, Monday's hours
     assert not calendar.is_open(datetime(2026, 11, 16, 10, 0, tzinfo=shanghai))  # a Monday closed by date
     assert not calendar.is_open(datetime(2026, 10, 5, 10, 0, tzinfo=shanghai))  # National Day (CN), a Monday
+    assert policy.triggers.sla.hours.calendar() is calendar  # built once, not at every evaluation (issue 12)
 
 
 @pytest.mark.parametrize(

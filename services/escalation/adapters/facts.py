@@ -12,11 +12,11 @@ A contact whose routing event closing it has not arrived yet still takes a new m
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +28,15 @@ from services.escalation.domain.triggers import Message
 # built once: a statement built per call costs more than its round trip (issue 12)
 _STORE_MESSAGE = insert(contact_messages).on_conflict_do_nothing().returning(contact_messages.c.event_id)
 _STORE_ROUTING = insert(routing_events).on_conflict_do_nothing().returning(routing_events.c.event_id)
+_LATEST_ASSIGNED = (  # the contact's latest ``assigned`` routing events seen here, latest first
+    select(routing_events.c.agent_id, routing_events.c.event_id, routing_events.c.payload)
+    .where(
+        routing_events.c.contact_id == bindparam("contact_id"),
+        routing_events.c.type == RoutingEventType.ASSIGNED.value,
+    )
+    .order_by(routing_events.c.occurred_at.desc(), routing_events.c.received_at.desc())
+    .limit(bindparam("count"))
+)
 
 _STATUS: dict[RoutingEventType, str] = {
     RoutingEventType.QUEUED: "waiting",
@@ -83,22 +92,21 @@ async def apply_message(conn: AsyncConnection, ledger: Ledger, event: ContactEve
     return contact_id
 
 
-async def apply_routing(conn: AsyncConnection, ledger: Ledger, event: RoutingEvent) -> bool:
-    """Store ``event`` once and fold it into its contact's facts; False, changing nothing, for a redelivery."""
-    stored = await conn.execute(
-        _STORE_ROUTING,
-        {
-            "event_id": event.event_id,
-            "type": event.type.value,
-            "contact_id": event.contact_id,
-            "agent_id": event.agent_id,
-            "queue_id": event.queue_id,
-            "occurred_at": event.occurred_at,
-            "payload": event.model_dump_json(),
-        },
-    )
-    if stored.first() is None:
-        return False
+async def store_routing(conn: AsyncConnection, event: RoutingEvent) -> bool:
+    """Store ``event`` once; False for a redelivery, applied before."""
+    return (await conn.execute(_STORE_ROUTING, _routing_row(event))).first() is not None
+
+
+async def store_routings(conn: AsyncConnection, events: Sequence[RoutingEvent]) -> set[uuid.UUID]:
+    """Store ``events`` once each, in one statement; the ids of those stored now (the others are redeliveries)."""
+    rows = list({event.event_id: _routing_row(event) for event in reversed(events)}.values())
+    if not rows:
+        return set()
+    return set((await conn.execute(_STORE_ROUTING, rows)).scalars())
+
+
+async def apply_routing(ledger: Ledger, event: RoutingEvent) -> None:
+    """Fold ``event``, stored now (``store_routing``), into its contact's facts."""
     row = await ledger.ensure(event.contact_id, event.conversation_key, event.occurred_at, customer_key(event))
     values: dict[str, Any] = {"queue": event.queue_id, "status": _STATUS.get(event.type, row.status)}
     if event.type is RoutingEventType.QUEUED:
@@ -115,7 +123,18 @@ async def apply_routing(conn: AsyncConnection, ledger: Ledger, event: RoutingEve
     if event.type in (RoutingEventType.COMPLETED, RoutingEventType.ABANDONED, RoutingEventType.CLOSED):
         values.pop("queue")  # the queue it ended in stays the one it waited in
     ledger.change(row, touched=True, **values)
-    return True
+
+
+def _routing_row(event: RoutingEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.type.value,
+        "contact_id": event.contact_id,
+        "agent_id": event.agent_id,
+        "queue_id": event.queue_id,
+        "occurred_at": event.occurred_at,
+        "payload": event.model_dump_json(),
+    }
 
 
 async def mark_fired(ledger: Ledger, contact_id: uuid.UUID, triggers: Sequence[str]) -> None:
@@ -130,9 +149,13 @@ async def unmark_fired(ledger: Ledger, contact_id: uuid.UUID, trigger: str) -> N
         ledger.change(row, fired=[name for name in row.fired if name != trigger])
 
 
-async def current_assignment(conn: AsyncConnection, contact_id: uuid.UUID) -> uuid.UUID | None:
-    """The assignment of the contact's latest ``assigned`` routing event seen here, if any."""
-    payload = await _latest_assigned(conn, contact_id, routing_events.c.payload)
+async def current_assignment(
+    conn: AsyncConnection, contact_id: uuid.UUID, unapplied: Collection[uuid.UUID] = ()
+) -> uuid.UUID | None:
+    """The assignment of the contact's latest ``assigned`` routing event seen here, if any; ``unapplied`` are stored
+    and not applied yet (a batch stores its routing events first): not seen yet."""
+    found = await conn.execute(_LATEST_ASSIGNED, {"contact_id": contact_id, "count": len(unapplied) + 1})
+    payload = next((row.payload for row in found if row.event_id not in unapplied), None)
     return None if payload is None else RoutingEvent.model_validate_json(payload).assignment_id
 
 
@@ -141,16 +164,5 @@ async def holder(conn: AsyncConnection, ledger: Ledger, contact_id: uuid.UUID) -
     row = await ledger.get(contact_id)
     if row is None or row.status != "assigned":
         return None
-    agent: str | None = await _latest_assigned(conn, contact_id, routing_events.c.agent_id)
+    agent: str | None = (await conn.execute(_LATEST_ASSIGNED, {"contact_id": contact_id, "count": 1})).scalar()
     return agent
-
-
-async def _latest_assigned(conn: AsyncConnection, contact_id: uuid.UUID, column: Any) -> Any:
-    """``column`` of the contact's latest ``assigned`` routing event seen here; None without one."""
-    latest = await conn.execute(
-        select(column)
-        .where(routing_events.c.contact_id == contact_id, routing_events.c.type == RoutingEventType.ASSIGNED.value)
-        .order_by(routing_events.c.occurred_at.desc(), routing_events.c.received_at.desc())
-        .limit(1)
-    )
-    return latest.scalar_one_or_none()
