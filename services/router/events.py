@@ -49,15 +49,15 @@ async def on_contacts(service: RoutingService, events: Sequence[ContactEvent]) -
 
 async def _contact(service: RoutingService, change: Change, event: ContactEvent) -> str:
     conn, now = change.conn, service.clock()
-    existing = await contact_store.open_contact_for(conn, event.conversation_key)
-    bind(contact_id=existing[0] if existing is not None else None)
+    existing = service.open_contact(event.conversation_key)
+    bind(contact_id=existing)
     if event.kind is ContactEventKind.ABANDONED:
-        decided = await change.decide(ContactAbandoned(existing[0]), now) if existing is not None else []
+        decided = await change.decide(ContactAbandoned(existing), now) if existing is not None else []
         return "abandoned" if decided else "abandon_ignored"
     if existing is not None:
         await customers.resolve(conn, event.channel, event.customer)
-        await contact_store.insert_message(conn, existing[0], event)
-        await change.notify(notices.of_message(service.state, existing[0], event))
+        change.later.message(existing, event)
+        change.notify(notices.of_message(service.state, existing, event))
         return "appended"
     await _open(service, change, event)
     return "opened"
@@ -70,7 +70,7 @@ async def _open(service: RoutingService, change: Change, event: ContactEvent) ->
     ref = await intake.new_contact(conn, service.config, service.state.agents, event, customer_id, now)
     bind(contact_id=ref.id)
     await contact_store.insert_contact(conn, ref, event, customer_id)
-    await contact_store.insert_message(conn, ref.id, event)
+    change.later.message(ref.id, event)
     await change.decide(ContactArrived(ref), now)
 
 
@@ -98,7 +98,7 @@ async def _command(service: RoutingService, change: Change, command: RoutingComm
         return "no_queue"
     if (refused := refusal(state, command.contact_id, command.precondition)) is not None:
         # computed from a view that is stale now (an agent accepted meanwhile): the sender looks again
-        await repository.refuse_command(change.conn, command, refused, now)
+        change.later.events += await repository.refuse_command(change.conn, command, refused, now)
         change.announced = True
         log.info("routing command %s refused: %s", command.command_id, refused.reason)
         return "refused"

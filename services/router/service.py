@@ -35,6 +35,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -44,8 +45,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import Channel
 from kefu.batch import Steps, Stopped
 from services.router import notices
-from services.router.adapters import config_store, feed_store, repository, state_store
+from services.router.adapters import config_store, repository, state_store
 from services.router.adapters.feed import AgentFeed, FeedItem, Notice
+from services.router.adapters.late_writes import LateWrites
+from services.router.conversations import OpenConversations
 from services.router.domain.config import RoutingConfig, parse_routing
 from services.router.domain.decide import apply, decide
 from services.router.domain.decisions import Decision, Enqueued, Event, Requeued
@@ -98,7 +101,7 @@ class Change:
         self.conn = conn
         self._state = state
         self.decisions: list[Decision] = []
-        self.written: list[FeedItem] = []
+        self.later = LateWrites()  # messages, routing events and notices: written just before the commit
         self.announced = False  # a routing event went into the outbox without a decision (a refused command)
         self.afterwards: list[Callable[[], None]] = []
         self.counts: list[Callable[[], None]] = []
@@ -111,14 +114,15 @@ class Change:
         return decisions
 
     async def record(self, decisions: list[Decision]) -> None:
-        """Write ``decisions``: their rows, their routing events and what they tell desktops."""
-        await repository.persist(self.conn, decisions)
-        await self.notify(notices.of_decisions(decisions))
+        """Write ``decisions``: their rows now, their routing events and what they tell desktops before the
+        commit."""
+        self.later.events += await repository.persist(self.conn, decisions)
+        self.notify(notices.of_decisions(decisions))
         self.decisions += decisions
 
-    async def notify(self, items: list[Notice]) -> None:
-        """Tell desktops ``items`` (written to the feed now, pushed live after the commit)."""
-        self.written += await feed_store.append(self.conn, items)
+    def notify(self, items: list[Notice]) -> None:
+        """Tell desktops ``items`` (written to the feed before the commit, pushed live after it)."""
+        self.later.notices += items
 
     def then(self, action: Callable[[], None]) -> None:
         """Change memory in a way no decision describes (an agent's profile), with the change's decisions."""
@@ -154,10 +158,13 @@ class Changes:
         self._service._apply(change)
 
     async def commit(self) -> None:
-        """Commit the changes so far, then tell desktops and the relay (no await between)."""
-        await self.conn.commit()
+        """Write the changes' late rows (``late_writes``) and commit, then tell desktops and the relay (no await
+        between)."""
         ended, self._ended = self._ended, []
-        self._service._committed(ended)
+        later = LateWrites.of(change.later for change in ended)
+        await later.flush(self.conn)
+        await self.conn.commit()
+        self._service._committed(ended, later.written)
 
 
 class RoutingService:
@@ -179,6 +186,7 @@ class RoutingService:
         self._on_commit = on_commit
         self._lock = asyncio.Lock()
         self.state = RoutingState(queues={q.id: q.to_domain() for q in config.queues})
+        self._conversations = OpenConversations(self.state)
         self.config_version = 0
         self._stale = False  # memory holds changes a lost transaction rolled back: rebuilt before it is read
         self._warned_unservable: set[tuple[str, Channel]] = set()
@@ -198,8 +206,7 @@ class RoutingService:
                 self.config_version = stored.version
             await state_store.upsert_agents(conn, self.config.agents, self.clock())
             queues = {q.id: q.to_domain() for q in self.config.queues}
-            self.state = await state_store.load_state(conn, queues, self.config.default_queue)
-            self._stale = False
+            self._replace(await state_store.load_state(conn, queues, self.config.default_queue))
         self._warn_unservable(w.ref for w in self.state.waiting.values())
         log.info(
             "routing state loaded: %d agents, %d waiting, %d offers, %d assignments",
@@ -223,10 +230,19 @@ class RoutingService:
                 version = await config_store.record(conn, source="api", text=text, applied_by=applied_by)
                 await state_store.upsert_agents(conn, config.agents, self.clock())
                 rebuilt = await state_store.load_state(conn, queues, config.default_queue)
-            self.config, self.state, self.config_version = config, rebuilt, version
+            self.config, self.config_version = config, version
+            self._replace(rebuilt)
             self._warned_unservable.clear()
             self._warn_unservable(w.ref for w in self.state.waiting.values())
         return version
+
+    def _replace(self, state: RoutingState) -> None:
+        """Memory is ``state``, as read from the tables."""
+        self.state, self._conversations, self._stale = state, OpenConversations(state), False
+
+    def open_contact(self, conversation_key: str) -> UUID | None:
+        """The open contact of a conversation, if there is one (the lock held: as the tables have it)."""
+        return self._conversations.get(conversation_key)
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -244,7 +260,7 @@ class RoutingService:
         async with self.engine.connect() as conn:
             rebuilt = await state_store.load_state(conn, queues, self.config.default_queue)
         rebuilt.hours_open = dict(self.state.hours_open)
-        self.state, self._stale = rebuilt, False
+        self._replace(rebuilt)
         log.info("routing state rebuilt from the tables after a rolled-back batch")
 
     async def _lost(self, conn: AsyncConnection, failure: BaseException) -> None:
@@ -266,8 +282,9 @@ class RoutingService:
             async with self.engine.begin() as conn:
                 change = Change(conn, self.state)
                 yield change
+                await change.later.flush(conn)
             self._apply(change)
-            self._committed([change])
+            self._committed([change], change.later.written)
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[Changes]:
@@ -317,13 +334,15 @@ class RoutingService:
                     async with self.engine.begin() as conn:
                         change = Change(conn, self.state)
                         await change.record(decisions)
+                        await change.later.flush(conn)
                     self._apply(change)
-                    self._committed([change])
+                    self._committed([change], change.later.written)
         return decisions
 
     def _apply(self, change: Change) -> None:
         """Make a change true in memory: its decisions, then what else it changes."""
         apply(self.state, change.decisions)
+        self._conversations.apply(change.decisions)
         for action in change.afterwards:
             action()
         self._warn_unservable(
@@ -332,8 +351,9 @@ class RoutingService:
             if isinstance(d, Enqueued | Requeued)
         )
 
-    def _committed(self, changes: list[Change]) -> None:
-        """Once ``changes`` are committed (and in memory): count them, wake the relay, push their feed items."""
+    def _committed(self, changes: list[Change], written: list[FeedItem]) -> None:
+        """Once ``changes`` are committed (and in memory): count them, wake the relay, push the feed items they
+        ``written``."""
         announced = False
         for change in changes:
             for count in change.counts:
@@ -341,8 +361,7 @@ class RoutingService:
             announced = announced or bool(change.decisions) or change.announced
         if announced:
             self._on_commit()  # the outbox has rows for the relay
-        for change in changes:
-            self._feed.publish(change.written)  # after apply: a new desktop's snapshot and the feed's last id agree
+        self._feed.publish(written)  # after apply: a new desktop's snapshot and the feed's last id agree
 
     def _warn_unservable(self, refs: Iterable[ContactRef]) -> None:
         """Say once per (queue, channel) that a contact waits where no agent, in any presence, can ever serve it."""

@@ -4,7 +4,8 @@ router's handlers and a real PostgreSQL without Kafka.
 What must hold (``services.router.service``): whenever the service's lock is free, memory equals the committed
 tables; nothing reaches desktops (the feed) or wakes the outbox relay before the commit; a failing record is
 isolated as ``kefu.consume`` isolates it (``Stopped``), the records before it applied again, each exactly once;
-never two offers of a contact, never an agent over capacity; a contact some available agent may serve is offered.
+never two offers of a contact, never an agent over capacity; a contact some available agent may serve is offered;
+the open contact of each conversation is the one memory names.
 Examples first, then the same as properties over generated histories of fetches and desktop actions.
 """
 
@@ -25,8 +26,9 @@ from kefu import db
 from kefu.batch import Stopped
 from services.router import commands, events
 from services.router.adapters import state_store
+from services.router.adapters.contact_store import OPEN_STATUSES
 from services.router.adapters.feed import FeedItem
-from services.router.adapters.orm import applied_events, messages, offers, outbox
+from services.router.adapters.orm import applied_events, contacts, messages, offers, outbox
 from services.router.domain.model import Presence, RoutingState
 from services.router.service import Changes, RoutingService
 from tests.integration.support import contact_event
@@ -83,6 +85,15 @@ async def check(service: RoutingService) -> None:
     async with service.settled() as state:
         assert picture(state) == await committed(service)
         async with service.engine.connect() as conn:
+            open_rows = await conn.execute(
+                select(contacts.c.conversation_key, contacts.c.id).where(contacts.c.status.in_(OPEN_STATUSES))
+            )
+            for conversation, contact_id in open_rows.all():
+                assert service.open_contact(conversation) == contact_id
+            assigned = {a.contact.id for a in state.assignments.values()}
+            for conversation in [f"webchat:shop:c{i}" for i in range(6)]:
+                found = service.open_contact(conversation)
+                assert found is None or found in state.waiting or found in assigned, conversation
             doubled = await conn.execute(
                 select(offers.c.contact_id)
                 .where(offers.c.status == "pending")

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,22 +27,35 @@ class Profile(NamedTuple):
     owning_tam: str | None
 
 
+# the arrival path's statements, built once (their cache keys too): each call only binds its values
+_identities = customer_identities.c
+_IDENTITY = select(_identities.customer_id).where(
+    _identities.channel == bindparam("b_channel"), _identities.platform_id == bindparam("b_platform")
+)
+_BY_EXTERNAL_ID = select(customers.c.id).where(customers.c.external_id == bindparam("b_external"))
+_INSERT_IDENTITY = insert(customer_identities)
+_INSERT_CUSTOMER = insert(customers)
+_PROFILE = select(customers.c.tier, customers.c.owning_tam).where(customers.c.id == bindparam("b_id"))
+_ended = assignments.c.completed_at
+_LAST_AGENT = (
+    select(assignments.c.agent_id)
+    .join(contacts, contacts.c.id == assignments.c.contact_id)
+    .where(contacts.c.customer_id == bindparam("b_id"), or_(_ended.is_(None), _ended >= bindparam("b_since")))
+    .order_by(_ended.desc().nulls_first(), assignments.c.assigned_at.desc())
+    .limit(1)
+)
+
+
 async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
     """The customer behind ``customer``'s identity on ``channel``, created or linked as needed."""
     platform_id = _canonical(channel, customer.platform_id)
-    current: uuid.UUID | None = (
-        await conn.execute(
-            select(customer_identities.c.customer_id).where(
-                customer_identities.c.channel == channel.value, customer_identities.c.platform_id == platform_id
-            )
-        )
-    ).scalar_one_or_none()
+    found = await conn.execute(_IDENTITY, {"b_channel": channel.value, "b_platform": platform_id})
+    current: uuid.UUID | None = found.scalar_one_or_none()
     owner = await _by_external_id(conn, customer.external_id) if customer.external_id else None
     if current is None:
         customer_id = owner or await _create(conn, customer)
-        await conn.execute(
-            insert(customer_identities).values(channel=channel.value, platform_id=platform_id, customer_id=customer_id)
-        )
+        identity = {"channel": channel.value, "platform_id": platform_id, "customer_id": customer_id}
+        await conn.execute(_INSERT_IDENTITY, identity)
         return customer_id
     if customer.external_id and owner is None:
         await conn.execute(
@@ -133,9 +146,7 @@ async def view(conn: AsyncConnection, customer_id: uuid.UUID) -> dict[str, Any] 
 
 async def profile(conn: AsyncConnection, customer_id: uuid.UUID) -> Profile:
     """The customer's tier and owning TAM (a customer without a row yet is a standard one)."""
-    row = (
-        await conn.execute(select(customers.c.tier, customers.c.owning_tam).where(customers.c.id == customer_id))
-    ).first()
+    row = (await conn.execute(_PROFILE, {"b_id": customer_id})).first()
     return Profile(CustomerTier(row.tier), row.owning_tam) if row else Profile(CustomerTier.STANDARD, None)
 
 
@@ -153,14 +164,7 @@ async def set_profile(conn: AsyncConnection, customer_id: uuid.UUID, new: Profil
 async def last_agent(conn: AsyncConnection, customer_id: uuid.UUID, *, since: datetime) -> str | None:
     """The agent of the customer's latest assignment (on any of their channels) still open or ended after
     ``since``: the one a returning customer is likely to want again."""
-    ended = assignments.c.completed_at
-    found = await conn.execute(
-        select(assignments.c.agent_id)
-        .join(contacts, contacts.c.id == assignments.c.contact_id)
-        .where(contacts.c.customer_id == customer_id, or_(ended.is_(None), ended >= since))
-        .order_by(ended.desc().nulls_first(), assignments.c.assigned_at.desc())
-        .limit(1)
-    )
+    found = await conn.execute(_LAST_AGENT, {"b_id": customer_id, "b_since": since})
     agent_id: str | None = found.scalar_one_or_none()
     return agent_id
 
@@ -175,14 +179,13 @@ def _canonical(channel: Channel, platform_id: str) -> str:
 
 
 async def _by_external_id(conn: AsyncConnection, external_id: str) -> uuid.UUID | None:
-    found = await conn.execute(select(customers.c.id).where(customers.c.external_id == external_id))
+    found = await conn.execute(_BY_EXTERNAL_ID, {"b_external": external_id})
     value = found.scalar_one_or_none()
     return uuid.UUID(str(value)) if value is not None else None
 
 
 async def _create(conn: AsyncConnection, customer: Customer) -> uuid.UUID:
     customer_id = uuid.uuid4()
-    await conn.execute(
-        insert(customers).values(id=customer_id, external_id=customer.external_id, display_name=customer.display_name)
-    )
+    row = {"id": customer_id, "external_id": customer.external_id, "display_name": customer.display_name}
+    await conn.execute(_INSERT_CUSTOMER, row)
     return customer_id
