@@ -155,7 +155,7 @@ async def _listening(client: httpx.AsyncClient, url: str) -> AsyncIterator[list[
             await task
 
 
-async def _until(probe: Any, timeout: float = 20.0) -> Any:
+async def _until(probe: Any, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = await probe()

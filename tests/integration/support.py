@@ -72,8 +72,10 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0) -> T:
-    """Poll ``probe`` until it returns something truthy."""
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 60.0) -> T:
+    """Poll ``probe`` until it returns something truthy, for a minute by default: it returns as soon as the
+    condition holds, so the deadline costs nothing when it does, and 15 s was not always enough for a flow through
+    three services on two shared cores under a second test run."""
     deadline = time.monotonic() + timeout
     while True:
         value = await probe()

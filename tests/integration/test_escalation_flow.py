@@ -98,7 +98,7 @@ class Service:
         assert found.status_code == 200, found.text
         return list(found.json())
 
-    async def case_for(self, contact_id: uuid.UUID, trigger: str, *, timeout: float = 15.0) -> dict[str, Any]:
+    async def case_for(self, contact_id: uuid.UUID, trigger: str, *, timeout: float = 60.0) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
             return next((c for c in await self.cases(contact_id) if c["trigger"] == trigger), None)
 

@@ -103,7 +103,7 @@ class _Ceiling(random.Random):
 
 
 # a deadline for what takes milliseconds on a quiet machine and may take seconds on a loaded one
-SLOW = 20.0
+SLOW = 60.0
 
 
 def notifier(engine: AsyncEngine, http: httpx.AsyncClient, **options: Any) -> "Watched":

@@ -37,7 +37,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 # a deadline for what takes milliseconds on a quiet machine and may take seconds on a loaded one, far below the hour a
 # runner in these tests would sleep if it missed a due time or a wake-up
-SLOW = 30.0
+SLOW = 60.0
 
 
 class Watched(TimerRunner):

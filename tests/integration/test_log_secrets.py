@@ -184,7 +184,7 @@ async def a_database_error(database_url: str, broker: EmbeddedKafka, topic: str)
     async def dead_letter() -> bytes:
         event = contact_event("db-error", text=DB_TEXT)
         await producer.send_and_wait(topic, event.model_dump_json().encode(), key=b"db-error")
-        (dead,) = await eventually(lambda: read_topic(broker.bootstrap, dlq(topic), timeout=0.5), timeout=20)
+        (dead,) = await eventually(lambda: read_topic(broker.bootstrap, dlq(topic), timeout=0.5))
         reason: bytes = dict(dead.headers)["kefu-dlq-reason"]
         return reason
 
@@ -236,7 +236,7 @@ async def test_a_full_scenario_logs_no_secret_and_no_personal_data(
             answered = await channels.post(KF_URL, params=kf_params, content=kf_body.encode(), headers=xml)
             assert answered.status_code == 200, answered.text
 
-            await eventually(lambda: routed_contacts(broker, 3), timeout=20)
+            await eventually(lambda: routed_contacts(broker, 3))
             await eventually(
                 lambda: asyncio.sleep(0, [r for r in receiver.delivered() if contact_id.encode() in r.body])
             )
