@@ -204,7 +204,7 @@ def server_in_thread(
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a service's start-up (its consumers joining their groups) on a loaded machine
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, f"{name} did not start"
         time.sleep(0.02)
