@@ -109,7 +109,7 @@ class EscalationService:
         now = self._clock()
         if event.type is RoutingEventType.COMMAND_REFUSED:
             await self._escalator.withdraw_refused(unit, event, now)
-        if event.type.value in triggers.CLOSED:
+        if event.type in facts.ENDS:  # completed (the contact resolved), abandoned or closed: nothing can fire
             self._escalator.stand_down(unit, event.contact_id)
         else:
             await self._escalator.reconsider(unit, event.contact_id, now)

@@ -24,8 +24,9 @@ from contracts import (
     RoutingEventType,
 )
 from services.escalation import queries
-from services.escalation.adapters.orm import notifications
+from services.escalation.adapters.orm import notifications, timers
 from services.escalation.adapters.orm import outbox as escalation_outbox
+from services.escalation.adapters.timers import PENDING as TIMER_PENDING
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.cases import Action
 from services.escalation.service import EscalationService
@@ -56,6 +57,11 @@ class Service:
         """``seconds`` pass; the timers due by then fire."""
         self.clock.advance(seconds)
         await fire_due(self.engine, self.service.timer_due, self.clock)
+
+    async def pending_timers(self, contact_id: uuid.UUID) -> list[str]:
+        async with self.engine.connect() as conn:
+            query = select(timers.c.kind).where(timers.c.contact_id == contact_id, TIMER_PENDING)
+            return sorted((await conn.execute(query)).scalars())
 
     async def cases(self, contact_id: uuid.UUID) -> list[dict[str, Any]]:
         found = await queries.case_list(self.engine, status=None, contact_id=contact_id, target=None, limit=100)
@@ -179,6 +185,19 @@ async def test_a_key_account_goes_to_its_tam_after_the_hold(service: Service) ->
     assert command.target_agent_id == "chen"  # its own TAM first, the TAM group after
     held = datetime.fromisoformat(case["created_at"]) - event.occurred_at
     assert held.total_seconds() >= 1.2  # hold_minutes 0.02: tier 1 had its 1.2 s
+
+
+@pytest.mark.parametrize("end", [RoutingEventType.COMPLETED, RoutingEventType.ABANDONED, RoutingEventType.CLOSED])
+async def test_a_contact_that_ends_leaves_no_timer_pending(service: Service, end: RoutingEventType) -> None:
+    """Nothing can fire for a contact that ended (completed, abandoned or closed): its wake-up calls are cancelled,
+    not left to come due and find nothing to do."""
+    contact_id = uuid.uuid4()
+    held = service.routed(RoutingEventType.QUEUED, contact_id, queue="returns", customer_tier="key_account")
+    await service.routing(held)
+    assert await service.pending_timers(contact_id)  # the key-account hold, the SLA's warning and breach
+    await service.routing(service.routed(end, contact_id, queue="returns", agent_id="alice"))
+    assert await service.pending_timers(contact_id) == []
+    assert await service.cases(contact_id) == []
 
 
 async def test_a_technical_contact_transferred_twice_goes_to_engineers_and_climbs_when_unacknowledged(

@@ -38,6 +38,8 @@ _LATEST_ASSIGNED = (  # the contact's latest ``assigned`` routing events seen he
     .limit(bindparam("count"))
 )
 
+ENDS = frozenset({RoutingEventType.COMPLETED, RoutingEventType.ABANDONED, RoutingEventType.CLOSED})
+"""The routing events that end a contact (its status becomes one of ``triggers.CLOSED``)."""
 _STATUS: dict[RoutingEventType, str] = {
     RoutingEventType.QUEUED: "waiting",
     RoutingEventType.REQUEUED: "waiting",
@@ -120,7 +122,7 @@ async def apply_routing(ledger: Ledger, event: RoutingEvent) -> None:
             values[column.removeprefix("customer_")] = value
     if (key := customer_key(event)) is not None:
         values["customer_key"] = key
-    if event.type in (RoutingEventType.COMPLETED, RoutingEventType.ABANDONED, RoutingEventType.CLOSED):
+    if event.type in ENDS:
         values.pop("queue")  # the queue it ended in stays the one it waited in
     ledger.change(row, touched=True, **values)
 
