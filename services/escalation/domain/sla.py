@@ -78,7 +78,7 @@ def add_open_time(start: datetime, seconds: float, hours: BusinessHours | None) 
         raise ValueError("start must be timezone-aware")
     if hours is None:
         return start + timedelta(seconds=seconds)
-    due = hours.calendar().after_open_seconds(start, seconds)
+    due = hours.after_open_seconds(start, seconds)
     if due is None:
         raise ValueError(f"business hours in {hours.time_zone} do not open for {seconds} s within {MAX_DAYS} days")
     return due
