@@ -157,6 +157,11 @@ class TechnicalTrigger(Strict):
         return self
 
     def technical_text(self) -> re.Pattern[str] | None:
+        """The keywords and patterns as one expression (built once: asked at every evaluation)."""
+        return self.compiled_text
+
+    @cached_property
+    def compiled_text(self) -> re.Pattern[str] | None:
         parts = [re.escape(k) for k in self.keywords] + [f"(?:{p})" for p in self.patterns]
         return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
