@@ -32,14 +32,64 @@ from services.router.domain.decisions import (
 from services.router.domain.model import Presence
 from services.router.domain.preconditions import Refusal
 
-_INSERT_OFFER = insert(offers)
-_INSERT_ASSIGNMENT = insert(assignments)
 _CONTACT = update(contacts).where(contacts.c.id == bindparam("b_id"))
-_OFFER = update(offers).where(offers.c.id == bindparam("b_id"))
-_ASSIGNMENT = update(assignments).where(assignments.c.id == bindparam("b_id"))
 _AGENT = update(agents).where(agents.c.id == bindparam("b_id"))
 _AGENT_BECOMES_AVAILABLE = _AGENT.where(agents.c.presence != Presence.AVAILABLE.value)
-_AGENT_MISSED = _AGENT.values(missed_offers=agents.c.missed_offers + 1)
+
+# A decision's rows in one statement: the rows of other tables as data-modifying CTEs (one round trip, not two or
+# three; each table's row once, so their order within the statement does not matter).
+_offer_made = insert(offers).values(
+    id=bindparam("o_id"),
+    contact_id=bindparam("o_contact"),
+    agent_id=bindparam("o_agent"),
+    status="pending",
+    created_at=bindparam("o_at"),
+    expires_at=bindparam("o_expires"),
+)
+_OFFERED = _CONTACT.values(status="offered").add_cte(_offer_made.cte("offer_made"))
+_assignment_made = insert(assignments).values(
+    id=bindparam("s_id"),
+    contact_id=bindparam("s_contact"),
+    agent_id=bindparam("s_agent"),
+    offer_id=bindparam("s_offer"),
+    status="active",
+    assigned_at=bindparam("s_at"),
+)
+_ASSIGNED = _CONTACT.values(status="assigned").add_cte(_assignment_made.cte("assignment_made"))
+_offer_ends = (
+    update(offers)
+    .where(offers.c.id == bindparam("o_id"))
+    .values(status=bindparam("o_status"), closed_at=bindparam("o_at"))
+    .cte("offer_closed")
+)
+_contact_waits = update(contacts).where(contacts.c.id == bindparam("c_id")).values(status="queued").cte("waits")
+_CLOSED_OFFER = {  # the agent's row, with the offer's (and unless accepted, the contact's: it waits again)
+    OfferOutcome.ACCEPTED: _AGENT.values(missed_offers=0).add_cte(_offer_ends),
+    OfferOutcome.EXPIRED: _AGENT.values(missed_offers=agents.c.missed_offers + 1, idle_since=bindparam("a_idle"))
+    .add_cte(_offer_ends)
+    .add_cte(_contact_waits),
+    OfferOutcome.DECLINED: _AGENT.values(idle_since=bindparam("a_idle")).add_cte(_offer_ends).add_cte(_contact_waits),
+    OfferOutcome.REVOKED: _AGENT.values(idle_since=bindparam("a_idle")).add_cte(_offer_ends).add_cte(_contact_waits),
+}
+_assignment_ended = (
+    update(assignments)
+    .where(assignments.c.id == bindparam("s_id"))
+    .values(
+        status=bindparam("s_status"),
+        completed_at=bindparam("s_at"),
+        disposition=bindparam("s_disposition"),
+        resolved=bindparam("s_resolved"),
+    )
+    .cte("assignment_ended")
+)
+_contact_completed = (
+    update(contacts)
+    .where(contacts.c.id == bindparam("c_id"))
+    .values(status="completed", closed_at=bindparam("c_closed"))
+    .cte("contact_completed")
+)
+_agent_idle = _AGENT.values(idle_since=bindparam("a_idle")).add_cte(_assignment_ended)
+_ENDED = {False: _agent_idle.add_cte(_contact_completed), True: _agent_idle}  # by transferred
 
 _CLOSED_EVENT = {
     OfferOutcome.ACCEPTED: RoutingEventType.ACCEPTED,
@@ -56,20 +106,16 @@ async def persist(conn: AsyncConnection, decisions: list[Decision]) -> list[Rout
             case Enqueued(contact=contact):
                 events.append(history.event(RoutingEventType.QUEUED, contact, contact.enqueued_at))
             case Offered(offer_id=offer_id, contact=contact, agent_id=agent_id, at=at, expires_at=expires_at):
-                offer = {"id": offer_id, "contact_id": contact.id, "agent_id": agent_id, "status": "pending"}
-                await conn.execute(_INSERT_OFFER, {**offer, "created_at": at, "expires_at": expires_at})
-                await _contact_status(conn, contact.id, "offered")
+                offer = {"o_id": offer_id, "o_contact": contact.id, "o_agent": agent_id, "o_at": at}
+                await conn.execute(_OFFERED, {**offer, "o_expires": expires_at, "b_id": contact.id})
                 events.append(
                     history.event(RoutingEventType.OFFERED, contact, at, agent_id=agent_id, offer_id=offer_id)
                 )
             case OfferClosed():
                 events += await _offer_closed(conn, decision)
             case Assigned(assignment_id=assignment_id, offer_id=offer_id, contact=contact, agent_id=agent_id, at=at):
-                assignment = {"id": assignment_id, "contact_id": contact.id, "agent_id": agent_id}
-                await conn.execute(
-                    _INSERT_ASSIGNMENT, {**assignment, "offer_id": offer_id, "status": "active", "assigned_at": at}
-                )
-                await _contact_status(conn, contact.id, "assigned")
+                assignment = {"s_id": assignment_id, "s_contact": contact.id, "s_agent": agent_id, "s_offer": offer_id}
+                await conn.execute(_ASSIGNED, {**assignment, "s_at": at, "b_id": contact.id})
                 events.append(
                     history.event(
                         RoutingEventType.ASSIGNED,
@@ -117,14 +163,10 @@ async def _offer_closed(conn: AsyncConnection, decision: OfferClosed) -> list[Ro
         decision.outcome,
         decision.at,
     )
-    await conn.execute(_OFFER, {"b_id": offer_id, "status": outcome.value, "closed_at": at})
-    if outcome is OfferOutcome.ACCEPTED:
-        await conn.execute(_AGENT, {"b_id": agent_id, "missed_offers": 0})
-    elif outcome is OfferOutcome.EXPIRED:
-        await conn.execute(_AGENT_MISSED, {"b_id": agent_id})
+    values: dict[str, Any] = {"b_id": agent_id, "o_id": offer_id, "o_status": outcome.value, "o_at": at}
     if outcome is not OfferOutcome.ACCEPTED:
-        await _contact_status(conn, contact.id, "queued")
-        await _agent_idle(conn, agent_id, at)
+        values |= {"c_id": contact.id, "a_idle": at}
+    await conn.execute(_CLOSED_OFFER[outcome], values)
     if outcome not in _CLOSED_EVENT:  # a revoked offer is told by the Abandoned event that follows
         return []
     return [history.event(_CLOSED_EVENT[outcome], contact, at, agent_id=agent_id, offer_id=offer_id)]
@@ -133,19 +175,18 @@ async def _offer_closed(conn: AsyncConnection, decision: OfferClosed) -> list[Ro
 async def _completed(conn: AsyncConnection, decision: Completed) -> RoutingEvent:
     """An assignment ended: completed (the contact closes) or transferred (``Requeued`` follows: it waits again)."""
     contact, agent_id, at = decision.contact, decision.agent_id, decision.at
-    await conn.execute(
-        _ASSIGNMENT,
-        {
-            "b_id": decision.assignment_id,
-            "status": "transferred" if decision.transferred else "completed",
-            "completed_at": at,
-            "disposition": decision.disposition,
-            "resolved": decision.resolved,
-        },
-    )
+    values: dict[str, Any] = {
+        "b_id": agent_id,
+        "a_idle": at,
+        "s_id": decision.assignment_id,
+        "s_status": "transferred" if decision.transferred else "completed",
+        "s_at": at,
+        "s_disposition": decision.disposition,
+        "s_resolved": decision.resolved,
+    }
     if not decision.transferred:
-        await _contact_status(conn, contact.id, "completed", closed_at=at)
-    await _agent_idle(conn, agent_id, at)
+        values |= {"c_id": contact.id, "c_closed": at}
+    await conn.execute(_ENDED[decision.transferred], values)
     kind = RoutingEventType.TRANSFERRED if decision.transferred else RoutingEventType.COMPLETED
     return history.event(
         kind, contact, at, agent_id=agent_id, assignment_id=decision.assignment_id, reason=decision.disposition
@@ -197,7 +238,3 @@ async def _contact_status(
     if closed_at is not None:
         values["closed_at"] = closed_at
     await conn.execute(_CONTACT, values)
-
-
-async def _agent_idle(conn: AsyncConnection, agent_id: str, at: datetime) -> None:
-    await conn.execute(_AGENT, {"b_id": agent_id, "idle_since": at})
