@@ -14,7 +14,8 @@ subtransaction per savepoint, and it did not pay: ``bench/batches.py``, 1,000 re
 alternating with the tree before issue 12 (one loaded machine, the embedded PostgreSQL as it comes): routing events
 into the escalation service 16.9 s before, 19.3 s with savepoints, 11.1 s without; messages to 100 open contacts into
 the router 11.1, 8.6 and 7.9 s; 1,000 new contacts (each decides, so each commits) 13.4, 13.4 and 13.8 s. A failing
-record is rare; every record would pay for its savepoint.
+record is rare; every record would pay for its savepoint. (Since then the router commits a fetch of new contacts once
+too: ``services.router.service``.)
 """
 
 import contextlib
