@@ -62,13 +62,14 @@ def _load(rev: str, path: str, name: str) -> ModuleType:
     """``path`` as it was at ``rev``, imported as module ``name``."""
     show = ["git", "show", f"{rev}:{path}"]
     source = subprocess.run(show, cwd=REPO, check=True, capture_output=True, text=True)  # noqa: S603
-    file = Path(tempfile.mkdtemp(prefix="kefu-bench-outbox-")) / f"{name}.py"
-    file.write_text(source.stdout, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="kefu-bench-outbox-") as folder:  # read once, when executed
+        file = Path(folder) / f"{name}.py"
+        file.write_text(source.stdout, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(name, file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
     return module
 
 
