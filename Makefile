@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -63,3 +63,9 @@ bench-e2e: install  ## the whole system as processes: mixed-channel webhooks at 
 
 bench-escalation: install  ## escalation: events/s through the policy engine and due-to-command delay at 10k contacts / 100k timers
 	$(BIN)/python -m bench.escalation
+
+bench-outbox: install  ## outbox relay: rows/s, CPU per row and per pass, compilations and round trips per pass (ARGS="--baseline <rev> --rounds 5")
+	$(BIN)/python -m bench.outbox $(ARGS)
+
+bench-http-stack: install  ## a request's fixed CPU cost in the kit's HTTP stack (ARGS="--baseline <rev>")
+	$(BIN)/python -m bench.http_stack $(ARGS)

@@ -118,7 +118,9 @@ def watch_engine(engine: AsyncEngine) -> Availability:
 
     @event.listens_for(sync, "handle_error")
     def failed(context: ExceptionContext) -> None:
-        # a stale pooled connection found by the pre-ping is replaced at once; only a failed replacement counts.
+        # engines run without pool_pre_ping (kefu.db): a pooled connection the database dropped fails the one
+        # transaction that uses it, as a disconnect, and counts (the pool then replaces every older connection). An
+        # engine given a pre-ping replaces such a connection at once: there only a failed replacement counts.
         # A cancelled statement (a task stopped at shutdown) drops its connection, but the database is fine.
         if context.is_pre_ping or not isinstance(context.original_exception, Exception):
             return
