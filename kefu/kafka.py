@@ -6,6 +6,7 @@ one transaction), named here too, as every service and test knows it.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from kefu import backlog, broker_watch
@@ -44,6 +46,20 @@ broker_watch.install()
 DEFAULT_PARTITIONS = 6
 
 
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def partition_of(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """The partition for ``key``: Kafka's default (murmur2 of the key, as the Java client and aiokafka), its hash
+    remembered for the 65,536 keys last seen. A key is sent many times over (a contact's routing events, a
+    conversation's messages) and aiokafka's murmur2 is pure Python: 10-30 µs a send on this machine."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
     """Return an unstarted producer that waits for every in-sync replica (``acks=all``).
 
@@ -64,6 +80,7 @@ def create_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOK
         enable_idempotence=False,
         request_timeout_ms=request_timeout_ms,
         client_id="kefu",
+        partitioner=partition_of,
     )
     broker_watch.watch(producer, "kafka producer", bootstrap)
     return producer
