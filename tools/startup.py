@@ -8,6 +8,7 @@ it is; ``tools.cli`` turns both into one line with a hint.
 """
 
 import errno
+import gc
 import logging
 import socket
 from contextlib import AbstractAsyncContextManager
@@ -63,6 +64,11 @@ class LifespanServer(uvicorn.Server):
         lifespan = self._app.router.lifespan_context(self._app)
         await lifespan.__aenter__()
         self._lifespan = lifespan
+        # what the service loaded at start (the router's routing state: 500,000 waiting contacts at the largest
+        # size) lives as long as the process: kept out of every garbage collection, as the imports are (tools.serve),
+        # so that no full collection walks it while a request or a batch waits
+        gc.collect()
+        gc.freeze()
         await super().startup(sockets=sockets)
         for sock in sockets or ():
             host, port = sock.getsockname()[:2]
