@@ -24,7 +24,7 @@ def _kefu(*args: str, **env: str) -> "subprocess.CompletedProcess[str]":
         env={**clean, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a command's imports and start-up on a loaded machine; only a hang comes near it
         check=False,
     )
 

@@ -31,7 +31,7 @@ async def test_an_agent_gets_429_beyond_its_stream_limit_and_a_closed_stream_fre
 ) -> None:
     settings = router_settings(database_url, broker, config_path).model_copy(update={"sse_max_streams_per_agent": 2})
     with server_in_thread(router_app(settings), free_port(), lifespan="on", name="router") as url:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:  # 10 s was once too few under load
             async with contextlib.AsyncExitStack() as held:
                 first = await held.enter_async_context(stream(client, "alice", ALICE_TOKEN))
                 second = await held.enter_async_context(stream(client, "alice", ALICE_TOKEN))
