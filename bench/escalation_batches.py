@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
 from kefu import db
 from kefu.config_file import load_section
-from services.escalation.adapters.timers import TimerStore
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
@@ -138,7 +137,7 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     policy = load_section(EXAMPLE_POLICY, "escalation", EscalationPolicy)
     engine = db.create_engine(url)
     try:
-        service = EscalationService(engine, policy, TimerStore(engine))
+        service = EscalationService(engine, policy)
         records = workload(args, datetime.now(UTC))
         batches = fetches(records, args.window)
         routing = sum(len(r) for _, r in batches)

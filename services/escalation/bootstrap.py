@@ -22,7 +22,6 @@ from services.escalation.access import CaseAccess
 from services.escalation.adapters.notifier import Notifier
 from services.escalation.adapters.orm import outbox
 from services.escalation.adapters.timer_runner import TimerRunner
-from services.escalation.adapters.timers import TimerStore
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
@@ -100,7 +99,7 @@ async def running(
         if tx.new_timers:
             runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
 
-    service = EscalationService(engine, policy, TimerStore(engine), after_commit=committed)
+    service = EscalationService(engine, policy, after_commit=committed)
     tokens = tokens_of(checked.section("auth", AuthConfig), engine)
     escalation = Escalation(settings, engine, producer, tokens, relay, service, CaseAccess(policy, groups))
     async with contextlib.AsyncExitStack() as stack:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import ContactEvent, RoutingEvent, RoutingEventType
 from kefu.logs import bind
 from services.escalation.adapters import cases, facts
-from services.escalation.adapters.timers import Timer, TimerStore
+from services.escalation.adapters.timers import Timer
 from services.escalation.domain import triggers
 from services.escalation.domain.cases import Action
 from services.escalation.domain.policy import EscalationPolicy
@@ -37,18 +37,17 @@ refuse."""
 
 
 class EscalationService:
-    """The handlers, on one database, policy and timer store; ``after_commit`` wakes the loops a commit concerns."""
+    """The handlers, on one database and policy (timers are written through each unit of work, ``UnitOfWork.timers``,
+    in its transaction); ``after_commit`` wakes the loops a commit concerns."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         policy: EscalationPolicy,
-        timers: TimerStore,
         *,
         after_commit: AfterCommit = lambda _: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        del timers  # written through each unit of work (``UnitOfWork.timers``), in its transaction
         self._transactions = Transactions(engine, after_commit)
         self._escalator = Escalator(policy)
         self._clock = clock

@@ -82,7 +82,7 @@ async def case_triggers(engine: AsyncEngine, contact_id: uuid.UUID) -> list[str]
 
 async def test_an_email_dated_8_hours_ago_breaches_30_minutes_after_kefu_received_it(engine: AsyncEngine) -> None:
     clock = Clock(RECEIVED + timedelta(seconds=1))
-    escalator = EscalationService(engine, POLICY, TimerStore(engine), clock=clock)
+    escalator = EscalationService(engine, POLICY, clock=clock)
     email = old_email(sent=RECEIVED - timedelta(hours=8), received=RECEIVED)
     # in either order: the router queued it half a second after kefu received it
     await escalator.contact_message(email)
@@ -112,7 +112,7 @@ async def test_the_clock_starts_at_receipt_when_the_router_queued_it_later_and_t
     """The router's ``queued`` first, 40 s after receipt (a backlog), then the message, whose ``occurred_at`` is
     2 h ahead (a skewed phone or platform clock): the clock still starts at ``received_at``."""
     clock = Clock(RECEIVED + timedelta(seconds=41))
-    escalator = EscalationService(engine, POLICY, TimerStore(engine), clock=clock)
+    escalator = EscalationService(engine, POLICY, clock=clock)
     email = old_email(sent=RECEIVED + timedelta(hours=2), received=RECEIVED)
     await escalator.routing_step(queued(email, RECEIVED + timedelta(seconds=40)))
     await escalator.contact_message(email)

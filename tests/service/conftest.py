@@ -18,7 +18,7 @@ from kefu import db
 from services.escalation.adapters.orm import timers
 from services.escalation.adapters.timers import COLUMNS as TIMER_COLUMNS
 from services.escalation.adapters.timers import PENDING as TIMER_PENDING
-from services.escalation.adapters.timers import Timer, TimerStore, timer_of
+from services.escalation.adapters.timers import Timer, timer_of
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
@@ -144,4 +144,4 @@ def escalation_service(settings: EscalationSettings, engine: AsyncEngine, clock:
     """The escalation service as ``services.escalation.bootstrap.running`` builds it, minus Kafka, the relay, the
     notifier and the timer runner (``fire_due`` stands in for it)."""
     policy = escalation_config(settings, log_warnings=False).section("escalation", EscalationPolicy)
-    return EscalationService(engine, policy, TimerStore(engine), clock=clock)
+    return EscalationService(engine, policy, clock=clock)

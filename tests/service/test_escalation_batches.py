@@ -30,7 +30,6 @@ from services.escalation.adapters.orm import (
     routing_events,
     timers,
 )
-from services.escalation.adapters.timers import TimerStore
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
 from tests.service.conftest import Clock, fire_due
@@ -176,7 +175,7 @@ async def apply(url: str, fetches: list[Fetch], start: datetime, *, batched: boo
     engine = db.create_engine(url)
     clock = Clock(start)
     policy = EscalationPolicy.model_validate(yaml.safe_load(POLICY)["escalation"])
-    service = EscalationService(engine, policy, TimerStore(engine), clock=clock)
+    service = EscalationService(engine, policy, clock=clock)
     try:
         for fetch in fetches:
             clock.advance(fetch.advance)
