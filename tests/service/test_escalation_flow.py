@@ -248,3 +248,13 @@ async def test_the_third_contact_of_a_customer_within_the_window_goes_to_supervi
     case = await service.case_for(contacts[2], "repeat_contact")
     assert case["target"] == "supervisors" and "3 contacts" in case["reason"]
     assert await service.cases(contacts[0]) == [] and await service.cases(contacts[1]) == []
+
+
+async def test_a_fetchs_routing_events_keep_the_order_they_were_decided_in(service: Service) -> None:
+    # the router decides queued and offered in one step, at one instant: the history keeps them in the topic's order
+    contact_id = uuid.uuid4()
+    steps = [RoutingEventType.QUEUED, RoutingEventType.OFFERED, RoutingEventType.ACCEPTED, RoutingEventType.ASSIGNED]
+    fetch = [service.routed(kind, contact_id, agent_id="alice") for kind in steps]
+    await service.service.routing_steps([*fetch, fetch[1]])  # a redelivery within the fetch changes nothing
+    history = await queries.routing_history(service.engine, contact_id=contact_id, limit=100)
+    assert [e.type for e in history] == steps

@@ -101,7 +101,12 @@ async def store_routing(conn: AsyncConnection, event: RoutingEvent) -> bool:
 
 async def store_routings(conn: AsyncConnection, events: Sequence[RoutingEvent]) -> set[uuid.UUID]:
     """Store ``events`` once each, in one statement; the ids of those stored now (the others are redeliveries)."""
-    rows = list({event.event_id: _routing_row(event) for event in reversed(events)}.values())
+    first: dict[uuid.UUID, RoutingEvent] = {}
+    for event in events:  # a redelivery within the fetch is the same event: its first copy is stored
+        first.setdefault(event.event_id, event)
+    # in the fetch's order: a contact's events decided at one instant (queued and offered) are read back in the
+    # order they were stored in (the history sorts by occurred_at, then received_at: the transaction's start)
+    rows = [_routing_row(event) for event in first.values()]
     if not rows:
         return set()
     return set((await conn.execute(_STORE_ROUTING, rows)).scalars())
