@@ -6,7 +6,7 @@ Every async resource is started and stopped here, in one place, in reverse order
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -45,6 +45,7 @@ class Router:
     service: RoutingService
     feed: AgentFeed
     tokens: Tokens
+    backlog: Callable[[], dict[str, int]]  # records received and not applied yet, by topic (``kefu.backlog``)
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +89,11 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
             "applied": applied.keep_pruned(engine, applied_events, applied_events.c.applied_at),
         }
         await stack.enter_async_context(background(loops))
-        yield Router(settings, engine, producer, service, feed, tokens)
+
+        def backlog() -> dict[str, int]:
+            return {CONTACTS: kafka.backlog_of(consumer), ROUTING_COMMANDS: kafka.backlog_of(commands)}
+
+        yield Router(settings, engine, producer, service, feed, tokens, backlog)
 
 
 async def _tick(service: RoutingService, every: float) -> None:

@@ -300,6 +300,13 @@ async def test_queue_statistics_for_the_wallboard(
         queues = {q["queue_id"]: q for q in (await client.get("/v1/queues", headers=SUPERVISOR)).json()}
         assert set(queues) == {"presales", "returns"}
         assert queues["presales"]["waiting"] == 1
+
+        async def caught_up() -> dict[str, str] | None:  # every record applied, its offset committed after
+            headers = (await client.get("/v1/queues", headers=SUPERVISOR)).headers
+            backlog = {name: headers[name] for name in ("Kefu-Contacts-Backlog", "Kefu-Commands-Backlog")}
+            return backlog if set(backlog.values()) == {"0"} else None
+
+        assert await eventually(caught_up) == {"Kefu-Contacts-Backlog": "0", "Kefu-Commands-Backlog": "0"}
         assert (await client.get("/v1/queues/nope/stats", headers=SUPERVISOR)).status_code == 404
         assert (await client.get("/v1/queues/presales/stats")).status_code == 401
         bad = await client.get("/v1/queues/presales/stats", params={"window_minutes": 0}, headers=SUPERVISOR)
