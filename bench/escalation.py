@@ -20,17 +20,15 @@ loaded in bulk. Then:
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.database import migrated_postgres
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
 from kefu import db
 from kefu.config_file import load_section
@@ -39,8 +37,6 @@ from services.escalation.adapters.timers import TimerStore
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
-from tools import migrate
-from tools.embedded import EmbeddedPostgres
 
 TEXTS = ["你好，订单什么时候发货", "冰箱不制冷了", "can I change the address?", "好的谢谢", "还没有人回复吗"]
 CRISIS = "再不处理我就找记者曝光"
@@ -267,14 +263,8 @@ def main() -> None:
     parser.add_argument("--background-rate", type=float, default=50.0, help="events/s while the timers come due")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="kefu-bench-escalation-"))
-    try:
-        with EmbeddedPostgres(root / "data") as server:
-            url = server.url()
-            migrate.upgrade(url)
-            print(table(asyncio.run(run(url, args))))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with migrated_postgres("kefu-bench-escalation-") as url:
+        print(table(asyncio.run(run(url, args))))
 
 
 if __name__ == "__main__":

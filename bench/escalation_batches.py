@@ -21,25 +21,21 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.database import migrated_postgres
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
 from kefu import db
 from kefu.config_file import load_section
 from services.escalation.config import EXAMPLE_POLICY
 from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
-from tools import migrate
-from tools.embedded import EmbeddedPostgres
 
 Record = ContactEvent | RoutingEvent
 STEPS = (
@@ -177,14 +173,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=0.2, help="seconds of records per fetch")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="kefu-bench-escalation-batches-"))
-    try:
-        with EmbeddedPostgres(root / "data") as server:
-            url = server.url()
-            migrate.upgrade(url)
-            print(json.dumps(asyncio.run(run(url, args))), flush=True)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with migrated_postgres("kefu-bench-escalation-batches-") as url:
+        print(json.dumps(asyncio.run(run(url, args))), flush=True)
 
 
 if __name__ == "__main__":

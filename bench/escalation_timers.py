@@ -16,21 +16,17 @@ transaction, just before its commit).
 
 import argparse
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bench.database import migrated_postgres
 from kefu import db
 from services.escalation.adapters.timer_runner import TimerRunner
 from services.escalation.adapters.timers import Timer, TimerStore
-from tools import migrate
-from tools.embedded import EmbeddedPostgres
 
 BULK = text(
     """
@@ -136,14 +132,8 @@ def main() -> None:
     parser.add_argument("--no-backlog", action="store_true", help="skip the overdue-backlog phase")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="kefu-bench-timers-"))
-    try:
-        with EmbeddedPostgres(root / "data") as server:
-            url = server.url()
-            migrate.upgrade(url)
-            asyncio.run(run(url, args))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with migrated_postgres("kefu-bench-timers-") as url:
+        asyncio.run(run(url, args))
 
 
 if __name__ == "__main__":
