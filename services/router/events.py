@@ -142,10 +142,21 @@ async def _each_once(
     counter: Counter,
 ) -> None:
     """Apply ``items`` in order, each in a change of its own and once (its id marked applied with it); a redelivered
-    one is counted a duplicate. The outcome is counted when its change commits."""
+    one is counted a duplicate. The outcome is counted when its change commits.
+
+    Without savepoints the fetch's records stand or fall together (``RoutingService.changes``), so their ids are
+    marked in one statement before the first is applied, instead of one statement a record; a second copy of an id
+    within the fetch is a duplicate like any other."""
     async with service.changes() as batch:
+        unseen = None
+        if not batch.savepoints:
+            unseen = await contact_store.mark_all_applied(batch.conn, [id_of(item) for item in items], topic)
         for item in items:
             async with batch.change(item) as change:
-                new = await contact_store.mark_applied(change.conn, id_of(item), topic)
+                if unseen is None:
+                    new = await contact_store.mark_applied(change.conn, id_of(item), topic)
+                else:
+                    new = id_of(item) in unseen
+                    unseen.discard(id_of(item))
                 outcome = await apply(service, change, item) if new else "duplicate"
                 change.count(counter.labels(outcome).inc)

@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import sqlalchemy
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
@@ -148,6 +149,30 @@ async def test_a_fetch_commits_once_and_each_contact_decides_on_those_before_it(
     state = router.service.state
     assert state.agents["alice"].load.total() == 2
     assert sorted(w.offer_id is None for w in state.waiting.values()) == [False, False, True]
+    await check(router.service)
+
+
+async def test_a_fetch_marks_its_records_applied_in_one_statement_and_a_second_copy_is_a_duplicate(
+    router: Router,
+) -> None:
+    first, more = contact_event("c1"), contact_event("c1", text="and another thing")
+    marks: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "applied_events" in statement:
+            marks.append(statement)
+
+    sqlalchemy.event.listen(router.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await events.on_contacts(router.service, [first, more, first])  # the first delivered twice in the fetch
+    finally:
+        sqlalchemy.event.remove(router.engine.sync_engine, "before_cursor_execute", count)
+    assert len(marks) == 1
+    assert await _count(router.engine, contacts) == 1
+    assert await _count(router.engine, messages) == 2  # the copy appended nothing
+    assert await _count(router.engine, applied_events) == 2
+    await events.on_contacts(router.service, [more])  # redelivered in a later fetch: still nothing
+    assert await _count(router.engine, messages) == 2
     await check(router.service)
 
 

@@ -2,6 +2,7 @@
 conversation is memory's: ``services.router.conversations``)."""
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +25,15 @@ async def mark_applied(conn: AsyncConnection, event_id: uuid.UUID, topic: str) -
     """Record that ``event_id`` is applied; False if it already was (a duplicate)."""
     result = await conn.execute(_MARK_APPLIED, {"event_id": event_id, "topic": topic})
     return result.first() is not None
+
+
+async def mark_all_applied(conn: AsyncConnection, event_ids: Sequence[uuid.UUID], topic: str) -> set[uuid.UUID]:
+    """Record ``event_ids`` applied, in one statement; the ids that were not applied before (the rest, duplicates).
+    For a transaction whose records stand or fall together: a record's own step would roll back alone."""
+    rows = [{"event_id": event_id, "topic": topic} for event_id in dict.fromkeys(event_ids)]
+    if not rows:
+        return set()
+    return set((await conn.execute(_MARK_APPLIED, rows)).scalars())
 
 
 async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent, customer_id: uuid.UUID) -> None:
