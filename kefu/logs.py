@@ -15,7 +15,6 @@ SQL parameters and row data never get into exception text in the first place (``
 
 import contextlib
 import logging.config
-import math
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -88,21 +87,8 @@ def _strings(fields: dict[str, object]) -> dict[str, str]:
     return {name: str(value) for name, value in fields.items() if value is not None}
 
 
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
-"""The last second a line was logged in, and its text: lines come many a second."""
-
-
 def _iso_utc(created: float) -> str:
-    global _second  # one tuple, replaced whole: threads that log read the old or the new
-    # rounded to the microsecond as datetime.fromtimestamp rounds, then cut to the millisecond as isoformat cuts
-    fraction, whole = math.modf(created)
-    micros = round(fraction * 1e6)
-    second = int(whole) + (micros >= 1_000_000)
-    ms = micros % 1_000_000 // 1000
-    cached = _second
-    if cached[0] != second:
-        cached = _second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{cached[1]}.{ms:03d}Z"
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _KefuFormat(logging.Formatter):
@@ -132,21 +118,7 @@ class KefuJsonFormatter(_KefuFormat, JsonFormatter):
 
     def __init__(self) -> None:
         super().__init__(**JSON_OPTIONS)
-        self._required = [(field, self.rename_fields.get(field, field)) for field in self._required_fields]
         self._encoder = JsonEncoder(ensure_ascii=False)  # what json.dumps(cls=JsonEncoder) would build per line
-
-    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
-        """python-json-logger's fields, in its order, without the lookups per field of what this formatter does not
-        use (defaults, static fields, a timestamp field): the required fields renamed, then a message dict's, then the
-        record's extras (those not reserved, nor private)."""
-        fields, rename, skip = record.__dict__, self.rename_fields, self._skip_fields
-        for field, renamed in self._required:
-            log_data[renamed] = fields.get(field)
-        for key, value in message_dict.items():
-            log_data[rename.get(key, key)] = value
-        for key, value in fields.items():
-            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
-                log_data[rename.get(key, key)] = value
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self._encoder.encode(log_data)

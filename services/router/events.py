@@ -148,15 +148,14 @@ async def _each_once(
     marked in one statement before the first is applied, instead of one statement a record; a second copy of an id
     within the fetch is a duplicate like any other."""
     async with service.changes() as batch:
-        unseen = None
+        unseen = set()
         if not batch.savepoints:
             unseen = await contact_store.mark_all_applied(batch.conn, [id_of(item) for item in items], topic)
         for item in items:
             async with batch.change(item) as change:
-                if unseen is None:
-                    new = await contact_store.mark_applied(change.conn, id_of(item), topic)
-                else:
-                    new = id_of(item) in unseen
-                    unseen.discard(id_of(item))
+                if batch.savepoints:  # a step may roll back alone: its mark goes with it
+                    unseen = await contact_store.mark_all_applied(change.conn, [id_of(item)], topic)
+                new = id_of(item) in unseen
+                unseen.discard(id_of(item))
                 outcome = await apply(service, change, item) if new else "duplicate"
                 change.count(counter.labels(outcome).inc)

@@ -96,7 +96,7 @@ async def apply_message(conn: AsyncConnection, ledger: Ledger, event: ContactEve
 
 async def store_routing(conn: AsyncConnection, event: RoutingEvent) -> bool:
     """Store ``event`` once; False for a redelivery, applied before."""
-    return (await conn.execute(_STORE_ROUTING, _routing_row(event))).first() is not None
+    return event.event_id in await store_routings(conn, [event])
 
 
 async def store_routings(conn: AsyncConnection, events: Sequence[RoutingEvent]) -> set[uuid.UUID]:

@@ -8,7 +8,6 @@ section by ``tools.config_check`` (``kefu config validate`` and the escalation s
 """
 
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Annotated, Self
@@ -16,7 +15,6 @@ from typing import Annotated, Self
 from pydantic import Field, HttpUrl, PrivateAttr, field_validator, model_validator
 
 import kefu.schedule
-from kefu.calendar import BusinessCalendar
 from kefu.config_file import Loc
 from kefu.config_schema import Problems, Strict
 from services.escalation.domain.lexicon import Lexicon, LexiconError, LexiconList
@@ -28,25 +26,20 @@ Minutes = Annotated[float, Field(gt=0)]
 class BusinessHours(kefu.schedule.BusinessHours):
     """When SLA clocks run; outside these hours they pause. The router's queue hours are written the same way."""
 
-    def calendar(self) -> BusinessCalendar:
-        """These hours as the shared business calendar, built once (the SLA clocks ask at every evaluation: building
-        it each time was a sixth of the escalation service's CPU, issue 12); hours and calendar are both immutable."""
-        return self.remembered.calendar
-
     def after_open_seconds(self, start: datetime, seconds: float) -> datetime | None:
         """``calendar().after_open_seconds``, remembered: a contact's clocks are asked again at each of its events."""
-        dues = self.remembered.dues
+        dues = self.remembered_dues
         key = (start, start.tzinfo, seconds)  # the zone too: equal instants in two zones are answered in each's
         if key not in dues:
             if len(dues) >= _REMEMBERED:
                 dues.clear()
-            dues[key] = self.remembered.calendar.after_open_seconds(start, seconds)
+            dues[key] = self.calendar().after_open_seconds(start, seconds)
         return dues[key]
 
     @cached_property
-    def remembered(self) -> "_Remembered":
-        """What these hours computed once (kept beside the frozen fields, not one of them)."""
-        return _Remembered(super().calendar())
+    def remembered_dues(self) -> dict[tuple[datetime, tzinfo | None, float], datetime | None]:
+        """The due times these hours computed (kept beside the frozen fields, not one of them)."""
+        return {}
 
     @model_validator(mode="after")
     def _open_sometime(self) -> Self:
@@ -58,12 +51,6 @@ class BusinessHours(kefu.schedule.BusinessHours):
 
 _REMEMBERED = 10_000
 """Due times a ``BusinessHours`` remembers before it starts again (each a few hundred bytes)."""
-
-
-@dataclass(slots=True)
-class _Remembered:
-    calendar: BusinessCalendar
-    dues: dict[tuple[datetime, tzinfo | None, float], datetime | None] = field(default_factory=dict)
 
 
 class Webhook(Strict):

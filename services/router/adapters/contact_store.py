@@ -23,8 +23,7 @@ INSERT_MESSAGES = insert(messages)
 
 async def mark_applied(conn: AsyncConnection, event_id: uuid.UUID, topic: str) -> bool:
     """Record that ``event_id`` is applied; False if it already was (a duplicate)."""
-    result = await conn.execute(_MARK_APPLIED, {"event_id": event_id, "topic": topic})
-    return result.first() is not None
+    return event_id in await mark_all_applied(conn, [event_id], topic)
 
 
 async def mark_all_applied(conn: AsyncConnection, event_ids: Sequence[uuid.UUID], topic: str) -> set[uuid.UUID]:
