@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack bench-router-service simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -69,3 +69,6 @@ bench-outbox: install  ## outbox relay: rows/s, CPU per row and per pass, compil
 
 bench-http-stack: install  ## a request's fixed CPU cost in the kit's HTTP stack (ARGS="--baseline <rev>")
 	$(BIN)/python -m bench.http_stack $(ARGS)
+
+bench-router-service: install  ## router: PostgreSQL statements, round trips and CPU per contact consumed, accepted, completed (ARGS="--baseline <rev> --rounds 3")
+	$(BIN)/python -m bench.router_service $(ARGS)
