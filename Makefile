@@ -67,6 +67,9 @@ bench-escalation: install  ## escalation: events/s through the policy engine and
 bench-outbox: install  ## outbox relay: rows/s, CPU per row and per pass, compilations and round trips per pass (ARGS="--baseline <rev> --rounds 5")
 	$(BIN)/python -m bench.outbox $(ARGS)
 
+bench-rate-limit: install  ## CPU per webhook of the channels service's rate limit: limits' memory storage vs the service's
+	$(BIN)/python -m bench.rate_limit $(ARGS)
+
 bench-http-stack: install  ## a request's fixed CPU cost in the kit's HTTP stack (ARGS="--baseline <rev>")
 	$(BIN)/python -m bench.http_stack $(ARGS)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import limits.aio.storage.memory
 import limits.aio.strategies
 import pytest
 
@@ -42,7 +41,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    for module in (limits.aio.storage.memory, limits.aio.strategies, rate_limit):
+    for module in (limits.aio.strategies, rate_limit):
         monkeypatch.setattr(module, "time", fake)
     return fake
 
