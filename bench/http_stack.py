@@ -4,8 +4,10 @@
 
 A server process runs the kit's app (``kefu.app.service_app``: error handlers, access log, ``/healthz``) under the
 services' uvicorn configuration (``tools.serve.server_config``: bounded httptools protocol, uvloop) with JSON logs
-at INFO (to /dev/null), and two routes of its own: an agent's authenticated GET (a static token, ``kefu.auth``),
-the shape of a desktop call without its database work, and an authenticated POST with a small JSON body. A client
+at INFO (to /dev/null), two routes of its own: an agent's authenticated GET (a static token, ``kefu.auth``),
+the shape of a desktop call without its database work, and an authenticated POST with a small JSON body; and the
+router's desktop API as the router serves it (``services.router.entrypoints``), its commands replaced by ones that
+answer at once: an agent accepting an offer and completing an assignment with a disposition. A client
 in this process (raw sockets, keep-alive, ``--connections`` at once) sends ``--requests`` of each; the table has
 the server's CPU per request (user + system, from /proc) and requests/s, medians of ``--rounds``.
 
@@ -33,6 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 AGENT_TOKEN = "bench-agent-token-0123456789abcdef"  # noqa: S105 - a token of the bench's own server
 HEADERS = f"Host: bench\r\nAuthorization: Bearer {AGENT_TOKEN}\r\nUser-Agent: bench\r\n"
 BODY = b'{"note":"accepted from the desktop"}'
+COMPLETION = b'{"disposition":"refund","resolved":true}'
+OFFER_ID, ASSIGNMENT_ID = "0b7c2f4e-8d1a-4c3b-9e5f-6a7b8c9d0e1f", "5d2e8a1c-3f4b-4e6d-8a9b-0c1d2e3f4a5b"
 REQUESTS = {
     "GET /healthz (no auth, DEBUG line)": b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n",
     "GET authenticated": f"GET /v1/bench/agents/agent-1/status HTTP/1.1\r\n{HEADERS}\r\n".encode(),
@@ -41,6 +45,14 @@ REQUESTS = {
         f"Content-Length: {len(BODY)}\r\n\r\n"
     ).encode()
     + BODY,
+    "router: POST /v1/offers/{id}/accept": (
+        f"POST /v1/offers/{OFFER_ID}/accept HTTP/1.1\r\n{HEADERS}Content-Length: 0\r\n\r\n"
+    ).encode(),
+    "router: POST /v1/assignments/{id}/complete, JSON body": (
+        f"POST /v1/assignments/{ASSIGNMENT_ID}/complete HTTP/1.1\r\n{HEADERS}Content-Type: application/json\r\n"
+        f"Content-Length: {len(COMPLETION)}\r\n\r\n"
+    ).encode()
+    + COMPLETION,
 }
 
 
@@ -69,10 +81,41 @@ def build_app() -> Any:
     async def running() -> AsyncIterator[None]:
         yield None
 
-    app = service_app("bench", running, name="bench", checks=lambda _: {}, routers=[router])
+    from services.router.entrypoints import app as router_app
+    from services.router.entrypoints.api import router as desktop
+
+    app = service_app("bench", running, name="bench", checks=lambda _: {}, routers=[router, desktop])
     token = TokenConfig.model_validate({"token": AGENT_TOKEN, "role": Role.AGENT, "agent_id": "agent-1"})
     app.state.tokens = TokenRegistry(AuthConfig(tokens=[token]))
+    app.state.router = _desktop_without_database()
+    if hasattr(router_app, "serve_desktop_plainly"):  # the tree serves the desktop API as the router does
+        router_app.serve_desktop_plainly(app)
     return app
+
+
+def _desktop_without_database() -> Any:
+    """The router's running objects for its desktop routes: one open assignment of agent-1 in the state, and the
+    commands that would write answering at once (``accept`` with that assignment)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from uuid import UUID
+
+    from contracts import Channel
+    from services.router import commands
+    from services.router.domain.model import Assignment, ContactRef
+
+    contact = ContactRef(UUID(int=1), "webchat:site:visitor", Channel.WEBCHAT, "presales", 0, datetime.now(UTC))
+    assignment = Assignment(UUID(ASSIGNMENT_ID), contact, "agent-1")
+
+    async def accept(service: Any, offer_id: Any, agent_id: str) -> Assignment:
+        return assignment
+
+    async def complete(service: Any, assignment_id: Any, agent_id: str | None, **_: Any) -> None:
+        return None
+
+    commands.accept, commands.complete = accept, complete
+    state = SimpleNamespace(assignments={assignment.id: assignment})
+    return SimpleNamespace(service=SimpleNamespace(state=state))
 
 
 def serve(port: int) -> None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any, Self
 
 import jwt
@@ -280,27 +281,56 @@ _bearer = HTTPBearer(
 )
 
 
-async def caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The authenticated caller (a FastAPI dependency)."""
+async def authenticated(request: Request) -> Principal:
+    """The authenticated caller of ``request``, in plain code: ``caller`` for FastAPI, and the routes served past
+    FastAPI's parameter solving (``kefu.fastpath``) call it directly."""
     registry: TokenRegistry = request.app.state.tokens
     principal = await registry.principal(request.headers.get("authorization"))
     bind(agent_id=principal.agent_id)  # on the request's log lines, its access line included
     return principal
 
 
-async def supervisor(who: Annotated[Principal, Depends(caller)]) -> Principal:
-    """The caller, who must be a supervisor or admin."""
+def supervising(who: Principal) -> Principal:
+    """``who``, who must be a supervisor or admin."""
     if not who.supervises:
         raise forbidden(f"{who.role} tokens may not do this; a supervisor's may")
     return who
 
 
-async def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
-    """The caller, who must be an admin."""
+def administering(who: Principal) -> Principal:
+    """``who``, who must be an admin."""
     if who.role is not Role.ADMIN:
         raise forbidden(f"{who.role} tokens may not do this; an admin's may")
     return who
 
+
+async def caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The authenticated caller (a FastAPI dependency)."""
+    return await authenticated(request)
+
+
+async def supervisor(who: Annotated[Principal, Depends(caller)]) -> Principal:
+    """The caller, who must be a supervisor or admin."""
+    return supervising(who)
+
+
+async def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
+    """The caller, who must be an admin."""
+    return administering(who)
+
+
+async def _supervisor_of(request: Request) -> Principal:
+    return supervising(await authenticated(request))
+
+
+async def _admin_of(request: Request) -> Principal:
+    return administering(await authenticated(request))
+
+
+PLAIN: Mapping[Callable[..., Any], Callable[[Request], Awaitable[Principal]]] = MappingProxyType(
+    {caller: authenticated, supervisor: _supervisor_of, admin: _admin_of}
+)
+"""Each dependency above, as a plain function of the request (``kefu.fastpath``)."""
 
 Caller = Annotated[Principal, Depends(caller)]
 Supervisor = Annotated[Principal, Depends(supervisor)]

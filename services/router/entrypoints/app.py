@@ -5,6 +5,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from kefu import fastpath
 from kefu.app import database_and_broker, service_app
 from kefu.config_file import Report
 from services.router.bootstrap import running
@@ -29,4 +30,11 @@ def create_app(settings: RouterSettings, checked: Report) -> FastAPI:
         tokens=lambda router: router.tokens,
     )
     app.state.desktop_streams = desktop_stream.StreamSlots(settings.sse_max_streams_per_agent)
+    serve_desktop_plainly(app)
     return app
+
+
+def serve_desktop_plainly(app: FastAPI) -> None:
+    """The desktop API's calls (accept, decline, complete, presence…), the router's busiest, served past FastAPI's
+    parameter solving (``kefu.fastpath``): same answers, about half the HTTP stack's CPU."""
+    fastpath.install(app, [api_router])
