@@ -96,8 +96,8 @@ async def running(
     def committed(tx: UnitOfWork) -> None:
         if tx.outbound:
             outbound()
-        if tx.new_timers:
-            runner.wake()  # a timer just scheduled may be due before the one the runner sleeps towards
+        if tx.due is not None:
+            runner.wake(tx.due)  # a timer just scheduled may be due before the one the runner sleeps towards
 
     service = EscalationService(engine, policy, after_commit=committed)
     tokens = tokens_of(checked.section("auth", AuthConfig), engine)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,7 +31,7 @@ class UnitOfWork:
     facts: Ledger  # the contacts' facts as the transaction has changed them
     timers: TimerWrites  # the timers it scheduled and cancelled
     outbound: bool = False  # case events, routing commands or notifications: the relay and the notifier
-    new_timers: int = 0  # timers created: one may be due before the timer runner's next look
+    due: datetime | None = None  # the earliest due time of the timers it created: the timer runner's next look
     unapplied: set[uuid.UUID] = field(default_factory=set)  # routing events stored for the batch, not applied yet
 
     @classmethod
@@ -41,7 +42,12 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Write the facts and timers changed so far."""
         await self.facts.flush()
-        self.new_timers += await self.timers.flush(self.conn)
+        self.created(await self.timers.flush(self.conn))
+
+    def created(self, due: datetime | None) -> None:
+        """Timers were created, the earliest due at ``due`` (None: none)."""
+        if due is not None and (self.due is None or due < self.due):
+            self.due = due
 
     def discard(self) -> None:
         """Forget the facts and timers changed since the last ``flush`` (they are being rolled back)."""
@@ -101,7 +107,7 @@ class Batch:
     async def unit(self, message: object) -> AsyncIterator[UnitOfWork]:
         """One record's unit of work, a step (``Stopped`` when it fails), sharing the batch's facts and timers."""
         async with self._steps.step(message):
-            unit = replace(self.done, outbound=False, new_timers=0)
+            unit = replace(self.done, outbound=False, due=None)
             try:
                 yield unit
                 if self.savepoints:  # written in the step's savepoint, which may be rolled back alone
@@ -111,4 +117,4 @@ class Batch:
                     self.done.discard()
                 raise
         self.done.outbound = self.done.outbound or unit.outbound
-        self.done.new_timers += unit.new_timers
+        self.done.created(unit.due)

@@ -29,10 +29,12 @@ from services.escalation.adapters.orm import outbox as escalation_outbox
 from services.escalation.adapters.timers import PENDING as TIMER_PENDING
 from services.escalation.config import EscalationSettings
 from services.escalation.domain.cases import Action
+from services.escalation.domain.policy import EscalationPolicy
 from services.escalation.service import EscalationService
 from tests.integration.support import contact_event
 from tests.integration.test_escalation_flow import POLICY
 from tests.service.conftest import Clock, escalation_service, fire_due, outbox_rows
+from tools.assemble import escalation_config
 
 pytestmark = pytest.mark.service
 
@@ -258,3 +260,25 @@ async def test_a_fetchs_routing_events_keep_the_order_they_were_decided_in(servi
     await service.service.routing_steps([*fetch, fetch[1]])  # a redelivery within the fetch changes nothing
     history = await queries.routing_history(service.engine, contact_id=contact_id, limit=100)
     assert [e.type for e in history] == steps
+
+
+async def test_a_commit_tells_the_earliest_due_time_of_the_timers_it_created(
+    escalation_settings: EscalationSettings, policy: Path, engine: AsyncEngine, clock: Clock
+) -> None:
+    """What wakes the timer runner (``bootstrap``: ``runner.wake(unit.due)``): the earliest pending timer a commit
+    created, none when its timers existed already or it cancelled them."""
+    committed: list[datetime | None] = []
+    rules = escalation_config(escalation_settings, log_warnings=False).section("escalation", EscalationPolicy)
+    service = EscalationService(engine, rules, clock=clock, after_commit=lambda unit: committed.append(unit.due))
+    routed = Service(service, engine, clock).routed
+    contact_id = uuid.uuid4()
+    await service.routing_steps(
+        [routed(RoutingEventType.QUEUED, contact_id, queue="returns", customer_tier="key_account")]
+    )
+    async with engine.connect() as conn:
+        query = select(timers.c.due_at).where(timers.c.contact_id == contact_id, TIMER_PENDING)
+        dues = list((await conn.execute(query)).scalars())
+    assert len(dues) == 3 and committed == [min(dues)]  # the key-account hold, the SLA's warning and breach
+    await service.routing_steps([routed(RoutingEventType.OFFERED, contact_id, queue="returns", agent_id="alice")])
+    await service.routing_steps([routed(RoutingEventType.COMPLETED, contact_id, queue="returns", agent_id="alice")])
+    assert committed == [min(dues), None, None]

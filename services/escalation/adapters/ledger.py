@@ -1,7 +1,7 @@
 """The contact facts one transaction works on, held in memory (issue 12): read and locked once for all the contacts of
 a fetch's records (``preload``: three statements however many records), changed in memory as each record applies
 (``adapters.facts``), read back by the policy from memory, and written back once before the commit (``flush``: one
-``executemany``). A contact the preload did not cover is read (and locked) when first asked for, as before.
+statement). A contact the preload did not cover is read (and locked) when first asked for, as before.
 
 The rows read are locked (``FOR UPDATE``) until the transaction ends, so nobody else changes them meanwhile and the
 copy in memory stays the truth; the customer's other contacts, which the repeat-contact trigger counts, are read
@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, any_, bindparam, case, func, select, update
+from sqlalchemy import Boolean, Text, any_, bindparam, case, cast, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.escalation.adapters.orm import contact_facts, contact_messages
+from services.escalation.adapters.unnest import array_literal, arrays, unnested
 from services.escalation.domain.triggers import CLOSED, ContactFacts, Message
 
 MESSAGES_KEPT = 100
@@ -72,12 +73,20 @@ _CUSTOMERS = select(
     contact_facts.c.queued_at >= bindparam("since"),
 )
 _WRITTEN = ("customer_key", "queue", "tier", "status", "owning_tam", "category", "queued_at", "first_answered_at")
-_WRITE_BACK = (
+_BACK = unnested(
+    "back",
+    {name: contact_facts.c[name].type for name in ("contact_id", *_WRITTEN, "transfers")}
+    | {"fired": Text(), "touched": Boolean()},  # fired: an array's text (``array_literal``)
+)
+_WRITE_BACK = (  # every changed row in one statement
     update(contact_facts)
-    .where(contact_facts.c.contact_id == bindparam("b_contact_id"))
+    .where(contact_facts.c.contact_id == _BACK.c.contact_id)
     .values(
-        {name: bindparam(f"b_{name}") for name in (*_WRITTEN, "transfers", "fired")}
-        | {"updated_at": case((bindparam("b_touched", type_=Boolean), func.now()), else_=contact_facts.c.updated_at)}
+        {name: _BACK.c[name] for name in (*_WRITTEN, "transfers")}
+        | {
+            "fired": cast(_BACK.c.fired, ARRAY(Text)),
+            "updated_at": case((_BACK.c.touched, func.now()), else_=contact_facts.c.updated_at),
+        }
     )
 )
 
@@ -264,7 +273,7 @@ class Ledger:
             return
         rows = [_written(row) for row in self._dirty.values()]
         self._dirty = {}
-        await self.conn.execute(_WRITE_BACK, rows)
+        await self.conn.execute(_WRITE_BACK, arrays(_BACK, rows))
 
     def _held(self, row: FactsRow) -> FactsRow:
         self._rows[row.contact_id] = row
@@ -301,10 +310,10 @@ def _at(message: Message) -> datetime:
 
 
 def _written(row: FactsRow) -> dict[str, Any]:
-    values = {f"b_{name}": getattr(row, name) for name in _WRITTEN}
+    values = {name: getattr(row, name) for name in _WRITTEN}
     return values | {
-        "b_contact_id": row.contact_id,
-        "b_transfers": row.transfers,
-        "b_fired": row.fired,
-        "b_touched": row.touched,
+        "contact_id": row.contact_id,
+        "transfers": row.transfers,
+        "fired": array_literal(row.fired),
+        "touched": row.touched,
     }

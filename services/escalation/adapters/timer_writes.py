@@ -1,6 +1,6 @@
 """The timers one transaction schedules and cancels, written together before its commit (issue 12): the rows to
 create in one statement, the cancellations of timers that existed before in one more, whatever the number of records
-that asked for them.
+that asked for them (``adapters.unnest``).
 
 What the table ends up holding is what writing each when asked would have left: the first schedule of a key wins
 (one scheduled earlier in the transaction as well as one in the table), a cancellation cancels the timers scheduled
@@ -10,29 +10,35 @@ the timers that existed before the transaction (or its last ``flush``).
 """
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Boolean, Text, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.escalation.adapters.orm import timers
 from services.escalation.adapters.timers import PENDING
+from services.escalation.adapters.unnest import arrays, unnested
 
-_CREATE = insert(timers).on_conflict_do_nothing(index_elements=[timers.c.key]).returning(timers.c.id)
-_CREATE_CANCELLED = (
-    insert(timers)
-    .values(cancelled_at=func.now())
-    .on_conflict_do_nothing(index_elements=[timers.c.key])
-    .returning(timers.c.id)
+_NEW = unnested(
+    "scheduled",
+    {name: timers.c[name].type for name in ("id", "key", "kind", "due_at", "contact_id", "case_id", "payload")}
+    | {"cancelled": Boolean()},
 )
+_CREATE = (  # rows scheduled, those cancelled after their schedule created cancelled
+    insert(timers)
+    .from_select(
+        [*_NEW.c.keys()[:-1], "cancelled_at"],
+        select(*list(_NEW.c)[:-1], case((_NEW.c.cancelled, func.now()))),
+    )
+    .on_conflict_do_nothing(index_elements=[timers.c.key])
+    .returning(timers.c.due_at, timers.c.cancelled_at)
+)
+_CANCELS = unnested("cancels", {"contact_id": timers.c.contact_id.type, "keys": Text()})
 _CANCEL = (
     update(timers)
-    .where(
-        timers.c.contact_id == bindparam("b_contact_id"),
-        timers.c.key.like(bindparam("b_keys"), escape="/"),
-        PENDING,
-    )
+    .where(timers.c.contact_id == _CANCELS.c.contact_id, timers.c.key.like(_CANCELS.c["keys"], escape="/"), PENDING)
     .values(cancelled_at=func.now())
 )
 
@@ -63,17 +69,18 @@ class TimerWrites:
             if row["contact_id"] == contact_id and key.startswith(prefix):
                 self._cancelled.add(key)
         escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        self._cancels.append({"b_contact_id": contact_id, "b_keys": f"{escaped}%"})
+        self._cancels.append({"contact_id": contact_id, "keys": f"{escaped}%"})
 
-    async def flush(self, conn: AsyncConnection) -> int:
-        """Write what was asked since the last flush; how many timers it created."""
-        if self._cancels:
-            await conn.execute(_CANCEL, self._cancels)
-        pending = [row for key, row in self._rows.items() if key not in self._cancelled]
-        cancelled = [row for key, row in self._rows.items() if key in self._cancelled]
+    async def flush(self, conn: AsyncConnection) -> datetime | None:
+        """Write what was asked since the last flush (a statement for the cancellations, one for the new rows);
+        the earliest due time of the pending timers it created, if any (the timer runner's next look may be later).
+        """
+        rows = [row | {"cancelled": key in self._cancelled} for key, row in self._rows.items()]
+        cancels = self._cancels
         self.discard()
-        created = 0
-        for statement, rows in ((_CREATE, pending), (_CREATE_CANCELLED, cancelled)):
-            if rows:
-                created += len((await conn.execute(statement, rows)).all())
-        return created
+        if cancels:
+            await conn.execute(_CANCEL, arrays(_CANCELS, cancels))
+        if not rows:
+            return None
+        created = await conn.execute(_CREATE, arrays(_NEW, rows))
+        return min((due for due, cancelled in created if cancelled is None), default=None)
