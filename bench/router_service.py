@@ -1,7 +1,7 @@
 """Issue 12, the router's share in PostgreSQL: statements, round trips and CPU per contact as a new customer's
 contact is consumed (and offered), accepted and completed, before and after, in one run.
 
-    python -m bench.router_service [--baseline REV] [--rounds 3] [--contacts 400] [--fetch 25]
+    python -m bench.router_service [--baseline REV] [--rounds 3] [--contacts 300] [--fetch 25]
 
 Each run (``bench/router_service_run.py``, a process of its own) starts a ``RoutingService`` on a fresh copy of a
 migrated embedded PostgreSQL, without Kafka, with the example configuration's queues and 20 bench agents of 25 slots
@@ -26,12 +26,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import yaml
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.database import migrated_postgres
 from bench.e2e_stack import write_config
+from kefu import db
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "bench" / "router_service_run.py"
@@ -79,13 +80,13 @@ def admin(url: str, statement: str) -> None:
     """Run ``statement`` on the server of ``url``, outside any database the runs use."""
 
     async def execute() -> None:
-        conn = await asyncpg.connect(
-            make_url(url).set(drivername="postgresql", database="template1").render_as_string(hide_password=False)
-        )
+        server = make_url(url).set(database="template1").render_as_string(hide_password=False)
+        engine = create_async_engine(db.async_url(server), isolation_level="AUTOCOMMIT")
         try:
-            await conn.execute(statement)
+            async with engine.connect() as conn:
+                await conn.execute(text(statement))
         finally:
-            await conn.close()
+            await engine.dispose()
 
     asyncio.run(execute())
 
@@ -123,7 +124,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.router_service", description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="a git revision to run as the 'before'")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--contacts", type=int, default=400)
+    parser.add_argument("--contacts", type=int, default=300)
     parser.add_argument("--fetch", type=int, default=25)
     return parser.parse_args(argv)
 

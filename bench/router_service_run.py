@@ -2,7 +2,7 @@
 tree, or another revision's through ``PYTHONPATH``): a router's ``RoutingService`` on a database of its own, without
 Kafka, applying what its consumers and agents would.
 
-    PYTHONPATH=<tree> python bench/router_service_run.py DATABASE_URL CONFIG_PATH --contacts 400 --fetch 25
+    PYTHONPATH=<tree> python bench/router_service_run.py DATABASE_URL CONFIG_PATH --contacts 300 --fetch 25
 
 Three phases, ``--contacts`` contacts each, after a warm-up of one fetch (connections, prepared statements, compiled
 SQL): ``consume``, the first message of a new customer's conversation, a fetch at a time (``events.on_contacts``:
@@ -43,14 +43,14 @@ class Counts:
 
     def __init__(self) -> None:
         self.statements = self.executes = self.writes = 0
-        transport = asyncio.selector_events._SelectorSocketTransport
+        transport: Any = vars(asyncio.selector_events)["_SelectorSocketTransport"]  # asyncpg's, on asyncio's loop
         write = transport.write
 
         def counted(this: Any, data: Any) -> None:
             self.writes += 1
             write(this, data)
 
-        transport.write = counted  # type: ignore[method-assign]
+        transport.write = counted
 
     def on_execute(self, _conn: Any, _cursor: Any, _sql: str, params: Any, context: Any, _many: bool) -> None:
         self.statements += 1
@@ -155,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("database_url")
     parser.add_argument("config_path", type=Path)
-    parser.add_argument("--contacts", type=int, default=400)
+    parser.add_argument("--contacts", type=int, default=300)
     parser.add_argument("--fetch", type=int, default=25)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.database_url, args.config_path, args.contacts, args.fetch))))

@@ -47,7 +47,6 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
     text,
 )
@@ -80,6 +79,12 @@ CLAIM = (
 )
 # the rows of a claim the broker did not acknowledge ($1, their ids), left for a later pass
 UNMARK = "UPDATE {table} SET published_at = NULL WHERE id = ANY($1::bigint[])"
+# Rows written in one statement, in their order (ids by ``n``), from ``rows``: a FROM item with the columns topic,
+# key, payload and n. One execute whatever their number, where an executemany is one a row; plain SQL, one prepared
+# statement for any number of rows. ``add`` writes its rows as three arrays (``ROWS``); a service writes its outbox's
+# rows with others from one statement of its own (the router's late writes).
+ADD = "INSERT INTO {table} (topic, key, payload) SELECT topic, key, payload FROM {rows} ORDER BY n"
+ROWS = "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(topic, key, payload, n)"
 
 
 class OutboxRetention(BaseSettings):
@@ -115,9 +120,11 @@ def outbox_row(topic: str, key: str, payload: str) -> dict[str, Any]:
 
 
 async def add(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``rows`` into the outbox inside the caller's transaction."""
+    """Write ``rows`` into the outbox inside the caller's transaction, in their order (one statement)."""
     if rows:
-        await conn.execute(insert(table), list(rows))
+        name = conn.dialect.identifier_preparer.format_table(table)
+        columns = ([row[column] for row in rows] for column in ("topic", "key", "payload"))
+        await conn.exec_driver_sql(ADD.format(table=name, rows=ROWS), tuple(columns))
 
 
 class OutboxRelay:

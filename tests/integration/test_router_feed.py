@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.router.adapters import feed_store
 from services.router.adapters.feed import AgentFeed, FeedItem, Notice
+from services.router.adapters.late_writes import LateWrites
 from services.router.config import RouterSettings
 from services.router.domain.config import parse_routing
 from services.router.entrypoints import desktop_stream
@@ -220,11 +221,11 @@ async def test_a_desktop_that_falls_behind_the_fan_out_catches_up_from_the_table
 
         async def commit(*texts: str) -> list[FeedItem]:
             async with engine.begin() as conn:
-                written = await feed_store.append(
-                    conn, [Notice("alice", "assignment.message", {"text": t}) for t in texts]
-                )
-            feed.publish(written)
-            return written
+                later = LateWrites()
+                later.notices += [Notice("alice", "assignment.message", {"text": t}) for t in texts]
+                await later.flush(conn)
+            feed.publish(later.written)
+            return later.written
 
         burst = await commit(*(f"m{i}" for i in range(5)))  # more than the fan-out holds for one desktop
         caught_up = [await anext(stream) for _ in burst]

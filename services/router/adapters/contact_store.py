@@ -1,15 +1,14 @@
-"""A contact's arrival: each inbound event applied once, the contact's row and its messages (the open contact of a
-conversation is memory's: ``services.router.conversations``)."""
+"""A contact's arrival: each inbound event applied once, and the contact's row (its messages are late writes:
+``late_writes``; the open contact of a conversation is memory's: ``services.router.conversations``)."""
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import ContactEvent
-from services.router.adapters.orm import applied_events, contacts, messages
+from services.router.adapters.orm import applied_events, contacts
 from services.router.domain.model import ContactRef
 
 OPEN_STATUSES = ("queued", "offered", "assigned")
@@ -17,8 +16,6 @@ OPEN_STATUSES = ("queued", "offered", "assigned")
 # built once (their cache keys too): each call only binds its values
 _MARK_APPLIED = insert(applied_events).on_conflict_do_nothing().returning(applied_events.c.event_id)
 _INSERT_CONTACT = insert(contacts)
-INSERT_MESSAGES = insert(messages)
-"""The messages of a transaction, written together (``conn.execute(INSERT_MESSAGES, [message_row(...), ...])``)."""
 
 
 async def mark_applied(conn: AsyncConnection, event_id: uuid.UUID, topic: str) -> bool:
@@ -58,16 +55,3 @@ async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactE
             "category": ref.category,
         },
     )
-
-
-def message_row(contact_id: uuid.UUID, event: ContactEvent) -> dict[str, Any]:
-    """A message of a contact, as ``INSERT_MESSAGES`` writes it."""
-    return {
-        "id": event.event_id,
-        "contact_id": contact_id,
-        "text": event.message.text,
-        "attachments": [a.model_dump(mode="json") for a in event.message.attachments],
-        "metadata": event.metadata,
-        "occurred_at": event.occurred_at,
-        "received_at": event.received_at,
-    }

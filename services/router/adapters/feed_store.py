@@ -1,4 +1,5 @@
-"""The desktop feed in PostgreSQL: items written with the routing change that causes them, read back by id.
+"""The desktop feed in PostgreSQL: items written with the routing change that causes them (``late_writes``), read
+back by id.
 
 Ids come from one sequence and every write happens under the routing service's lock, so an agent's items commit
 in id order: reading ``id > last seen`` never skips one that commits later. Items older than the retention window
@@ -8,7 +9,6 @@ rather than silently skipping what it missed.
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu.outage import log_retry
-from services.router.adapters.feed import FeedItem, Notice
+from services.router.adapters.feed import FeedItem
 from services.router.adapters.orm import agent_feed, agent_feed_horizons
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,6 @@ class Reset(StrEnum):
     PRUNED = "pruned"  # items after it are no longer kept
     UNKNOWN_ID = "unknown_id"  # newer than any item written (another database, or made up)
     TOO_FAR = "too_far"  # more than REPLAY_LIMIT items behind
-
-
-async def append(conn: AsyncConnection, notices: Sequence[Notice]) -> list[FeedItem]:
-    """Write ``notices`` to their agents' feeds, in order; return them with their ids."""
-    if not notices:
-        return []
-    rows = [{"agent_id": n.agent_id, "name": n.name, "payload": n.payload} for n in notices]
-    result = await conn.execute(insert(agent_feed).returning(agent_feed.c.id, sort_by_parameter_order=True), rows)
-    return [FeedItem(i, n.agent_id, n.name, n.payload) for i, n in zip(result.scalars(), notices, strict=True)]
 
 
 async def newest_id(conn: AsyncConnection) -> int:

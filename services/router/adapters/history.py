@@ -1,21 +1,19 @@
 """Routing events: what the router tells the other services (``kefu.routing.events.v1``, through the outbox) and
-keeps as each contact's routing history, both written in the transaction of the decision.
+keeps as each contact's routing history, both written in the transaction of the decision (``late_writes``).
 
 The history has a table of its own: the outbox is a queue that the relay prunes once published, so a contact's
 timeline cannot be read from it.
 """
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ROUTING_EVENTS, RoutingEvent, RoutingEventType
-from kefu.outbox import add, outbox_row
-from services.router.adapters.orm import outbox, routing_history
+from contracts import RoutingEvent, RoutingEventType
+from services.router.adapters.orm import routing_history
 from services.router.domain.model import ContactRef
 
 
@@ -49,24 +47,6 @@ def event(
         owning_tam=contact.owning_tam,
         category=contact.category,
         command_id=command_id,
-    )
-
-
-async def announce(conn: AsyncConnection, events: Sequence[RoutingEvent]) -> None:
-    """Publish ``events`` (outbox, keyed by contact: one contact's events stay in order) and add them to their
-    contacts' histories, in the caller's transaction."""
-    if not events:
-        return
-    payloads = [e.model_dump_json() for e in events]
-    await add(
-        conn, outbox, [outbox_row(ROUTING_EVENTS, str(e.contact_id), p) for e, p in zip(events, payloads, strict=True)]
-    )
-    await conn.execute(
-        insert(routing_history),
-        [
-            {"contact_id": e.contact_id, "type": e.type.value, "occurred_at": e.occurred_at, "payload": p}
-            for e, p in zip(events, payloads, strict=True)
-        ],
     )
 
 
