@@ -5,8 +5,8 @@ abandons it. ``on_command`` takes a routing command (``kefu.routing.commands.v1`
 records why not. A redelivered event or command is recognised by its id and changes nothing.
 
 The consumers hand them the records of a fetch (``kefu.kafka.consume_batches``): ``on_contacts`` and
-``on_commands`` apply them in order, each in a change of its own, all in one transaction (``RoutingService.changes``:
-each record decides on what the records before it did).
+``on_commands`` apply them in order, each in a change of its own, up to ``BATCH_RECORDS`` in one transaction
+(``RoutingService.changes``: each record decides on what the records before it did).
 """
 
 import logging
@@ -33,6 +33,11 @@ T = TypeVar("T", ContactEvent, RoutingCommand)
 CONTACTS_APPLIED = Counter("kefu_router_contact_events_total", "Contact events consumed", ["outcome"])
 COMMANDS_APPLIED = Counter("kefu_router_commands_total", "Routing commands consumed", ["outcome"])
 
+# records of a fetch applied in one transaction, the routing lock held: a desktop's request waits for at most this
+# many (a fetch above capacity holds up to kefu.consume.MAX_RECORDS, seconds of work); a transaction's fixed cost
+# (marking ids, the late writes, the commit) is a few records' worth
+BATCH_RECORDS = 50
+
 ESCALATION_AGENT_WAIT = timedelta(minutes=5)  # an escalation to one agent (a TAM) waits this long for them first
 
 
@@ -42,8 +47,9 @@ async def on_contact(service: RoutingService, event: ContactEvent) -> None:
 
 
 async def on_contacts(service: RoutingService, events: Sequence[ContactEvent]) -> None:
-    """Apply inbound contact events in order, each once (``on_contact``), in one transaction
-    (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it are committed."""
+    """Apply inbound contact events in order, each once (``on_contact``), in transactions of up to
+    ``BATCH_RECORDS`` (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it
+    are committed."""
     await _each_once(service, events, CONTACTS, lambda e: e.event_id, _contact, CONTACTS_APPLIED)
 
 
@@ -85,8 +91,9 @@ async def on_command(service: RoutingService, command: RoutingCommand) -> None:
 
 
 async def on_commands(service: RoutingService, commands: Sequence[RoutingCommand]) -> None:
-    """Apply routing commands in order, each once (``on_command``), in one transaction
-    (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it are committed."""
+    """Apply routing commands in order, each once (``on_command``), in transactions of up to
+    ``BATCH_RECORDS`` (``RoutingService.changes``); ``Stopped`` at one that fails, saying which of those before it
+    are committed."""
     await _each_once(service, commands, ROUTING_COMMANDS, lambda c: c.command_id, _command, COMMANDS_APPLIED)
 
 
@@ -144,18 +151,28 @@ async def _each_once(
     """Apply ``items`` in order, each in a change of its own and once (its id marked applied with it); a redelivered
     one is counted a duplicate. The outcome is counted when its change commits.
 
-    Without savepoints the fetch's records stand or fall together (``RoutingService.changes``), so their ids are
-    marked in one statement before the first is applied, instead of one statement a record; a second copy of an id
-    within the fetch is a duplicate like any other."""
-    async with service.changes() as batch:
-        unseen = set()
-        if not batch.savepoints:
-            unseen = await contact_store.mark_all_applied(batch.conn, [id_of(item) for item in items], topic)
-        for item in items:
-            async with batch.change(item) as change:
-                if batch.savepoints:  # a step may roll back alone: its mark goes with it
-                    unseen = await contact_store.mark_all_applied(change.conn, [id_of(item)], topic)
-                new = id_of(item) in unseen
-                unseen.discard(id_of(item))
-                outcome = await apply(service, change, item) if new else "duplicate"
-                change.count(counter.labels(outcome).inc)
+    A transaction takes at most ``BATCH_RECORDS`` of them, and the routing lock is let go between two: a desktop's
+    request waiting for the lock goes before the rest of a large fetch. ``Stopped`` counts the records of the whole
+    fetch."""
+
+    async def in_one_transaction(part: Sequence[T]) -> None:
+        # without savepoints the records stand or fall together, so their ids are marked in one statement before
+        # the first is applied, instead of one a record; a second copy of an id among them is a duplicate too
+        async with service.changes() as batch:
+            unseen = set()
+            if not batch.savepoints:
+                unseen = await contact_store.mark_all_applied(batch.conn, [id_of(item) for item in part], topic)
+            for item in part:
+                async with batch.change(item) as change:
+                    if batch.savepoints:  # a step may roll back alone: its mark goes with it
+                        unseen = await contact_store.mark_all_applied(change.conn, [id_of(item)], topic)
+                    new = id_of(item) in unseen
+                    unseen.discard(id_of(item))
+                    outcome = await apply(service, change, item) if new else "duplicate"
+                    change.count(counter.labels(outcome).inc)
+
+    for start in range(0, len(items), BATCH_RECORDS):
+        try:
+            await in_one_transaction(items[start : start + BATCH_RECORDS])
+        except Stopped as stopped:
+            raise Stopped(start + stopped.applied, stopped.cause, at=start + stopped.at) from stopped.cause
