@@ -7,7 +7,9 @@ completes the assignment (``POST /v1/assignments/{id}/complete``). A dropped str
 stream lists the pending offers again, and an offer already taken is not taken twice.
 
 Reads ``{"agent_id": "token", ...}`` from ``--agents`` (JSON); prints ``ready`` once every stream is open, and on
-SIGTERM or SIGINT one JSON line of counts.
+SIGTERM or SIGINT one JSON line of counts, with the accepts' answer times (``accept_p50_ms``, ``accept_p99_ms``:
+how long an agent waits for the router to give it the contact). Each agent has a connection of its own for its
+calls, as a desktop has (``--connections``, by default one an agent).
 """
 
 import argparse
@@ -15,7 +17,9 @@ import asyncio
 import contextlib
 import json
 import signal
+import statistics
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -35,6 +39,7 @@ class Agents:
         self.opened: set[str] = set()
         self.ready = asyncio.Event()
         self.work: set[asyncio.Task[None]] = set()
+        self.accept_seconds: list[float] = []
 
     def _opened(self, agent_id: str) -> None:
         self.opened.add(agent_id)
@@ -77,7 +82,9 @@ class Agents:
         return answer.status, answer.body
 
     async def handle(self, agent_id: str, offer_id: str) -> None:
+        sent = time.perf_counter()
         status, body = await self._post(agent_id, f"/v1/offers/{offer_id}/accept", b"")
+        self.accept_seconds.append(time.perf_counter() - sent)
         if status != 200:
             self.counts[f"accept_{status}"] += 1
             return
@@ -94,7 +101,7 @@ class Agents:
 
 async def run(options: argparse.Namespace) -> Counter[str]:
     tokens: dict[str, str] = json.loads(options.agents.read_text())
-    agents = Agents(options.port, tokens, options.handle_seconds, options.connections)
+    agents = Agents(options.port, tokens, options.handle_seconds, options.connections or len(tokens))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,6 +120,9 @@ async def run(options: argparse.Namespace) -> Counter[str]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     agents.pool.close()
+    if len(agents.accept_seconds) >= 2:
+        cuts = statistics.quantiles(agents.accept_seconds, n=100, method="inclusive")
+        agents.counts["accept_p50_ms"], agents.counts["accept_p99_ms"] = round(cuts[49] * 1e3), round(cuts[98] * 1e3)
     return agents.counts
 
 
@@ -121,7 +131,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--agents", type=Path, required=True)
     parser.add_argument("--handle-seconds", type=float, default=1.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=0, help="calls' connections (default: one an agent)")
     options = parser.parse_args()
     import uvloop
 
