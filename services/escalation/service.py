@@ -66,12 +66,15 @@ class EscalationService:
                 customers={key for event in events if (key := facts.customer_key(event)) is not None},
                 since=self._since(),
             )
+            # stored at once (with savepoints each is stored in its step, which may roll back), when the batch can
+            stored = None if batch.savepoints else await facts.store_messages(batch.done.conn, batch.done.facts, events)
             for event in events:
                 async with batch.unit(event) as unit:
-                    await self._message(unit, event)
+                    await self._message(unit, event, stored)
 
-    async def _message(self, unit: UnitOfWork, event: ContactEvent) -> None:
-        contact_id = await facts.apply_message(unit.conn, unit.facts, event)
+    async def _message(self, unit: UnitOfWork, event: ContactEvent, stored: set[uuid.UUID] | None = None) -> None:
+        """Apply ``event`` (``stored``: the batch stored its messages, these ids now)."""
+        contact_id = await facts.apply_message(unit.conn, unit.facts, event, stored)
         bind(contact_id=contact_id)
         if contact_id is not None:
             await self._escalator.reconsider(unit, contact_id, self._clock())

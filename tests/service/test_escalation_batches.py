@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import kefu.batch
 from contracts import Channel, ContactEvent, Customer, Message, RoutingEvent, RoutingEventType
 from kefu import db
+from services.escalation.adapters.ledger import Ledger
 from services.escalation.adapters.orm import (
     case_audit,
     cases,
@@ -284,3 +285,24 @@ async def test_a_fetch_applied_together_leaves_what_its_records_applied_one_by_o
     expected = await apply(alone, fetches, start, batched=False)
     assert await apply(together, fetches, start, batched=True) == expected
     assert expected["cases"], "the sequence fired no trigger: it tests too little"
+
+
+async def test_fired_triggers_of_any_spelling_are_written_back_as_they_are(
+    two_databases: tuple[str, str],
+) -> None:
+    """The write-back binds each row's fired triggers as an array's text (``adapters.unnest.array_literal``): quotes,
+    backslashes, commas, braces and spaces in a name come back as they were."""
+    names = ['manual."quoted"', "back\\slash", "a,b", "{braces}", "two words", "", "NULL"]
+    engine = db.create_engine(two_databases[0])
+    try:
+        contact_id = uuid.uuid4()
+        async with engine.begin() as conn:
+            ledger = Ledger(conn)
+            row = await ledger.ensure(contact_id, "conv", datetime(2026, 11, 30, tzinfo=UTC), None)
+            ledger.change(row, fired=names)
+            await ledger.flush()
+        async with engine.connect() as conn:
+            query = select(contact_facts.c.fired).where(contact_facts.c.contact_id == contact_id)
+            assert (await conn.execute(query)).scalar() == names
+    finally:
+        await engine.dispose()

@@ -23,10 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts import ContactEvent, ContactEventKind, RoutingEvent, RoutingEventType
 from services.escalation.adapters.ledger import Ledger
 from services.escalation.adapters.orm import contact_messages, routing_events
+from services.escalation.adapters.unnest import arrays, unnested
 from services.escalation.domain.triggers import Message
 
 # built once: a statement built per call costs more than its round trip (issue 12)
-_STORE_MESSAGE = insert(contact_messages).on_conflict_do_nothing().returning(contact_messages.c.event_id)
+_MESSAGE = unnested(
+    "messages", {name: contact_messages.c[name].type for name in ("event_id", "contact_id", "at", "text")}
+)
+_STORE_MESSAGES = (
+    insert(contact_messages)
+    .from_select(list(_MESSAGE.c.keys()), select(*_MESSAGE.c))
+    .on_conflict_do_nothing()
+    .returning(contact_messages.c.event_id)
+)
 _STORE_ROUTING = insert(routing_events).on_conflict_do_nothing().returning(routing_events.c.event_id)
 _LATEST_ASSIGNED = (  # the contact's latest ``assigned`` routing events seen here, latest first
     select(routing_events.c.agent_id, routing_events.c.event_id, routing_events.c.payload)
@@ -72,8 +81,41 @@ def customer_key(event: ContactEvent | RoutingEvent) -> str | None:
     return f"{event.channel.value}:{event.customer.platform_id}"
 
 
-async def apply_message(conn: AsyncConnection, ledger: Ledger, event: ContactEvent) -> uuid.UUID | None:
-    """Record a customer message on its contact; the contact id, or None when already applied or nothing to do."""
+async def store_messages(
+    conn: AsyncConnection, ledger: Ledger, events: Sequence[ContactEvent]
+) -> set[uuid.UUID] | None:
+    """Store the messages of ``events``, a fetch the ledger preloaded, before they apply, and create the contacts
+    their conversations' first messages open: a statement each (issue 12: one of each a message). The ids of the
+    messages stored now (the others are redeliveries), or None, nothing written, when which contact a message joins
+    is not known before the records before it apply (a conversation with two open contacts, whose order a message
+    may change, or a first message whose contact exists, closed): then each is stored as it applies.
+
+    A message joins its conversation's open contact, else opens one with its own id, as ``apply_message`` decides.
+    """
+    joins: dict[str, uuid.UUID] = {}
+    opened: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        if event.kind is ContactEventKind.ABANDONED:
+            continue  # not stored (``apply_message``)
+        key = event.conversation_key
+        if key not in joins:
+            held = ledger.open_contacts(key)
+            if held is None or len(held) > 1 or (not held and not ledger.absent(event.event_id)):
+                return None
+            joins[key] = held[0] if held else event.event_id
+            if not held:
+                opened.append(_opened(event))
+        rows.append(_message_row(event, joins[key]))
+    await ledger.create_all(opened)
+    return set(await store_rows(conn, rows)) if rows else set()
+
+
+async def apply_message(
+    conn: AsyncConnection, ledger: Ledger, event: ContactEvent, stored: set[uuid.UUID] | None = None
+) -> uuid.UUID | None:
+    """Record a customer message on its contact; the contact id, or None when already applied or nothing to do.
+    ``stored``: the batch stored its messages (``store_messages``), these ids now."""
     contact_id = await ledger.open_contact(event.conversation_key)
     if event.kind is ContactEventKind.ABANDONED:
         # the router says so too (an ``abandoned`` routing event); only the dedup matters here
@@ -86,9 +128,11 @@ async def apply_message(conn: AsyncConnection, ledger: Ledger, event: ContactEve
         row = await ledger.get(contact_id)
         if row is not None:
             ledger.change(row, queued_at=min(row.queued_at, clock_start(event)))
-    values = {"event_id": event.event_id, "contact_id": contact_id, "at": clock_start(event)}
-    added = await conn.execute(_STORE_MESSAGE, values | {"text": event.message.text})
-    if added.first() is None:
+    if stored is not None:
+        if event.event_id not in stored:
+            return None  # a redelivery, applied before (or earlier in the batch)
+        stored.discard(event.event_id)
+    elif not await store_rows(conn, [_message_row(event, contact_id)]):
         return None
     await ledger.add_message(contact_id, Message(event.message.text, clock_start(event)))
     return contact_id
@@ -130,6 +174,26 @@ async def apply_routing(ledger: Ledger, event: RoutingEvent) -> None:
     if event.type in ENDS:
         values.pop("queue")  # the queue it ended in stays the one it waited in
     ledger.change(row, touched=True, **values)
+
+
+async def store_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Store messages (``_message_row``) once each, in one statement; the ids of those stored now."""
+    return list((await conn.execute(_STORE_MESSAGES, arrays(_MESSAGE, rows))).scalars())
+
+
+def _message_row(event: ContactEvent, contact_id: uuid.UUID) -> dict[str, Any]:
+    return {"event_id": event.event_id, "contact_id": contact_id, "at": clock_start(event), "text": event.message.text}
+
+
+def _opened(event: ContactEvent) -> dict[str, Any]:
+    """The contact a conversation's first message opens (``apply_message``'s ``ensure``)."""
+    key = event.conversation_key
+    return {
+        "contact_id": event.event_id,
+        "conversation_key": key,
+        "queued_at": clock_start(event),
+        "customer_key": customer_key(event),
+    }
 
 
 def _routing_row(event: RoutingEvent) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from services.escalation.domain.triggers import CLOSED, ContactFacts, Message
 MESSAGES_KEPT = 100
 """The newest customer messages the engine looks at; older ones were evaluated when they arrived."""
 
+_NEW_COLUMNS = ("contact_id", "conversation_key", "queued_at", "customer_key")  # what a new contact is created with
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _KEYS = bindparam("keys", type_=ARRAY(contact_facts.c.conversation_key.type))
 _BY_ID = select(contact_facts).where(contact_facts.c.contact_id == bindparam("id")).with_for_update()
@@ -48,6 +49,13 @@ _OPEN_OF_CONVERSATION = (
     .limit(1)
 )
 _ENSURE = insert(contact_facts).on_conflict_do_nothing().returning(*contact_facts.c)
+_NEW = unnested("opened", {name: contact_facts.c[name].type for name in _NEW_COLUMNS})
+_CREATE = (
+    insert(contact_facts)
+    .from_select(_NEW_COLUMNS, select(*_NEW.c))
+    .on_conflict_do_nothing()
+    .returning(*contact_facts.c)
+)
 _ranked = (
     select(
         contact_messages.c.contact_id,
@@ -151,6 +159,7 @@ class Ledger:
     def discard(self) -> None:
         """Forget every copy (the transaction's changes since the last ``flush`` are being rolled back)."""
         self._rows: dict[uuid.UUID, FactsRow] = {}
+        self._created: dict[uuid.UUID, FactsRow] = {}  # by ``create_all``, held once ``ensure`` asks for them
         self._absent: set[uuid.UUID] = set()  # looked for by the preload and not found
         self._conversations: set[str] = set()  # whose open contacts are all among the rows
         self._messages: dict[uuid.UUID, list[Message]] = {}
@@ -196,12 +205,38 @@ class Ledger:
         open_ = [r for r in self._rows.values() if r.conversation_key == conversation_key and r.status not in CLOSED]
         return max(open_, key=lambda r: r.queued_at).contact_id if open_ else None
 
+    def open_contacts(self, conversation_key: str) -> list[uuid.UUID] | None:
+        """The conversation's open contacts held, if the preload read them all (else None)."""
+        if conversation_key not in self._conversations:
+            return None
+        return [
+            r.contact_id
+            for r in self._rows.values()
+            if r.conversation_key == conversation_key and r.status not in CLOSED
+        ]
+
+    def absent(self, contact_id: uuid.UUID) -> bool:
+        """Whether the preload looked for the contact and did not find it (nor has it been created since)."""
+        return contact_id in self._absent
+
+    async def create_all(self, rows: list[dict[str, Any]]) -> None:
+        """Create the contacts of ``rows`` (the values ``ensure`` would create each with) in one statement, ahead
+        of the records that create them: each is held from its ``ensure`` on, so the records before do not see it.
+        One someone else created meanwhile is left to its ``ensure``, as before."""
+        if rows:
+            for row in await self.conn.execute(_CREATE, arrays(_NEW, rows)):
+                self._created[row.contact_id] = FactsRow.of(row)
+
     async def ensure(
         self, contact_id: uuid.UUID, conversation_key: str, at: datetime, customer: str | None
     ) -> FactsRow:
         """The contact's row, created (queued at ``at``) if it does not exist yet."""
         if (row := self._rows.get(contact_id)) is not None:
             return row
+        if (row := self._created.pop(contact_id, None)) is not None:
+            self._absent.discard(contact_id)
+            self._messages[contact_id] = []
+            return self._held(row)
         values = {"contact_id": contact_id, "conversation_key": conversation_key, "queued_at": at}
         created = (await self.conn.execute(_ENSURE, values | {"customer_key": customer})).first()
         self._absent.discard(contact_id)
