@@ -11,7 +11,7 @@ from sqlalchemy import select
 from contracts import ROUTING_EVENTS, Attachment, Message, RoutingEvent
 from services.router import commands, events
 from services.router.adapters import feed_store
-from services.router.adapters.orm import messages, routing_history
+from services.router.adapters.orm import contacts, customer_identities, customers, messages, routing_history
 from tests.integration.support import contact_event
 from tests.service.conftest import Router, outbox_rows
 
@@ -88,3 +88,18 @@ async def test_an_accept_and_a_completion_write_their_late_rows_in_one_statement
     assert len(_touching(completing, "outbox", "routing_history", "agent_feed")) == 1
     types = [RoutingEvent.model_validate_json(r["payload"]).type.value for r in await outbox_rows(router.engine)]
     assert types == ["queued", "offered", "accepted", "assigned", "completed"]
+
+
+async def test_a_new_customer_is_found_or_created_in_one_statement_and_once_in_a_fetch(router: Router) -> None:
+    first = contact_event("c1")
+    second = contact_event("c2").model_copy(update={"customer": first.customer})  # another conversation, same person
+    with Statements(router) as sent:
+        await events.on_contacts(router.service, [first, second])
+    assert len(_touching(sent, "customer_identities")) == 2  # a statement a contact (SELECT, INSERT, SELECT before)
+    async with router.engine.connect() as conn:
+        owners = (await conn.execute(select(contacts.c.customer_id))).scalars().all()
+        identities = (await conn.execute(select(customer_identities))).mappings().all()
+        known = (await conn.execute(select(customers.c.id, customers.c.display_name))).all()
+    assert len(owners) == 2 and len(set(owners)) == 1
+    assert [(i["platform_id"], i["customer_id"]) for i in identities] == [(first.customer.platform_id, owners[0])]
+    assert known == [(owners[0], first.customer.display_name)]

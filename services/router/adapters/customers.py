@@ -35,6 +35,18 @@ _IDENTITY = select(_identities.customer_id).where(
 _BY_EXTERNAL_ID = select(customers.c.id).where(customers.c.external_id == bindparam("b_external"))
 _INSERT_IDENTITY = insert(customer_identities)
 _INSERT_CUSTOMER = insert(customers)
+# A customer by an identity without the business's own id, in one statement: the identity's, else a new customer
+# with the identity (two new contacts of one customer in a transaction: the second finds the first's; two
+# transactions at once: the second's identity conflicts, it fails and goes again, finding the first's).
+_FIND_OR_CREATE = (
+    f"WITH found AS (SELECT customer_id FROM {customer_identities.fullname} "  # noqa: S608  # tables' names
+    "WHERE channel = $1::text AND platform_id = $2::text), "
+    f"created AS (INSERT INTO {customers.fullname} (id, display_name) SELECT $3::uuid, $4::text "
+    "WHERE NOT EXISTS (SELECT FROM found) RETURNING id), "
+    f"linked AS (INSERT INTO {customer_identities.fullname} (channel, platform_id, customer_id) "
+    "SELECT $1::text, $2::text, id FROM created) "
+    "SELECT customer_id FROM found UNION ALL SELECT id FROM created"
+)
 _PROFILE = select(customers.c.tier, customers.c.owning_tam).where(customers.c.id == bindparam("b_id"))
 _ended = assignments.c.completed_at
 _LAST_AGENT = (
@@ -49,6 +61,12 @@ _LAST_AGENT = (
 async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
     """The customer behind ``customer``'s identity on ``channel``, created or linked as needed."""
     platform_id = _canonical(channel, customer.platform_id)
+    if not customer.external_id:
+        found = await conn.exec_driver_sql(
+            _FIND_OR_CREATE, (channel.value, platform_id, uuid.uuid4(), customer.display_name)
+        )
+        customer_id: uuid.UUID = found.scalar_one()
+        return customer_id
     found = await conn.execute(_IDENTITY, {"b_channel": channel.value, "b_platform": platform_id})
     current: uuid.UUID | None = found.scalar_one_or_none()
     owner = await _by_external_id(conn, customer.external_id) if customer.external_id else None
