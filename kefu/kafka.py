@@ -119,13 +119,32 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: in
 SESSION_TIMEOUT_MS = 10_000
 SESSION_TIMEOUT_ENV = "KEFU_KAFKA_SESSION_TIMEOUT_MS"
 # How long the broker may hold a fetch with nothing to return (KEFU_KAFKA_FETCH_MAX_WAIT_MS). Kafka returns one as
-# soon as a record arrives; Tansu 0.6 holds it for the whole wait. Produce to consume, median (p99), measured (issue
-# 12) with /tmp scripts against the embedded broker on a loaded 2-core machine: 223 ms (236) at aiokafka's 500,
-# 23 ms (39-47) at 100, 10 ms (24-32) at 50, 10-12 ms (29-45) at 20, 7-12 ms (26-47) at 10; an idle consumer cost
-# 0.8 %, 1.4 %, 2.9 % and 5 % of a core at 100, 50, 20 and 10 ms, and the broker 1.3-1.5 %, 2 %, 4-5 % and 7-8 %.
-# 50 ms: the latency of 20 at half its idle cost. On Apache Kafka a shorter wait only adds empty fetches.
+# soon as a record arrives. Tansu 0.6 polls its storage instead: it reads every partition of the fetch at once, then
+# again after half the time left, and so on (at 0, W/2, 3W/4, ... of a wait W: about log2(W in ms) + 1 reads a
+# fetch), and answers at the first read that finds a record. So a record waits up to W/2 for the next read, and an
+# idle consumer costs the broker those reads, each of its 6 partitions read twice (watermarks) and the topic's
+# metadata once: ~0.25 ms of broker CPU a read. ``make bench-kafka`` (4 consumers, 6 partitions, idle, then 40
+# records/s each; medians of 2 rounds, the least loaded of 4 runs on the shared 2-core machine; CPU in % of a core,
+# the 4 together; the client's under load includes the producer):
+#
+#   wait   broker idle  client idle  broker load  client load  fetches/s load  latency p50  p99
+#    20        17.0        12.9         22.5         26.3           52            8 ms     25 ms
+#    50        10.5         6.3         19.2         27.7           37           18 ms     44 ms
+#   100         8.5         3.9         13.7         18.8           21           29 ms     65 ms
+#   200         4.3         2.3          9.7         12.4           12           53 ms    108 ms
+#
+# (idle broker CPU at 50 was 10.5-13.2 over the 4 runs, at 200 4.3-5.1.) Under load a fetch brings what one read
+# found, and each fetch that brings a record is one offset commit: at 40/s and 50 ms, a fetch and a commit a record.
+# Heartbeats are 1.5/s a consumer (a third of kefu dev's 2 s session; alone, 0.3 % of the broker for the four),
+# metadata and offset look-ups none while running, and a fetch that brings nothing commits nothing (``consume``).
+# So the wait is the knob: 50 ms for consumers whose records someone waits for (a contact's offer, an agent's
+# command); 200 ms for a ``background`` consumer, whose records only feed timers, cases and reports (meant for the
+# escalation service's): 2 of the 4 at 200 cost the broker 8.3 % idle instead of 12.6 (medians of 3 rounds), and a
+# background consumer a third of the fetches and commits at 40/s.
 FETCH_MAX_WAIT_MS = 50
 FETCH_MAX_WAIT_ENV = "KEFU_KAFKA_FETCH_MAX_WAIT_MS"
+BACKGROUND_FETCH_MAX_WAIT_MS = 200
+BACKGROUND_FETCH_MAX_WAIT_ENV = "KEFU_KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS"
 
 
 def session_timeout_ms() -> int:
@@ -134,10 +153,16 @@ def session_timeout_ms() -> int:
     return int(configured) if configured else SESSION_TIMEOUT_MS
 
 
-def fetch_max_wait_ms() -> int:
-    """How long the broker may hold an empty fetch: ``KEFU_KAFKA_FETCH_MAX_WAIT_MS`` when set, else 50 ms."""
-    configured = os.environ.get(FETCH_MAX_WAIT_ENV, "").strip()
-    return int(configured) if configured else FETCH_MAX_WAIT_MS
+def fetch_max_wait_ms(*, background: bool = False) -> int:
+    """How long the broker may hold an empty fetch: ``KEFU_KAFKA_FETCH_MAX_WAIT_MS`` when set, else 50 ms; for a
+    ``background`` consumer ``KEFU_KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS``, else 200 ms."""
+    name, default = (
+        (BACKGROUND_FETCH_MAX_WAIT_ENV, BACKGROUND_FETCH_MAX_WAIT_MS)
+        if background
+        else (FETCH_MAX_WAIT_ENV, FETCH_MAX_WAIT_MS)
+    )
+    configured = os.environ.get(name, "").strip()
+    return int(configured) if configured else default
 
 
 class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is untyped
@@ -182,9 +207,13 @@ async def _leave_group(coordinator: GroupCoordinator) -> None:
 
 
 def create_consumer(
-    bootstrap: str, topic: str, *, group_id: str, session_timeout: int | None = None
+    bootstrap: str, topic: str, *, group_id: str, session_timeout: int | None = None, background: bool = False
 ) -> AIOKafkaConsumer:
     """Return an unstarted consumer that leaves offset commits to ``consume``; outages are logged as a producer's.
+
+    Its fetches wait ``fetch_max_wait_ms()``: 50 ms, or 200 ms for a ``background`` consumer, one whose records no
+    one waits for (they feed timers, cases and reports): on Tansu ~40 % of the broker's and the client's cost idle, a
+    third of the fetches and commits at a moderate load, for ~35 ms more latency at the median (see above).
 
     ``session_timeout`` (ms, default ``session_timeout_ms()``) also sets how long a join takes on Tansu: half of
     it, in whole seconds (see above). Heartbeats go at a third of it, as Kafka advises. It leaves its group when it
@@ -201,7 +230,7 @@ def create_consumer(
         client_id=group_id,
         session_timeout_ms=session,
         heartbeat_interval_ms=max(100, session // 3),
-        fetch_max_wait_ms=fetch_max_wait_ms(),
+        fetch_max_wait_ms=fetch_max_wait_ms(background=background),
     )
     broker_watch.watch(consumer, f"kafka consumer {group_id}", bootstrap)
     return consumer
