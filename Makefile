@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-e2e bench-outbox bench-http-stack bench-router-service bench-kafka simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-escalation-batches bench-e2e bench-outbox bench-http-stack bench-router-service bench-kafka simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -63,6 +63,9 @@ bench-e2e: install  ## the whole system as processes: mixed-channel webhooks at 
 
 bench-escalation: install  ## escalation: events/s through the policy engine and due-to-command delay at 10k contacts / 100k timers
 	$(BIN)/python -m bench.escalation
+
+bench-escalation-batches: install  ## escalation consumers: statements, transactions and CPU per contact, fetches of 50 and 200 ms (ARGS="--baseline <rev> --rounds 3")
+	$(BIN)/python -m bench.escalation_batches $(ARGS)
 
 bench-outbox: install  ## outbox relay: rows/s, CPU per row and per pass, compilations and round trips per pass (ARGS="--baseline <rev> --rounds 5")
 	$(BIN)/python -m bench.outbox $(ARGS)
