@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Text, any_, bindparam, case, cast, func, select, update
+from sqlalchemy import Boolean, Text, any_, bindparam, case, cast, func, literal, select, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -73,6 +73,17 @@ _MESSAGES = (
     select(_ranked.c.contact_id, _ranked.c.text, _ranked.c.at, _ranked.c.from_customer)
     .where(_ranked.c.newest <= MESSAGES_KEPT)
     .order_by(_ranked.c.contact_id, _ranked.c.at)
+)
+_LOCKED = _BY_IDS_OR_CONVERSATIONS.cte("locked")
+_PRELOAD = union_all(  # the rows locked (held), and their customers' and ``customers``' contacts since ``since``
+    select(*_LOCKED.c, literal(True).label("held")),
+    select(*contact_facts.c, literal(False).label("held")).where(
+        contact_facts.c.queued_at >= bindparam("since", type_=contact_facts.c.queued_at.type),
+        contact_facts.c.customer_key.in_(select(_LOCKED.c.customer_key))
+        | (
+            contact_facts.c.customer_key == any_(bindparam("customers", type_=ARRAY(contact_facts.c.customer_key.type)))
+        ),
+    ),
 )
 _CUSTOMERS = select(
     contact_facts.c.contact_id, contact_facts.c.customer_key, contact_facts.c.queued_at, contact_facts.c.status
@@ -176,18 +187,20 @@ class Ledger:
     ) -> None:
         """Read and lock at once the rows of ``contact_ids`` and the open contacts of ``conversations``, their
         newest messages, and, with ``since``, the contacts since then of their customers and of ``customers``."""
-        found = await self.conn.execute(
-            _BY_IDS_OR_CONVERSATIONS, {"ids": list(contact_ids), "keys": list(conversations)}
-        )
-        for row in found:
-            self._rows.setdefault(row.contact_id, FactsRow.of(row))
+        values = {"ids": list(contact_ids), "keys": list(conversations), "customers": list(customers), "since": since}
+        theirs = []
+        for row in await self.conn.execute(_PRELOAD, values):  # one statement (issue 12: a second for customers)
+            if row.held:
+                self._rows.setdefault(row.contact_id, FactsRow.of(row))
+            else:
+                theirs.append(row)
         self._conversations.update(conversations)
         self._absent.update(i for i in contact_ids if i not in self._rows)
         # only the locked rows' messages: nobody adds one to a contact whose row another transaction holds
         await self._read_messages([i for i in self._rows if i not in self._messages])
         if since is not None:
             keys = {*customers, *(row.customer_key for row in self._rows.values() if row.customer_key is not None)}
-            await self._read_customers(keys, since)
+            self._customers_read(self._unread(keys, since), since, theirs)
 
     async def get(self, contact_id: uuid.UUID) -> FactsRow | None:
         """The contact's row, locked; None for a contact never seen."""
@@ -324,13 +337,22 @@ class Ledger:
             self._messages[row.contact_id].append(Message(row.text, utc(row.at), row.from_customer))
 
     async def _read_customers(self, keys: Collection[str], since: datetime) -> None:
-        wanted = [key for key in keys if key not in self._customers or self._customers[key].since > since]
-        if not wanted:
-            return
-        for key in wanted:
+        if wanted := self._unread(keys, since):
+            self._customers_read(
+                wanted, since, await self.conn.execute(_CUSTOMERS, {"customers": wanted, "since": since})
+            )
+
+    def _unread(self, keys: Collection[str], since: datetime) -> list[str]:
+        """Of the customers ``keys``, those whose contacts since ``since`` are not read yet."""
+        return [key for key in keys if key not in self._customers or self._customers[key].since > since]
+
+    def _customers_read(self, keys: Collection[str], since: datetime, rows: Iterable[Any]) -> None:
+        """The contacts since ``since`` of the customers ``keys`` are ``rows`` (of theirs and maybe others')."""
+        for key in keys:
             self._customers[key] = _Customer(since)
-        for row in await self.conn.execute(_CUSTOMERS, {"customers": wanted, "since": since}):
-            self._customers[row.customer_key].contacts[row.contact_id] = (utc(row.queued_at), row.status)
+        for row in rows:
+            if (customer := self._customers.get(row.customer_key)) is not None and customer.since == since:
+                customer.contacts[row.contact_id] = (utc(row.queued_at), row.status)
 
     async def _of_customer(self, key: str, since: datetime) -> dict[uuid.UUID, tuple[datetime, str]]:
         """The customer's contacts queued since ``since``: those this transaction holds as it holds them."""
