@@ -72,10 +72,9 @@ async def _contact(service: RoutingService, change: Change, event: ContactEvent)
 async def _open(service: RoutingService, change: Change, event: ContactEvent) -> None:
     """The first message of a conversation: its customer, the contact placed by the rules, then routed."""
     conn, now = change.conn, service.clock()
-    customer_id = await customers.resolve(conn, event.channel, event.customer)
-    ref = await intake.new_contact(conn, service.config, service.state.agents, event, customer_id, now)
+    ref = await intake.new_contact(conn, service.config, service.state.agents, event, now)
     bind(contact_id=ref.id)
-    await contact_store.insert_contact(conn, ref, event, customer_id)
+    await contact_store.insert_contact(conn, ref, event)
     change.later.message(ref.id, event)
     await change.decide(ContactArrived(ref), now)
 

@@ -6,7 +6,6 @@ Read inside the transaction that opens the contact, from the customer's profile 
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,11 +20,14 @@ async def new_contact(
     config: RoutingConfig,
     agents: Mapping[str, Agent],
     event: ContactEvent,
-    customer_id: UUID,
     now: datetime,
 ) -> ContactRef:
-    """The first message of a conversation as a contact, placed and with the agent it waits for, if any."""
-    profile = await customers.profile(conn, customer_id)
+    """The first message of a conversation as a contact of its customer (found, created or linked), placed and with
+    the agent it waits for, if any: the customer, their profile and their last agent read in one statement."""
+    sticky = config.sticky
+    since = now - timedelta(minutes=sticky.window_minutes) if sticky is not None and sticky.wait_seconds > 0 else None
+    customer = await customers.arrival(conn, event.channel, event.customer, since=since)
+    profile = customer.profile
     placed = config.classify(
         channel=event.channel,
         account_id=event.account_id,
@@ -33,7 +35,7 @@ async def new_contact(
         tier=profile.tier,
         language=event.customer.language,
     )
-    preferred, wait = await _preference(conn, config, agents, customer_id, profile, now)
+    preferred, wait = _preference(config, agents, customer)
     return ContactRef(
         event.event_id,
         event.conversation_key,
@@ -43,32 +45,24 @@ async def new_contact(
         now,
         preferred_agent=preferred,
         prefer_until=now + timedelta(seconds=wait) if preferred is not None else None,
-        customer_id=customer_id,
+        customer_id=customer.customer_id,
         tier=profile.tier.value,
         owning_tam=profile.owning_tam,
         category=placed.category,
     )
 
 
-async def _preference(
-    conn: AsyncConnection,
-    config: RoutingConfig,
-    agents: Mapping[str, Agent],
-    customer_id: UUID,
-    profile: customers.Profile,
-    now: datetime,
+def _preference(
+    config: RoutingConfig, agents: Mapping[str, Agent], customer: customers.Arrival
 ) -> tuple[str | None, float]:
     """The agent a new contact should wait for, and for how many seconds: a key account's owning TAM, else
     the agent of the customer's last assignment within the window; nobody when sticky routing is off."""
-    sticky = config.sticky
+    sticky, profile = config.sticky, customer.profile
     if sticky is None:
         return None, 0.0
     key_account = profile.tier is CustomerTier.KEY_ACCOUNT and profile.owning_tam in agents
     if key_account and sticky.key_account_wait_seconds > 0:
         return profile.owning_tam, sticky.key_account_wait_seconds
-    if sticky.wait_seconds > 0:
-        since = now - timedelta(minutes=sticky.window_minutes)
-        last = await customers.last_agent(conn, customer_id, since=since)
-        if last in agents:
-            return last, sticky.wait_seconds
+    if sticky.wait_seconds > 0 and customer.last_agent in agents:
+        return customer.last_agent, sticky.wait_seconds
     return None, 0.0

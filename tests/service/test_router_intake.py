@@ -19,6 +19,7 @@ from tests.integration.conftest import CONFIG
 from tests.integration.support import contact_event
 from tests.integration.test_router_intake import RULES
 from tests.service.conftest import Clock, Router, outbox_rows, start_router
+from tests.service.test_router_late_writes import Statements, _touching
 
 pytestmark = pytest.mark.service
 
@@ -121,3 +122,25 @@ async def _served_and_back(router: Router) -> tuple[str, Any]:
     assignment = await commands.accept(router.service, offer.id, offer.agent_id)
     await commands.complete(router.service, assignment.id, None)
     return offer.agent_id, await _opened(router, _event("s2", "visitor-s", "还是上次的问题"))
+
+
+async def test_a_contacts_customer_profile_and_last_agent_are_read_in_one_statement(intake_router: Router) -> None:
+    router = intake_router
+    read: list[list[str]] = []
+
+    async def opened(conversation: str) -> Any:
+        event = _event(conversation, "visitor-o", "你好")
+        with Statements(router) as sent:
+            await events.on_contact(router.service, event)
+        read.append(_touching(sent, "customers", "customer_identities", "assignments"))
+        return await _contact_row(router.engine, event.event_id)
+
+    first = await opened("o1")  # a new customer: created, with the default profile and nobody to wait for
+    assert (first["tier"], first["preferred_agent"]) == ("standard", None)
+    (offer,) = router.service.state.offers.values()
+    assignment = await commands.accept(router.service, offer.id, offer.agent_id)
+    await commands.complete(router.service, assignment.id, None)
+    assert (await opened("o2"))["preferred_agent"] == offer.agent_id  # back: their last agent
+    await commands.set_customer_profile(router.service, first["customer_id"], Profile(CustomerTier.VIP, None))
+    assert (await opened("o3"))["tier"] == "vip"
+    assert [len(statements) for statements in read] == [1, 1, 1]  # 3, 3 and 3 before (identity, profile, last)

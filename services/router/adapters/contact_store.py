@@ -36,7 +36,7 @@ async def mark_all_applied(conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
     return set((await conn.exec_driver_sql(MARK_APPLIED, (list(dict.fromkeys(event_ids)), topic))).scalars())
 
 
-async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent, customer_id: uuid.UUID) -> None:
+async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent) -> None:
     """Create the contact row for the first message of a conversation."""
     await conn.execute(
         _INSERT_CONTACT,
@@ -46,7 +46,7 @@ async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactE
             "channel": ref.channel.value,
             "account_id": event.account_id,
             "customer_platform_id": event.customer.platform_id,
-            "customer_id": customer_id,
+            "customer_id": ref.customer_id,
             "customer_name": event.customer.display_name,
             "queue_id": ref.queue_id,
             "priority": ref.priority,

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,53 +35,102 @@ _IDENTITY = select(_identities.customer_id).where(
 _BY_EXTERNAL_ID = select(customers.c.id).where(customers.c.external_id == bindparam("b_external"))
 _INSERT_IDENTITY = insert(customer_identities)
 _INSERT_CUSTOMER = insert(customers)
+
+
+def _last_agent(customer: str, since: str) -> str:
+    """The agent of ``customer``'s latest assignment (on any of their channels) still open or ended after ``since``
+    (a parameter; NULL: not looked for), as a scalar subquery: the one a returning customer is likely to want
+    again."""
+    return (
+        f"(SELECT a.agent_id FROM {assignments.fullname} a JOIN {contacts.fullname} c "  # noqa: S608  # names
+        f"ON c.id = a.contact_id WHERE c.customer_id = {customer} AND {since}::timestamptz IS NOT NULL "
+        f"AND (a.completed_at IS NULL OR a.completed_at >= {since}::timestamptz) "
+        "ORDER BY a.completed_at DESC NULLS FIRST, a.assigned_at DESC LIMIT 1)"
+    )
+
+
 # A customer by an identity without the business's own id, in one statement: the identity's, else a new customer
 # with the identity (two new contacts of one customer in a transaction: the second finds the first's; two
-# transactions at once: the second's identity conflicts, it fails and goes again, finding the first's).
-_FIND_OR_CREATE = (
-    f"WITH found AS (SELECT customer_id FROM {customer_identities.fullname} "  # noqa: S608  # tables' names
-    "WHERE channel = $1::text AND platform_id = $2::text), "
+# transactions at once: the second's identity conflicts, it fails and goes again, finding the first's); with their
+# profile and, from $5 on, their last agent (a new customer's: the defaults, and nobody).
+_ARRIVAL = (
+    "WITH found AS (SELECT i.customer_id, c.tier, c.owning_tam "  # noqa: S608  # the tables' names
+    f"FROM {customer_identities.fullname} i JOIN {customers.fullname} c ON c.id = i.customer_id "
+    "WHERE i.channel = $1::text AND i.platform_id = $2::text), "
     f"created AS (INSERT INTO {customers.fullname} (id, display_name) SELECT $3::uuid, $4::text "
-    "WHERE NOT EXISTS (SELECT FROM found) RETURNING id), "
+    "WHERE NOT EXISTS (SELECT FROM found) RETURNING id, tier, owning_tam), "
     f"linked AS (INSERT INTO {customer_identities.fullname} (channel, platform_id, customer_id) "
     "SELECT $1::text, $2::text, id FROM created) "
-    "SELECT customer_id FROM found UNION ALL SELECT id FROM created"
+    f"SELECT customer_id, tier, owning_tam, {_last_agent('found.customer_id', '$5')} FROM found "
+    "UNION ALL SELECT id, tier, owning_tam, NULL FROM created"
 )
-_PROFILE = select(customers.c.tier, customers.c.owning_tam).where(customers.c.id == bindparam("b_id"))
-_ended = assignments.c.completed_at
-_LAST_AGENT = (
-    select(assignments.c.agent_id)
-    .join(contacts, contacts.c.id == assignments.c.contact_id)
-    .where(contacts.c.customer_id == bindparam("b_id"), or_(_ended.is_(None), _ended >= bindparam("b_since")))
-    .order_by(_ended.desc().nulls_first(), assignments.c.assigned_at.desc())
-    .limit(1)
+# the same of a customer already resolved (an identity with the business's own id: found, created or linked first)
+_KNOWN = (
+    f"SELECT k.id, k.tier, k.owning_tam, {_last_agent('k.id', '$2')} "  # noqa: S608  # the tables' names
+    f"FROM {customers.fullname} k WHERE k.id = $1::uuid"
 )
+
+
+class Arrival(NamedTuple):
+    """A new contact's customer as routing places the contact: who, their profile, and their last agent (None:
+    nobody since the time asked for, or not asked)."""
+
+    customer_id: uuid.UUID
+    profile: Profile
+    last_agent: str | None
+
+
+async def arrival(conn: AsyncConnection, channel: Channel, customer: Customer, *, since: datetime | None) -> Arrival:
+    """The customer behind ``customer``'s identity on ``channel`` (as ``resolve``), with their profile and the agent
+    of their latest assignment still open or ended after ``since`` (None: not looked for); one statement for an
+    identity without the business's own id."""
+    platform_id = _canonical(channel, customer.platform_id)
+    row: Any  # (customer id, tier, owning TAM, last agent)
+    if not customer.external_id:
+        row = (await conn.exec_driver_sql(_ARRIVAL, _found_or_new(channel, platform_id, customer, since))).one()
+    else:
+        customer_id = await _linked(conn, channel, platform_id, customer.external_id, customer)
+        row = (await conn.exec_driver_sql(_KNOWN, (customer_id, since))).one()
+    return Arrival(row[0], Profile(CustomerTier(row[1]), row[2]), row[3])
 
 
 async def resolve(conn: AsyncConnection, channel: Channel, customer: Customer) -> uuid.UUID:
     """The customer behind ``customer``'s identity on ``channel``, created or linked as needed."""
     platform_id = _canonical(channel, customer.platform_id)
     if not customer.external_id:
-        found = await conn.exec_driver_sql(
-            _FIND_OR_CREATE, (channel.value, platform_id, uuid.uuid4(), customer.display_name)
-        )
+        found = await conn.exec_driver_sql(_ARRIVAL, _found_or_new(channel, platform_id, customer, None))
         customer_id: uuid.UUID = found.scalar_one()
         return customer_id
+    return await _linked(conn, channel, platform_id, customer.external_id, customer)
+
+
+def _found_or_new(
+    channel: Channel, platform_id: str, customer: Customer, since: datetime | None
+) -> tuple[str, str, uuid.UUID, str | None, datetime | None]:
+    """``_ARRIVAL``'s parameters."""
+    return channel.value, platform_id, uuid.uuid4(), customer.display_name, since
+
+
+async def _linked(
+    conn: AsyncConnection, channel: Channel, platform_id: str, external_id: str, customer: Customer
+) -> uuid.UUID:
+    """The customer of an identity with the business's own id: the identity's (given that id, or merged into the
+    customer who has it), else the one with that id, else a new one."""
     found = await conn.execute(_IDENTITY, {"b_channel": channel.value, "b_platform": platform_id})
     current: uuid.UUID | None = found.scalar_one_or_none()
-    owner = await _by_external_id(conn, customer.external_id) if customer.external_id else None
+    owner = await _by_external_id(conn, external_id)
     if current is None:
         customer_id = owner or await _create(conn, customer)
         identity = {"channel": channel.value, "platform_id": platform_id, "customer_id": customer_id}
         await conn.execute(_INSERT_IDENTITY, identity)
         return customer_id
-    if customer.external_id and owner is None:
+    if owner is None:
         await conn.execute(
             update(customers)
             .where(customers.c.id == current, customers.c.external_id.is_(None))
-            .values(external_id=customer.external_id)
+            .values(external_id=external_id)
         )
-    elif owner is not None and owner != current:
+    elif owner != current:
         await merge(conn, source=current, target=owner)
         return owner
     return current
@@ -162,12 +211,6 @@ async def view(conn: AsyncConnection, customer_id: uuid.UUID) -> dict[str, Any] 
     }
 
 
-async def profile(conn: AsyncConnection, customer_id: uuid.UUID) -> Profile:
-    """The customer's tier and owning TAM (a customer without a row yet is a standard one)."""
-    row = (await conn.execute(_PROFILE, {"b_id": customer_id})).first()
-    return Profile(CustomerTier(row.tier), row.owning_tam) if row else Profile(CustomerTier.STANDARD, None)
-
-
 async def set_profile(conn: AsyncConnection, customer_id: uuid.UUID, new: Profile) -> bool:
     """Set the customer's tier and owning TAM; False if there is no such customer."""
     result = await conn.execute(
@@ -177,14 +220,6 @@ async def set_profile(conn: AsyncConnection, customer_id: uuid.UUID, new: Profil
         .returning(customers.c.id)
     )
     return result.first() is not None
-
-
-async def last_agent(conn: AsyncConnection, customer_id: uuid.UUID, *, since: datetime) -> str | None:
-    """The agent of the customer's latest assignment (on any of their channels) still open or ended after
-    ``since``: the one a returning customer is likely to want again."""
-    found = await conn.execute(_LAST_AGENT, {"b_id": customer_id, "b_since": since})
-    agent_id: str | None = found.scalar_one_or_none()
-    return agent_id
 
 
 def _canonical(channel: Channel, platform_id: str) -> str:
