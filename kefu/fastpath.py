@@ -3,16 +3,19 @@
 FastAPI keeps documenting every route (the OpenAPI document is unchanged); a plain Starlette route with the same
 path and methods, put in front, serves the request instead. It resolves what the endpoint takes in plain code: the
 path parameters and the JSON body validated by the route's own fields, the caller by ``kefu.auth.authenticated``
-(``kefu.auth.PLAIN``), a dependency that takes only the request by calling it; then it calls the same endpoint and
-serializes the answer with the route's own response field, as FastAPI's direct JSON serialization does. On the
-router's desktop calls, FastAPI's solving, its bearer scheme and its request handler cost about as much CPU as the
-endpoint itself (``make bench-http-stack``).
+(``kefu.auth.PLAIN``), a dependency that takes only the request (the channels' ``channels_of``) by calling it; then
+it calls the same endpoint. A ``Response`` the endpoint builds (a webhook's 202, TwiML, a WeChat ``success``) is
+the answer as it is; anything else is serialized as FastAPI's request handler does: with the route's response
+field and status code, into JSON bytes directly or through the route's response class. On the router's desktop
+calls, FastAPI's solving, its bearer scheme and its request handler cost about as much CPU as the endpoint itself
+(``make bench-http-stack``); on a webhook, more than verifying, normalizing and publishing (``make bench-channels``).
 
 Whatever is not the usual case goes to FastAPI's own handler with the body already read: a body that is not JSON
 or does not decode, a path parameter or body that does not validate, dependency overrides. Errors therefore answer
 exactly as before: a JSON decode error before authentication, the 422 body with its fields after it. A route
 qualifies when all it takes is path parameters, one JSON body, the request, and dependencies that are either in
-``kefu.auth.PLAIN`` or take only the request, and it answers 200 with a ``response_model``.
+``kefu.auth.PLAIN`` or take only the request; its endpoint is a coroutine function and its response class does not
+stream server-sent events.
 """
 
 import inspect
@@ -22,9 +25,11 @@ from copy import deepcopy
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.exceptions import ResponseValidationError
-from fastapi.routing import APIRoute, APIRouter
+from fastapi.routing import APIRoute, APIRouter, _extract_endpoint_context, serialize_response
+from fastapi.sse import EventSourceResponse
+from fastapi.utils import is_body_allowed_for_status_code
 from pydantic_core import PydanticUndefined
 from starlette.requests import Request
 from starlette.responses import Response
@@ -74,8 +79,7 @@ def _qualifies(route: APIRoute) -> bool:
     dependant = route.dependant
     return (
         inspect.iscoroutinefunction(route.endpoint)
-        and route.response_field is not None
-        and route.status_code in (None, 200)
+        and not issubclass(_response_class(route), EventSourceResponse)
         and route.max_body_size is None
         and not (dependant.query_params or dependant.header_params or dependant.cookie_params)
         and (route.body_field is None or (len(dependant.body_params) == 1 and not route._embed_body_fields))
@@ -94,6 +98,7 @@ class _PlainEndpoint:
         dependant = route.dependant
         self.resolvers = {d.name or "": r for d in dependant.dependencies if (r := _resolver(d)) is not None}
         self.request_name = dependant.request_param_name
+        self.endpoint_ctx = _extract_endpoint_context(route.endpoint)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
@@ -122,7 +127,37 @@ class _PlainEndpoint:
         answer = await route.endpoint(**values)
         if isinstance(answer, Response):
             return answer
-        return Response(_serialized(route, answer), media_type="application/json")
+        return await self._serialized(answer)
+
+    async def _serialized(self, answer: Any) -> Response:
+        """``answer`` as FastAPI's request handler answers what is not a ``Response``."""
+        route = self.route
+        dump_json = route.response_field is not None and isinstance(route.response_class, DefaultPlaceholder)
+        content = await serialize_response(
+            field=route.response_field,
+            response_content=answer,
+            include=route.response_model_include,
+            exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none,
+            endpoint_ctx=self.endpoint_ctx,
+            dump_json=dump_json,
+        )
+        status: dict[str, Any] = {"status_code": route.status_code} if route.status_code else {}
+        if dump_json:
+            response = Response(content, media_type="application/json", **status)
+        else:
+            response = _response_class(route)(content, **status)
+        if not is_body_allowed_for_status_code(response.status_code):
+            response.body = b""
+        return response
+
+
+def _response_class(route: APIRoute) -> type[Response]:
+    kind = route.response_class
+    return kind.value if isinstance(kind, DefaultPlaceholder) else kind
 
 
 def _plain(route: APIRoute) -> Route:
@@ -165,24 +200,6 @@ def _body_value(field: Any, document: Any) -> Any:
             return deepcopy(field.default)
         document = deepcopy(field.default)
     return _valid(field, document, ("body",))
-
-
-def _serialized(route: APIRoute, answer: Any) -> bytes:
-    field = route.response_field
-    assert field is not None  # a qualifying route has one
-    value, errors = field.validate(answer, {}, loc=("response",))
-    if errors:
-        raise ResponseValidationError(errors=errors, body=answer)
-    content: bytes = field.serialize_json(
-        value,
-        include=route.response_model_include,
-        exclude=route.response_model_exclude,
-        by_alias=route.response_model_by_alias,
-        exclude_unset=route.response_model_exclude_unset,
-        exclude_defaults=route.response_model_exclude_defaults,
-        exclude_none=route.response_model_exclude_none,
-    )
-    return content
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

@@ -7,11 +7,10 @@ from functools import partial
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from kefu import db
+from kefu import db, fastpath
 from kefu.app import service_app
 from services.channels.accounts import ChannelsConfig
 from services.channels.bootstrap import running
-from services.channels.common import fastpath
 from services.channels.common.rate_limit import WebhookRateLimit
 from services.channels.config import ChannelsSettings
 from services.channels.platforms import PLATFORMS

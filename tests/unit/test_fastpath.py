@@ -1,6 +1,7 @@
 """Routes served past FastAPI's parameter solving (``kefu.fastpath``) answer exactly as FastAPI answers them: the
 same statuses, headers and bodies for every request, usual or not, the same OpenAPI document, the same access line;
-and the plain route is the one that serves."""
+and the plain route is the one that serves. Two kinds of route: the desktop API's (a caller, a JSON body, a response
+model) and the channels' webhooks' (the request, a dependency of the request only, a ``Response`` of their own)."""
 
 import contextlib
 from collections.abc import AsyncIterator
@@ -9,7 +10,8 @@ from uuid import UUID
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kefu import fastpath
@@ -64,21 +66,56 @@ def _router() -> APIRouter:
     return router
 
 
+def _webhooks() -> APIRouter:
+    """Shaped as the channels' webhooks (``services.channels``): each reads the request itself."""
+    router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+    @router.post("/site/{site_id}", status_code=202, response_model=Answer, responses={404: {"description": "no"}})
+    async def webhook(site_id: str, request: Request, store: Store) -> JSONResponse:
+        if site_id not in store:
+            raise ApiError(404, "unknown_account", f"no site {site_id!r}")
+        text = (await request.body()).decode()
+        return JSONResponse({"thing_id": THING, "by": site_id, "note": text or None}, status_code=202)
+
+    @router.get("/site/{site_id}", response_class=PlainTextResponse)
+    async def url_check(site_id: str, request: Request, store: Store) -> PlainTextResponse:
+        return PlainTextResponse(f"{site_id}:{request.query_params.get('echostr', '')}:{site_id in store}")
+
+    @router.post("/site/{site_id}/status", status_code=204, response_class=Response)
+    async def status(site_id: str, request: Request) -> Response:
+        await request.body()
+        return Response(status_code=204)
+
+    @router.post("/site/{site_id}/ack", status_code=202, response_model=Answer)
+    async def ack(site_id: str, store: Store) -> dict[str, Any]:  # serialized with the route's status code
+        return {"thing_id": THING, "by": site_id, "note": store.get(site_id)}
+
+    @router.post("/site/{site_id}/text", response_class=PlainTextResponse)
+    async def text(site_id: str) -> str:  # through the route's response class
+        return f"ok {site_id}"
+
+    @router.post("/site/{site_id}/gone", status_code=204, response_model=None)
+    async def gone(site_id: str) -> dict[str, str]:  # a body the status does not allow is dropped
+        return {"site": site_id}
+
+    return router
+
+
 def _app(plain: bool) -> FastAPI:
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[None]:
         yield None
 
-    router = _router()
-    app = service_app("fastpath", running, name="fastpath", checks=lambda _: {}, routers=[router])
+    routers = [_router(), _webhooks()]
+    app = service_app("fastpath", running, name="fastpath", checks=lambda _: {}, routers=routers)
     tokens = [
         TokenConfig.model_validate({"token": AGENT, "role": "agent", "agent_id": "alice"}),
         TokenConfig.model_validate({"token": SUPERVISOR, "role": "supervisor"}),
     ]
     app.state.tokens = TokenRegistry(AuthConfig(tokens=tokens))
-    app.state.store = {}
+    app.state.store = {"site-1": "hello"}
     if plain:
-        fastpath.install(app, [router])
+        fastpath.install(app, routers)
     return app
 
 
@@ -109,6 +146,17 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
     ("PUT", f"/v1/things/{THING}", _bearer(SUPERVISOR), b""),  # a required body missing
     ("PUT", f"/v1/things/{THING}", _bearer(SUPERVISOR) | JSON, b"null"),
     ("HEAD", "/v1/agents/alice", _bearer(AGENT), b""),  # no HEAD where FastAPI has none
+    ("POST", "/webhooks/site/site-1", {"content-type": "text/plain"}, b"hi"),
+    ("POST", "/webhooks/site/site-1", JSON, b'{"text":'),  # the endpoint reads the body: no decoding before
+    ("POST", "/webhooks/site/site-2", {}, b"hi"),  # the endpoint's own error
+    ("GET", "/webhooks/site/site-1?echostr=abc", {}, b""),
+    ("HEAD", "/webhooks/site/site-1?echostr=abc", {}, b""),
+    ("POST", "/webhooks/site/site-1/status", {}, b"CallStatus=completed"),
+    ("POST", "/webhooks/site/site-1/ack", {}, b""),
+    ("POST", "/webhooks/site/site-2/ack", {}, b""),
+    ("POST", "/webhooks/site/site-1/text", {}, b""),
+    ("POST", "/webhooks/site/site-1/gone", {}, b""),
+    ("PUT", "/webhooks/site/site-1", {}, b""),  # 405
 ]
 
 
@@ -141,11 +189,17 @@ async def test_an_answer_that_strays_from_its_schema_fails_in_the_service_as_bef
 def test_the_document_is_fastapis_and_the_plain_routes_come_first() -> None:
     plain, fastapi = _app(plain=True), _app(plain=False)
     assert plain.openapi() == fastapi.openapi()
-    served_first = [(route.path, sorted(route.methods or ())) for route in plain.router.routes[:3]]  # type: ignore[attr-defined]
+    served_first = [(route.path, sorted(route.methods or ())) for route in plain.router.routes[:9]]  # type: ignore[attr-defined]
     assert served_first == [
         ("/v1/things/{thing_id}/note", ["POST"]),
         ("/v1/things/{thing_id}", ["PUT"]),
         ("/v1/agents/{agent_id}", ["GET"]),
+        ("/webhooks/site/{site_id}", ["POST"]),
+        ("/webhooks/site/{site_id}", ["GET"]),
+        ("/webhooks/site/{site_id}/status", ["POST"]),
+        ("/webhooks/site/{site_id}/ack", ["POST"]),
+        ("/webhooks/site/{site_id}/text", ["POST"]),
+        ("/webhooks/site/{site_id}/gone", ["POST"]),
     ]
 
 
@@ -164,6 +218,12 @@ async def test_the_usual_request_is_served_without_fastapis_solving(monkeypatch:
     assert solved == []
     assert (await _answers(_app(plain=True), "POST", "/v1/things/not-a-uuid/note", _bearer(AGENT), b""))[0] == 422
     assert len(solved) == 1  # the unusual one went to FastAPI
+    webhook = ("POST", "/webhooks/site/site-1", {"content-type": "text/plain"}, b"hi")
+    assert (await _answers(_app(plain=True), *webhook))[:3:2] == (
+        202,
+        b'{"thing_id":"%s","by":"site-1","note":"hi"}' % THING.encode(),
+    )
+    assert len(solved) == 1
 
 
 async def test_the_access_line_names_the_template_the_id_and_the_caller() -> None:
