@@ -74,9 +74,8 @@ async def _open(service: RoutingService, change: Change, event: ContactEvent) ->
     conn, now = change.conn, service.clock()
     ref = await intake.new_contact(conn, service.config, service.state.agents, event, now)
     bind(contact_id=ref.id)
-    await contact_store.insert_contact(conn, ref, event)
     change.later.message(ref.id, event)
-    await change.decide(ContactArrived(ref), now)
+    await change.decide(ContactArrived(ref), now, opened=contact_store.opening(ref, event))
 
 
 async def on_command(service: RoutingService, command: RoutingCommand) -> None:

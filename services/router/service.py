@@ -32,9 +32,10 @@ import collections
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from prometheus_client import REGISTRY, Histogram
@@ -106,17 +107,18 @@ class Change:
         self.afterwards: list[Callable[[], None]] = []
         self.counts: list[Callable[[], None]] = []
 
-    async def decide(self, event: Event, now: datetime) -> list[Decision]:
-        """Decide ``event`` against the state as the changes before this one left it, and write the decisions. One
-        per change: the core plans from the state, which the change's own decisions reach only when it ends."""
+    async def decide(self, event: Event, now: datetime, *, opened: Mapping[str, Any] | None = None) -> list[Decision]:
+        """Decide ``event`` against the state as the changes before this one left it, and write the decisions (with
+        ``opened``, the row of the contact arriving: ``repository.persist``). One per change: the core plans from the
+        state, which the change's own decisions reach only when it ends."""
         decisions = decide(self._state, event, now)
-        await self.record(decisions)
+        await self.record(decisions, opened=opened)
         return decisions
 
-    async def record(self, decisions: list[Decision]) -> None:
+    async def record(self, decisions: list[Decision], *, opened: Mapping[str, Any] | None = None) -> None:
         """Write ``decisions``: their rows now, their routing events and what they tell desktops before the
         commit."""
-        self.later.events += await repository.persist(self.conn, decisions)
+        self.later.events += await repository.persist(self.conn, decisions, opened)
         self.notify(notices.of_decisions(decisions))
         self.decisions += decisions
 

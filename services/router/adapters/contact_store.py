@@ -1,20 +1,19 @@
-"""A contact's arrival: each inbound event applied once, and the contact's row (its messages are late writes:
-``late_writes``; the open contact of a conversation is memory's: ``services.router.conversations``)."""
+"""A contact's arrival: each inbound event applied once, and the contact's row (written with the decisions on its
+arrival: ``repository.persist``; its messages are late writes: ``late_writes``; the open contact of a conversation
+is memory's: ``services.router.conversations``)."""
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import ContactEvent
-from services.router.adapters.orm import applied_events, contacts
+from services.router.adapters.orm import applied_events
 from services.router.domain.model import ContactRef
 
 OPEN_STATUSES = ("queued", "offered", "assigned")
 
-# built once (their cache keys too): each call only binds its values
-_INSERT_CONTACT = insert(contacts)
 # the ids as one array: the same text, prepared once, whatever their number (a VALUES list a row was a statement of
 # its own for each count)
 MARK_APPLIED = (
@@ -36,26 +35,23 @@ async def mark_all_applied(conn: AsyncConnection, event_ids: Sequence[uuid.UUID]
     return set((await conn.exec_driver_sql(MARK_APPLIED, (list(dict.fromkeys(event_ids)), topic))).scalars())
 
 
-async def insert_contact(conn: AsyncConnection, ref: ContactRef, event: ContactEvent) -> None:
-    """Create the contact row for the first message of a conversation."""
-    await conn.execute(
-        _INSERT_CONTACT,
-        {
-            "id": ref.id,
-            "conversation_key": ref.conversation_key,
-            "channel": ref.channel.value,
-            "account_id": event.account_id,
-            "customer_platform_id": event.customer.platform_id,
-            "customer_id": ref.customer_id,
-            "customer_name": event.customer.display_name,
-            "queue_id": ref.queue_id,
-            "priority": ref.priority,
-            "status": "queued",
-            "enqueued_at": ref.enqueued_at,
-            "preferred_agent": ref.preferred_agent,
-            "prefer_until": ref.prefer_until,
-            "tier": ref.tier,
-            "owning_tam": ref.owning_tam,
-            "category": ref.category,
-        },
-    )
+def opening(ref: ContactRef, event: ContactEvent) -> dict[str, Any]:
+    """The contact row of a conversation's first message, but for its status: ``repository.persist`` writes it
+    with the decisions on its arrival (queued, or offered at once)."""
+    return {
+        "id": ref.id,
+        "conversation_key": ref.conversation_key,
+        "channel": ref.channel.value,
+        "account_id": event.account_id,
+        "customer_platform_id": event.customer.platform_id,
+        "customer_id": ref.customer_id,
+        "customer_name": event.customer.display_name,
+        "queue_id": ref.queue_id,
+        "priority": ref.priority,
+        "enqueued_at": ref.enqueued_at,
+        "preferred_agent": ref.preferred_agent,
+        "prefer_until": ref.prefer_until,
+        "tier": ref.tier,
+        "owning_tam": ref.owning_tam,
+        "category": ref.category,
+    }
