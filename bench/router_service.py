@@ -1,5 +1,6 @@
 """Issue 12, the router's share in PostgreSQL: statements, round trips and CPU per contact as a new customer's
-contact is consumed (and offered), accepted and completed, before and after, in one run.
+contact is consumed (and offered), accepted and completed, and as the customer's second contact is consumed (a
+returning customer: ``return``), before and after, in one run.
 
     python -m bench.router_service [--baseline REV] [--rounds 3] [--contacts 300] [--fetch 25]
 

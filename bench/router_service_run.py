@@ -4,13 +4,15 @@ Kafka, applying what its consumers and agents would.
 
     PYTHONPATH=<tree> python bench/router_service_run.py DATABASE_URL CONFIG_PATH --contacts 300 --fetch 25
 
-Three phases, ``--contacts`` contacts each, after a warm-up of one fetch (connections, prepared statements, compiled
+Four phases, ``--contacts`` contacts each, after a warm-up of one fetch (connections, prepared statements, compiled
 SQL): ``consume``, the first message of a new customer's conversation, a fetch at a time (``events.on_contacts``:
 the contact opens and is offered); ``accept``, each offer accepted by its agent (``commands.accept``); ``complete``,
-each assignment completed (``commands.complete``). Per contact and phase it prints, as one JSON line: statements
-SQLAlchemy sent (an ``executemany`` counts once), statements PostgreSQL executed (an ``executemany`` counts its
-rows), round trips (writes to the database's socket: each is a request the client then waits for), this process's
-CPU and the PostgreSQL server's CPU (all its processes) in milliseconds.
+each assignment completed (``commands.complete``); ``return``, the same customers' second conversations (each
+customer found, with the agent who served them to wait for), consumed as the first, then served unmeasured. Per
+contact and phase it prints, as one JSON line: statements SQLAlchemy sent (an ``executemany`` counts once),
+statements PostgreSQL executed (an ``executemany`` counts its rows), round trips (writes to the database's socket:
+each is a request the client then waits for), this process's CPU and the PostgreSQL server's CPU (all its
+processes) in milliseconds.
 """
 
 import argparse
@@ -73,14 +75,14 @@ def server_cpu(postmaster: psutil.Process) -> float:
     return total
 
 
-def contact(n: int, run: str) -> ContactEvent:
-    """The first message of a new customer's conversation on the web chat."""
+def contact(n: int, run: str, conversation: str = "") -> ContactEvent:
+    """The first message of customer ``n``'s conversation on the web chat (a new customer's, the first time)."""
     now = datetime.now(UTC)
     return ContactEvent(
         event_id=uuid.uuid4(),
         channel=Channel.WEBCHAT,
         account_id="demo",
-        conversation_key=f"webchat:demo:{run}-{n}",
+        conversation_key=f"webchat:demo:{run}-{n}{conversation}",
         dedup_key=f"{run}-{n}",
         customer=Customer(platform_id=f"visitor-{run}-{n}", display_name="张伟"),
         message=Message(text="你好，我的订单还没有到"),
@@ -97,24 +99,42 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 async def cycle(
     service: RoutingService, contacts: int, fetch: int, run: str
 ) -> dict[str, Callable[[], Awaitable[None]]]:
-    """The phases of ``contacts`` new contacts, each to be awaited in turn."""
+    """The phases of ``contacts`` new contacts, each to be awaited in turn; then the same customers' second
+    conversations (``return``: a customer found, with a last agent to wait for), served unmeasured (``_``)."""
     arriving = [contact(n, run) for n in range(contacts)]
+    returning = [contact(n, run, "-again") for n in range(contacts)]
 
-    async def consume() -> None:
-        for records in chunks(arriving, fetch):
-            await events.on_contacts(service, records)
+    def consume(records: list[ContactEvent]) -> Callable[[], Awaitable[None]]:
+        async def phase() -> None:
+            for fetched in chunks(records, fetch):
+                await events.on_contacts(service, fetched)
 
-    async def accept() -> None:
-        ids = {e.event_id for e in arriving}
-        for offer in [o for o in service.state.offers.values() if o.contact.id in ids]:
-            await commands.accept(service, offer.id, offer.agent_id)
+        return phase
 
-    async def complete() -> None:
-        ids = {e.event_id for e in arriving}
-        for assignment in [a for a in service.state.assignments.values() if a.contact.id in ids]:
-            await commands.complete(service, assignment.id, assignment.agent_id, disposition="resolved")
+    def accept(records: list[ContactEvent]) -> Callable[[], Awaitable[None]]:
+        async def phase() -> None:
+            ids = {e.event_id for e in records}
+            for offer in [o for o in service.state.offers.values() if o.contact.id in ids]:
+                await commands.accept(service, offer.id, offer.agent_id)
 
-    return {"consume": consume, "accept": accept, "complete": complete}
+        return phase
+
+    def complete(records: list[ContactEvent]) -> Callable[[], Awaitable[None]]:
+        async def phase() -> None:
+            ids = {e.event_id for e in records}
+            for assignment in [a for a in service.state.assignments.values() if a.contact.id in ids]:
+                await commands.complete(service, assignment.id, assignment.agent_id, disposition="resolved")
+
+        return phase
+
+    return {
+        "consume": consume(arriving),
+        "accept": accept(arriving),
+        "complete": complete(arriving),
+        "return": consume(returning),
+        "_accept": accept(returning),
+        "_complete": complete(returning),
+    }
 
 
 async def run(url: str, config_path: Path, contacts: int, fetch: int) -> dict[str, dict[str, float]]:
@@ -136,6 +156,8 @@ async def run(url: str, config_path: Path, contacts: int, fetch: int) -> dict[st
         for name, phase in (await cycle(service, contacts, fetch, "measured")).items():
             before, cpu, pg = counts.now(), time.process_time(), server_cpu(postmaster)
             await phase()
+            if name.startswith("_"):
+                continue
             cpu, pg = time.process_time() - cpu, server_cpu(postmaster) - pg
             statements, executes, writes = (b - a for a, b in zip(before, counts.now(), strict=True))
             results[name] = {
