@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-escalation-batches bench-e2e bench-outbox bench-http-stack bench-router-service bench-kafka simulate clean
+.PHONY: install run test lint typecheck unit service integration e2e contracts bench-channels bench-router bench-escalation bench-escalation-batches bench-e2e bench-outbox bench-http-stack bench-router-service bench-kafka bench-restart simulate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -81,3 +81,6 @@ bench-kafka: install  ## consumers' fetch wait vs broker and client CPU, request
 
 bench-router-service: install  ## router: PostgreSQL statements, round trips and CPU per contact consumed, accepted, completed (ARGS="--baseline <rev> --rounds 3")
 	$(BIN)/python -m bench.router_service $(ARGS)
+
+bench-restart: install  ## a restarted router / escalation service: process start to /readyz and to its first record applied, after SIGKILL and SIGTERM (ARGS="--runs 3")
+	$(BIN)/python -m bench.restart $(ARGS)

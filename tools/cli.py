@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         help="port of the notification receiver on 127.0.0.1 (the example policy's webhooks post to 8003)",
     )
     dev.add_argument("--kafka-port", type=int, default=None, help="port of the embedded broker (default: a free one)")
+    dev.add_argument(
+        "--restart",
+        action="store_true",
+        default=os.environ.get("KEFU_DEV_RESTART") == "1",
+        help="start a service that exits again, as a process manager would (default: stop everything)",
+    )
 
     commands.add_parser("channels", help="run the channel adapters (webhooks)")
     commands.add_parser("router", help="run the router and agent desktop API")
@@ -39,18 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
 
-    from services.router import simulate_cli as simulate
-
-    simulate.add_arguments(
-        commands.add_parser(
-            "simulate",
-            help="drive the decision core with Poisson arrivals; compare with Erlang C (and Cobham's priority waits)",
-        )
+    # the arguments of simulate and dlq come with their modules, imported only for that command (`kefu router` starts
+    # sooner without the simulator and the dead-letter tools)
+    chosen = (sys.argv[1:] if argv is None else argv)[:1]
+    simulate = commands.add_parser(
+        "simulate",
+        help="drive the decision core with Poisson arrivals; compare with Erlang C (and Cobham's priority waits)",
     )
+    if chosen == ["simulate"]:
+        from services.router import simulate_cli
 
-    from tools import dlq
+        simulate_cli.add_arguments(simulate)
+    dlq = commands.add_parser("dlq", help="list dead-lettered records; replay chosen ones after a fix")
+    if chosen == ["dlq"]:
+        from tools import dlq as dlq_cli
 
-    dlq.add_arguments(commands.add_parser("dlq", help="list dead-lettered records; replay chosen ones after a fix"))
+        dlq_cli.add_arguments(dlq)
 
     demo = commands.add_parser("demo", help="post a signed demo message (web chat, or another channel)")
     demo.add_argument("text", nargs="?", default="你好，我想咨询一下这款空调的安装服务")
@@ -97,7 +107,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "escalation": args.escalation_port,
                 "receiver": args.receiver_port,
             }
-            return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port))
+            return dev.run(dev.DevOptions(args.data_dir.resolve(), args.host, ports, args.kafka_port, args.restart))
         case "channels" | "router" | "escalation":
             from tools import assemble
 

@@ -7,7 +7,9 @@ policy's notifications (``tools.receiver``): every webhook of the policy whose U
 signed with a secret generated at start. Ctrl-C (or SIGTERM) stops the services first (SIGTERM, then
 waiting while they drain their requests, consumers and outboxes), then the broker and the database. The
 services and the broker run in sessions of their own (PostgreSQL's ``pg_ctl`` does the same), so a
-terminal's Ctrl-C, which signals the whole foreground process group, reaches only ``kefu dev``.
+terminal's Ctrl-C, which signals the whole foreground process group, reaches only ``kefu dev``. A service that
+exits stops them all, or, with ``--restart`` (``KEFU_DEV_RESTART=1``), is started again with the same command line
+and environment, as a process manager would (``make bench-restart`` times it).
 """
 
 import asyncio
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -43,6 +46,7 @@ class DevOptions:
     host: str
     ports: dict[str, int]
     kafka_port: int | None
+    restart: bool = False  # a service that exits is started again (a process manager's part) instead of stopping all
 
 
 def run(options: DevOptions) -> int:
@@ -83,19 +87,39 @@ def run(options: DevOptions) -> int:
             "escalation": {hook.secret: secret for hook in hooks},
             "receiver": {"KEFU_RECEIVER_SECRET": secret, "KEFU_HOST": LOOPBACK[0]},
         }
-        children = {name: _spawn(name, {**env, **own_env.get(name, {})}, options.ports[name]) for name in SERVICES}
+
+        def spawn(name: str) -> "subprocess.Popen[bytes]":
+            return _spawn(name, {**env, **own_env.get(name, {})}, options.ports[name])
+
+        children = {name: spawn(name) for name in SERVICES}
         stack.callback(_stop_all, children)
         if not _wait_healthy(options, children, stop):
             return 1
         _banner(options, database_url, bootstrap, settings, hooks)
-        while not stop.requested:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    _say(f"{name} exited with status {child.returncode}; stopping kefu")
-                    return 1
-            time.sleep(0.2)
+        if not watch(children, lambda: stop.requested, spawn if options.restart else None):
+            return 1
         _say("stopping …")
     return 0
+
+
+def watch(
+    children: dict[str, "subprocess.Popen[bytes]"],
+    stopped: Callable[[], bool],
+    respawn: Callable[[str], "subprocess.Popen[bytes]"] | None,
+) -> bool:
+    """Watch the services until a stop is requested (True); one that exits is started again by ``respawn`` (the same
+    command line and environment), or, without it, ends the watch (False)."""
+    while not stopped():
+        for name, child in children.items():
+            if child.poll() is None:
+                continue
+            if respawn is None:
+                _say(f"{name} exited with status {child.returncode}; stopping kefu")
+                return False
+            _say(f"{name} exited with status {child.returncode}; starting it again")
+            children[name] = respawn(name)
+        time.sleep(0.1)
+    return True
 
 
 def _check_ports(options: DevOptions) -> None:
