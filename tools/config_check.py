@@ -10,32 +10,44 @@ A service calls ``at_start`` with the files it reads: it refuses to start on an 
 problem) and logs the warnings.
 """
 
+import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel
 
-from kefu.auth import AuthConfig
 from kefu.config_file import ConfigError, Report, Source, parse_section, read
-from services.channels.accounts import ChannelsConfig
-from services.escalation.domain.policy import EscalationPolicy
-from services.router.domain.config import RoutingConfig
 from tools.config_cross import channel_problems, escalation_problems
 
-SECTIONS: dict[str, type[BaseModel]] = {
-    "channels": ChannelsConfig,
-    "routing": RoutingConfig,
-    "escalation": EscalationPolicy,
-    "auth": AuthConfig,
+if TYPE_CHECKING:
+    from services.channels.accounts import ChannelsConfig
+    from services.escalation.domain.policy import EscalationPolicy
+    from services.router.domain.config import RoutingConfig
+
+# each section's model, imported when a file has the section: a service imports the models of the sections it reads,
+# not every service's (the router's kefu.yaml has no escalation section: no policy engine imported to start it)
+SECTIONS: dict[str, str] = {
+    "channels": "services.channels.accounts:ChannelsConfig",
+    "routing": "services.router.domain.config:RoutingConfig",
+    "escalation": "services.escalation.domain.policy:EscalationPolicy",
+    "auth": "kefu.auth:AuthConfig",
 }
+
+
+def section_model(name: str) -> type[BaseModel]:
+    """The model of the section ``name`` (one of ``SECTIONS``)."""
+    module, _, model = SECTIONS[name].partition(":")
+    found: type[BaseModel] = getattr(importlib.import_module(module), model)
+    return found
 
 
 def group_members(report: Report) -> dict[str, frozenset[str]]:
     """Each router group's agents, as the routing section lists them (none without one)."""
-    routing = report.sections.get("routing")
+    routing = cast("RoutingConfig | None", report.sections.get("routing"))
     members: dict[str, set[str]] = {}
-    for agent in routing.agents if isinstance(routing, RoutingConfig) else []:
+    for agent in routing.agents if routing is not None else []:
         for group in agent.groups:
             members.setdefault(group, set()).add(agent.id)
     return {group: frozenset(agents) for group, agents in members.items()}
@@ -49,27 +61,29 @@ def check(paths: Sequence[Path], *, required: Sequence[str] = ()) -> Report:
     sections: dict[str, BaseModel] = {}
     for name, source in sources.items():
         try:
-            sections[name] = parse_section(source, name, SECTIONS[name])
+            sections[name] = parse_section(source, name, section_model(name))
         except ConfigError as exc:
             errors += exc.errors
     if complete:  # an unreadable file may hold what is missing
         named = ", ".join(str(p) for p in paths)
         errors += [f"{named}: no {name} section (kefu needs one here)" for name in required if name not in sources]
-    routing, policy = sections.get("routing"), sections.get("escalation")
-    if isinstance(routing, RoutingConfig):
-        escalated = [t.queue for t in policy.targets.values()] if isinstance(policy, EscalationPolicy) else []
+    # a section in ``sections`` was parsed with its model (``section_model``)
+    routing = cast("RoutingConfig | None", sections.get("routing"))
+    policy = cast("EscalationPolicy | None", sections.get("escalation"))
+    accounts = cast("ChannelsConfig | None", sections.get("channels"))
+    if routing is not None:
+        escalated = [t.queue for t in policy.targets.values()] if policy is not None else []
         warnings += [
             f"{sources['routing'].where(('routing', *loc))}: {msg}" for loc, msg in routing.warnings(escalated)
         ]
-    accounts = sections.get("channels")
-    if isinstance(accounts, ChannelsConfig) and isinstance(routing, RoutingConfig):
+    if accounts is not None and routing is not None:
         errors += [
             f"{sources['channels'].where(('channels', *loc))}: {msg}"
             for loc, msg in channel_problems(accounts, routing)
         ]
-    if isinstance(policy, EscalationPolicy):
+    if policy is not None:
         place = sources["escalation"]
-        if isinstance(routing, RoutingConfig):
+        if routing is not None:
             wrong, doubtful = escalation_problems(policy, routing)
             errors += [f"{place.where(('escalation', *loc))}: {msg}" for loc, msg in wrong]
             warnings += [f"{place.where(('escalation', *loc))}: {msg}" for loc, msg in doubtful]
@@ -87,9 +101,14 @@ def at_start(paths: Sequence[Path], *, required: Sequence[str], log: logging.Log
     if report.errors:
         raise ConfigError(report.errors)
     if log is not None:
-        for line in report.warnings:
-            log.warning("configuration: %s", line)
+        log_warnings(report, log)
     return report
+
+
+def log_warnings(report: Report, log: logging.Logger) -> None:
+    """Log each warning of ``report`` on ``log``."""
+    for line in report.warnings:
+        log.warning("configuration: %s", line)
 
 
 def _sections(paths: Sequence[Path], errors: list[str], warnings: list[str]) -> tuple[dict[str, Source], bool]:

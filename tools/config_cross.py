@@ -5,10 +5,14 @@ all and runs these for ``kefu config validate`` and for every service at start. 
 section checked (``channels``, ``escalation``).
 """
 
+from typing import TYPE_CHECKING
+
 from contracts import Channel
-from services.channels.accounts import ChannelsConfig
-from services.escalation.domain.policy import EscalationPolicy, Target
-from services.router.domain.config import RoutingConfig
+
+if TYPE_CHECKING:  # the models of the sections checked, imported by tools.config_check when a file has them
+    from services.channels.accounts import ChannelsConfig
+    from services.escalation.domain.policy import EscalationPolicy, Target
+    from services.router.domain.config import RoutingConfig
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -25,7 +29,7 @@ ACCOUNT_CHANNELS: dict[str, Channel] = {
 }
 
 
-def channel_problems(channels: ChannelsConfig, routing: RoutingConfig) -> list[Problem]:
+def channel_problems(channels: "ChannelsConfig", routing: "RoutingConfig") -> list[Problem]:
     """Accounts whose contacts, when no rule places them, go to a queue that does not accept their channel."""
     queues = {q.id: q for q in routing.queues}
     problems: list[Problem] = []
@@ -45,7 +49,7 @@ def channel_problems(channels: ChannelsConfig, routing: RoutingConfig) -> list[P
     return problems
 
 
-def escalation_problems(policy: EscalationPolicy, routing: RoutingConfig) -> tuple[list[Problem], list[Problem]]:
+def escalation_problems(policy: "EscalationPolicy", routing: "RoutingConfig") -> tuple[list[Problem], list[Problem]]:
     """The errors (a target naming a router group or queue that does not exist) and the warnings of ``policy``."""
     errors: list[Problem] = []
     warnings: list[Problem] = []
@@ -67,7 +71,7 @@ def escalation_problems(policy: EscalationPolicy, routing: RoutingConfig) -> tup
 
 
 def _doubtful_target(
-    at: Loc, target: Target, queue_group: str | None, accepted: list[str], routing: RoutingConfig
+    at: Loc, target: "Target", queue_group: str | None, accepted: list[str], routing: "RoutingConfig"
 ) -> list[Problem]:
     warnings: list[Problem] = []
     if queue_group is not None and queue_group not in (target.group, target.fallback_group):
@@ -86,7 +90,7 @@ def _doubtful_target(
     return warnings
 
 
-def _source_is_target(policy: EscalationPolicy, routing: RoutingConfig) -> list[Problem]:
+def _source_is_target(policy: "EscalationPolicy", routing: "RoutingConfig") -> list[Problem]:
     """Triggers whose contacts already wait in the target's queue: escalating moves nobody anywhere."""
     warnings: list[Problem] = []
     triggers = policy.triggers

@@ -69,6 +69,7 @@ class LifespanServer(uvicorn.Server):
         # so that no full collection walks it while a request or a batch waits
         gc.collect()
         gc.freeze()
+        gc.enable()  # a service's command keeps it off while the service starts (tools.cli)
         await super().startup(sockets=sockets)
         for sock in sockets or ():
             host, port = sock.getsockname()[:2]

@@ -73,10 +73,16 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
         stack.push_async_callback(engine.dispose)
         stack.push_async_callback(producer.stop)
         stack.push_async_callback(kafka.stop_all, consumer, commands)
+        # the database reached first (its error is the one a start without database nor broker reports), then the
+        # consumers join their groups (a second or two on Tansu) while the state loads: neither waits for the other
+        async with engine.connect():
+            pass
+        joining = asyncio.ensure_future(kafka.start_all(producer, consumer, commands))
+        stack.push_async_callback(_cancelled, joining)  # a state load that fails does not leave it running
         await service.start(config_text, settings.config_path)
         async with engine.connect() as conn:  # new desktop streams start after the newest feed item
             feed.last_id = await feed_store.newest_id(conn)
-        await kafka.start_all(producer, consumer, commands)
+        await joining
         stack.push_async_callback(relay.drain)  # it ran: publish what its last commits left in the outbox
         loops = {
             # the records of a fetch in one transaction (issue 12)
@@ -94,6 +100,15 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
             return {CONTACTS: kafka.backlog_of(consumer), ROUTING_COMMANDS: kafka.backlog_of(commands)}
 
         yield Router(settings, engine, producer, service, feed, tokens, backlog)
+
+
+async def _cancelled(task: "asyncio.Future[None]") -> None:
+    """``task`` cancelled if it still runs, and waited for; its error was raised where it was awaited, or is dropped
+    for the error that stopped the start before that."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio would log it as never retrieved
 
 
 async def _tick(service: RoutingService, every: float) -> None:
