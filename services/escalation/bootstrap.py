@@ -71,9 +71,13 @@ async def running(
     policy = checked.section("escalation", EscalationPolicy)
     engine = db.create_engine(settings.database_url)
     producer = kafka.create_producer(settings.kafka_bootstrap)
-    # a group per topic: members of one group subscribed to different topics make every rebalance wait on both
+    # a group per topic: members of one group subscribed to different topics make every rebalance wait on both;
+    # background consumers (longer fetch waits: a third of the broker's reads idle, kefu.kafka): nobody waits on a
+    # record here, whose effects are timers, cases and notifications
     contacts, routing = (
-        kafka.create_consumer(settings.kafka_bootstrap, topic, group_id=f"{settings.consumer_group}-{name}")
+        kafka.create_consumer(
+            settings.kafka_bootstrap, topic, group_id=f"{settings.consumer_group}-{name}", background=True
+        )
         for name, topic in (("contacts", CONTACTS), ("routing", ROUTING_EVENTS))
     )
     http = httpx.AsyncClient(follow_redirects=False)
