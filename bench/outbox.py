@@ -1,13 +1,17 @@
 """The outbox relay's cost per row and per pass (issue 12), before and after, in one run.
 
     python -m bench.outbox [--baseline REV] [--rounds 5] [--rows 10000] [--passes 300] [--per-commit 4]
+                           [--commit-rate 150]
 
 Two workloads on the machine's PostgreSQL (``--database-url``, a database of its own created and dropped) and an
 embedded Tansu broker (a topic of 6 partitions):
 
 * ``backlog``: ``--rows`` unpublished rows, drained by ``relay_once`` in batches of 500 (a relay catching up);
 * ``trickle``: ``--passes`` commits of ``--per-commit`` rows, each followed by one ``relay_once`` (a relay woken by
-  every commit, as under a moderate load: the pass's fixed cost is most of it).
+  every commit, as under a moderate load: the pass's fixed cost is most of it);
+* ``woken``: the relay's own loop (``run``) while ``--passes`` commits of ``--per-commit`` rows come at
+  ``--commit-rate`` a second, each waking it, as a service's commits do: CPU a row (the commits' included) and
+  passes a commit, until every row is published.
 
 ``--baseline REV`` loads ``kefu/outbox.py`` and ``kefu/db.py`` of that git revision (engine settings included) as
 the "before"; the working tree's are the "after". Variants alternate round by round; the table has the medians of
@@ -36,7 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter
-from sqlalchemy import MetaData, Table, insert, text
+from sqlalchemy import MetaData, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -152,6 +156,42 @@ async def trickle(relay: Any, engine: AsyncEngine, table: Table, passes: int, pe
     }
 
 
+async def woken(
+    relay: Any, engine: AsyncEngine, table: Table, commits: int, per_commit: int, rate: float
+) -> dict[str, float]:
+    await _truncate(engine, table)
+    passes = 0
+    relay_once = relay.relay_once
+
+    async def counted() -> int:
+        nonlocal passes
+        sent: int = await relay_once()
+        passes += sent > 0
+        return sent
+
+    relay.relay_once = counted
+    running = asyncio.create_task(relay.run())
+    cpu = time.process_time()
+    try:
+        for n in range(commits):
+            async with engine.begin() as conn:
+                await conn.execute(insert(table), _rows(per_commit, n))
+            relay.wake()
+            await asyncio.sleep(1 / rate)
+        left = select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+        while True:
+            async with engine.connect() as conn:
+                if (await conn.execute(left)).scalar_one() == 0:
+                    break
+            await asyncio.sleep(0.01)
+        cpu = time.process_time() - cpu
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        del relay.relay_once
+    return {"CPU µs/row": cpu / (commits * per_commit) * 1e6, "passes/commit": passes / commits}
+
+
 def _counts(profile: cProfile.Profile, passes: int) -> dict[str, float]:
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     compiles = visits = sends = 0
@@ -184,6 +224,9 @@ async def measure(args: argparse.Namespace, variants: list[Variant], broker: Emb
         workloads: dict[str, Callable[[Variant], Awaitable[dict[str, float]]]] = {
             "backlog": lambda v: backlog(relays[v.name], engines[v.name], stage.table, args.rows),
             "trickle": lambda v: trickle(relays[v.name], engines[v.name], stage.table, args.passes, args.per_commit),
+            "woken": lambda v: woken(
+                relays[v.name], engines[v.name], stage.table, args.passes, args.per_commit, args.commit_rate
+            ),
         }
         for v in variants:  # warm-up: connections, prepared statements, metadata
             await trickle(relays[v.name], engines[v.name], stage.table, 20, args.per_commit)
@@ -234,6 +277,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--passes", type=int, default=300)
     parser.add_argument("--per-commit", type=int, default=4)
+    parser.add_argument("--commit-rate", type=float, default=150, help="commits a second in 'woken' (default 150)")
     return parser.parse_args(argv)
 
 

@@ -65,6 +65,13 @@ PASSES = Counter("kefu_outbox_batches_total", "Relay passes that published at le
 # whose relay is down): 5 s, against a query a second per service for nothing.
 POLL_SECONDS = 5.0
 
+# How long a woken relay waits before it looks, so that the commits of a trickle share a pass: a pass of a row or two
+# costs ~2.4 ms of CPU (a transaction, a produce request and its acknowledgement), almost all of it whatever it
+# carries; 500 rows cost ~38 µs each (make bench-outbox). The router's commits (a fetch's batch, each accept, each
+# completion) woke a pass each: at 50 contacts/s ~150 passes a second. Routing events reach their consumers this
+# much later; nothing a desktop waits for goes through the outbox (offers and notices are pushed after the commit).
+GATHER_SECONDS = 0.02
+
 # A pass's claim, in one round trip: the relays' lock ($1), then up to $2 unpublished rows in id order, locked and
 # marked published, returned (id, topic, key, payload). The lock is taken before any row is read (a one-time
 # filter); a relay that waited for it reads with a snapshot taken before it waited, but a row another relay marked
@@ -128,9 +135,9 @@ async def add(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]
 
 
 class OutboxRelay:
-    """Publishes unpublished outbox rows; ``wake()`` after a commit (or it looks every ``poll_seconds``, a safety
-    net). Between batches, on the retention's schedule, it deletes the rows published longer ago than the retention
-    keeps them."""
+    """Publishes unpublished outbox rows; ``wake()`` after a commit (it looks ``gather_seconds`` later, with the
+    commits that came meanwhile; or every ``poll_seconds``, a safety net). Between batches, on the retention's
+    schedule, it deletes the rows published longer ago than the retention keeps them."""
 
     def __init__(
         self,
@@ -141,6 +148,7 @@ class OutboxRelay:
         batch: int = 500,
         retention: OutboxRetention | None = None,
         poll_seconds: float = POLL_SECONDS,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self._engine = engine
         self._table = table
@@ -148,6 +156,7 @@ class OutboxRelay:
         self._batch = batch
         self._retention = retention or OutboxRetention()
         self._poll_seconds = poll_seconds
+        self._gather_seconds = gather_seconds
         self._wakeup = asyncio.Event()
         # one relay of this table at a time, across processes: the lock's key is the table's name
         self._lock_key = zlib.crc32(f"kefu.outbox:{table.fullname}".encode())
@@ -178,10 +187,15 @@ class OutboxRelay:
                 delay = min(delay * 2, 5.0)
                 continue
             if sent < self._batch:  # a full batch: there may be more, go on at once
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wake-up
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_seconds):
-                        await self._wakeup.wait()
+                await self._woken()
+
+    async def _woken(self) -> None:
+        """Wait for a wake-up, then ``gather_seconds`` for the commits right behind it; or ``poll_seconds``."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wake-up
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._poll_seconds):
+                await self._wakeup.wait()
+                await asyncio.sleep(self._gather_seconds)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Publish what is left, on the way out (after the loop stopped, before the producer does), so that the

@@ -187,6 +187,28 @@ async def test_rows_of_many_commits_go_out_in_fewer_passes_in_order_per_key(
         await engine.dispose()
 
 
+async def test_commits_that_wake_the_relay_within_its_gathering_time_go_out_in_one_pass(
+    database_url: str, broker: EmbeddedKafka
+) -> None:
+    """A woken relay waits ``gather_seconds`` before it looks: the commits of a trickle (an accept, a completion,
+    a fetch's batch, each waking it) share a pass, whose fixed cost is most of a small one's (make bench-outbox)."""
+    engine = create_async_engine(database_url)
+    producer = kafka.create_producer(broker.bootstrap)
+    await producer.start()
+    try:
+        relay = _CountingRelay(engine, outbox, producer, poll_seconds=60, gather_seconds=5)
+        async with _running(relay):
+            for n in range(5):  # one after another, as a trickle of commits comes
+                async with engine.begin() as conn:
+                    await add(conn, outbox, [outbox_row(ROUTING_EVENTS, f"conversation-{n}", "{}")])
+                relay.wake()
+            records = await read_topic(broker.bootstrap, ROUTING_EVENTS, at_least=5)
+        assert (len(records), relay.passes) == (5, 1)
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
 class _FailingAfter:
     """A producer whose broker goes away after ``good`` sends of a batch: the acks of the later ones fail."""
 
