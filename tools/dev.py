@@ -102,23 +102,43 @@ def run(options: DevOptions) -> int:
     return 0
 
 
+QUICK_EXIT_SECONDS = 10.0  # a service that exits sooner after its start is failing to start: restarts back off
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before the 1st, 2nd, … restart after quick exits
+
+
 def watch(
     children: dict[str, "subprocess.Popen[bytes]"],
     stopped: Callable[[], bool],
     respawn: Callable[[str], "subprocess.Popen[bytes]"] | None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """Watch the services until a stop is requested (True); one that exits is started again by ``respawn`` (the same
-    command line and environment), or, without it, ends the watch (False)."""
+    command line and environment), or, without it, ends the watch (False). A service that keeps exiting within
+    ``QUICK_EXIT_SECONDS`` of its start waits longer each time (``RESTART_BACKOFF``), as a process manager's does."""
+    began: dict[str, float] = {}
+    quick_exits: dict[str, int] = {}
+    due: dict[str, float] = {}  # exited services, and when they start again
     while not stopped():
+        now = clock()
         for name, child in children.items():
+            if name in due:
+                if now >= due[name] and respawn is not None:
+                    del due[name]
+                    children[name], began[name] = respawn(name), now
+                continue
             if child.poll() is None:
                 continue
             if respawn is None:
                 _say(f"{name} exited with status {child.returncode}; stopping kefu")
                 return False
-            _say(f"{name} exited with status {child.returncode}; starting it again")
-            children[name] = respawn(name)
-        time.sleep(0.1)
+            quick = now - began.get(name, float("-inf")) < QUICK_EXIT_SECONDS
+            quick_exits[name] = quick_exits.get(name, 0) + 1 if quick else 0
+            wait = RESTART_BACKOFF[min(quick_exits[name], len(RESTART_BACKOFF)) - 1] if quick_exits[name] else 0.0
+            _say(f"{name} exited with status {child.returncode}; starting it again in {wait:g} s")
+            due[name] = now + wait
+        sleep(0.1)
     return True
 
 
