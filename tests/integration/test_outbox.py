@@ -130,13 +130,15 @@ async def _running(relay: OutboxRelay) -> AsyncIterator[None]:
 
 
 class _CountingRelay(OutboxRelay):
-    """A relay that counts its passes that published something."""
+    """A relay that counts its passes that published something, and all it made (``looks``)."""
 
     passes = 0
+    looks = 0
 
     async def relay_once(self) -> int:
         sent = await super().relay_once()
         self.passes += sent > 0
+        self.looks += 1
         return sent
 
 
@@ -198,6 +200,11 @@ async def test_commits_that_wake_the_relay_within_its_gathering_time_go_out_in_o
     try:
         relay = _CountingRelay(engine, outbox, producer, poll_seconds=60, gather_seconds=5)
         async with _running(relay):
+
+            async def looked() -> bool:  # its first pass, at start, is over: from now on only wake-ups move it
+                return relay.looks > 0
+
+            await eventually(looked)
             for n in range(5):  # one after another, as a trickle of commits comes
                 async with engine.begin() as conn:
                     await add(conn, outbox, [outbox_row(ROUTING_EVENTS, f"conversation-{n}", "{}")])
