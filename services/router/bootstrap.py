@@ -75,8 +75,7 @@ async def running(settings: RouterSettings, checked: Report) -> AsyncIterator[Ro
         stack.push_async_callback(kafka.stop_all, consumer, commands)
         # the database reached first (its error is the one a start without database nor broker reports), then the
         # consumers join their groups (a second or two on Tansu) while the state loads: neither waits for the other
-        async with engine.connect():
-            pass
+        await db.ping(engine)
         joining = asyncio.ensure_future(kafka.start_all(producer, consumer, commands))
         stack.push_async_callback(_cancelled, joining)  # a state load that fails does not leave it running
         await service.start(config_text, settings.config_path)
